@@ -1,0 +1,1 @@
+"""mlscale: the logic behind the mlscale Airflow bundle (ingest, quality, training, registry, scoring)."""

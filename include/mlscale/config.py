@@ -1,0 +1,167 @@
+"""One settings object read from the environment, with defaults that run on one machine."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_PG_DSN = "postgresql://127.0.0.1:5432/postgres"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where every service and folder is; every field can be overridden by an `MLSCALE_*` variable."""
+
+    root: Path
+    state_dir: Path
+    landing_dir: Path
+    pg_dsn_override: str | None
+    db_suffix: str
+    mlflow_host: str
+    mlflow_port: int
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
+        """Build the settings from `env` (default: `os.environ`)."""
+        env = os.environ if env is None else env
+        root = Path(env.get("MLSCALE_ROOT", ROOT))
+        state_dir = Path(env.get("MLSCALE_STATE_DIR", root / ".mlscale"))
+        return cls(
+            root=root,
+            state_dir=state_dir,
+            landing_dir=Path(env.get("MLSCALE_LANDING_DIR", root / "landing")),
+            pg_dsn_override=env.get("MLSCALE_PG_DSN") or None,
+            db_suffix=env.get("MLSCALE_DB_SUFFIX", ""),
+            mlflow_host=env.get("MLSCALE_MLFLOW_HOST", "127.0.0.1"),
+            mlflow_port=int(env.get("MLSCALE_MLFLOW_PORT", "5000")),
+        )
+
+    # --- PostgreSQL -------------------------------------------------------------------------
+    @property
+    def pg_dsn_file(self) -> Path:
+        """Where `mlscale setup` records the DSN of a private cluster it started."""
+        return self.state_dir / "pg.dsn"
+
+    @cached_property
+    def pg_dsn(self) -> str:
+        """Admin DSN: `MLSCALE_PG_DSN`, else the private cluster setup started, else 127.0.0.1:5432."""
+        if self.pg_dsn_override:
+            return self.pg_dsn_override
+        if self.pg_dsn_file.exists():
+            return self.pg_dsn_file.read_text().strip()
+        return DEFAULT_PG_DSN
+
+    @property
+    def warehouse_db(self) -> str:
+        return f"warehouse{self.db_suffix}"
+
+    @property
+    def airflow_db(self) -> str:
+        return f"airflow{self.db_suffix}"
+
+    @property
+    def mlflow_db(self) -> str:
+        return f"mlflow{self.db_suffix}"
+
+    def dsn(self, dbname: str) -> str:
+        """libpq DSN for database `dbname` on the configured server."""
+        return make_conninfo(self.pg_dsn, dbname=dbname)
+
+    def conn_params(self, dbname: str) -> dict[str, str]:
+        """Connection parameters (host, port, user, dbname, ...) for `dbname`."""
+        params = conninfo_to_dict(self.dsn(dbname))
+        params.setdefault("host", "127.0.0.1")
+        params.setdefault("port", "5432")
+        params.setdefault("user", os.environ.get("PGUSER") or _os_user())
+        return {k: str(v) for k, v in params.items()}
+
+    def sqlalchemy_url(self, dbname: str) -> str:
+        """SQLAlchemy URL (psycopg2 driver, as Airflow, MLflow and GX expect) for `dbname`."""
+        p = self.conn_params(dbname)
+        auth = p["user"] + (f":{p['password']}" if p.get("password") else "")
+        return f"postgresql+psycopg2://{auth}@{p['host']}:{p['port']}/{dbname}"
+
+    # --- MLflow --------------------------------------------------------------------------------
+    @property
+    def mlflow_uri(self) -> str:
+        return f"http://{self.mlflow_host}:{self.mlflow_port}"
+
+    @property
+    def mlflow_artifacts_dir(self) -> Path:
+        return self.state_dir / f"mlartifacts{self.db_suffix}"
+
+    # --- folders -----------------------------------------------------------------------------
+    @property
+    def run_dir(self) -> Path:
+        """pid files of the services these targets started."""
+        return self.state_dir / "run"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.state_dir / "log"
+
+    @property
+    def airflow_home(self) -> Path:
+        return self.state_dir / f"airflow{self.db_suffix}"
+
+    @property
+    def dbt_project_dir(self) -> Path:
+        return self.root / "dbt_project"
+
+    @property
+    def dbt_manifest(self) -> Path:
+        return self.dbt_project_dir / "target" / "manifest.json"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.root / "include" / "models"
+
+    @property
+    def gx_dir(self) -> Path:
+        return self.root / "include" / "gx"
+
+    # --- environment for Airflow, dbt and child processes ----------------------------------
+    def service_env(self) -> dict[str, str]:
+        """Variables Airflow, dbt, MLflow and the DAG tasks read; set before Airflow is imported."""
+        wh = self.conn_params(self.warehouse_db)
+        return {
+            "AIRFLOW_HOME": str(self.airflow_home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(self.root / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(self.root / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.sqlalchemy_url(self.airflow_db),
+            "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
+            "AIRFLOW__COSMOS__PROPAGATE_LOGS": "False",
+            "DO_NOT_TRACK": "1",
+            "SCARF_ANALYTICS": "false",
+            "MLFLOW_TRACKING_URI": self.mlflow_uri,
+            "MLSCALE_PG_DSN": self.pg_dsn,
+            "MLSCALE_DB_SUFFIX": self.db_suffix,
+            "MLSCALE_STATE_DIR": str(self.state_dir),
+            "MLSCALE_LANDING_DIR": str(self.landing_dir),
+            "MLSCALE_MLFLOW_PORT": str(self.mlflow_port),
+            "DBT_PROFILES_DIR": str(self.dbt_project_dir),
+            "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",
+            "MLSCALE_WH_HOST": wh["host"],
+            "MLSCALE_WH_PORT": wh["port"],
+            "MLSCALE_WH_USER": wh["user"],
+            "MLSCALE_WH_PASSWORD": wh.get("password", ""),
+            "MLSCALE_WH_DBNAME": self.warehouse_db,
+        }
+
+
+def _os_user() -> str:
+    import getpass
+
+    return getpass.getuser()
+
+
+def settings() -> Settings:
+    """The settings of this process, read from the environment."""
+    return Settings.from_env()

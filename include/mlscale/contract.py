@@ -1,0 +1,79 @@
+"""The landing contract (include/contracts/landing.yml): feeds, columns, types, keys."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+from functools import cache
+from pathlib import Path
+from typing import Callable
+
+import yaml
+
+CONTRACT_PATH = Path(__file__).resolve().parents[1] / "contracts" / "landing.yml"
+
+
+def _parse_timestamp(value: str) -> datetime:
+    ts = datetime.fromisoformat(value)
+    if ts.tzinfo is None:
+        raise ValueError("timestamp has no time zone")
+    return ts
+
+
+def _parse_numeric(value: str) -> Decimal:
+    try:
+        number = Decimal(value)
+    except InvalidOperation:
+        raise ValueError(f"not a number: {value!r}") from None
+    if not number.is_finite():
+        raise ValueError(f"not a finite number: {value!r}")
+    return number
+
+
+PARSERS: dict[str, Callable[[str], object]] = {
+    "bigint": int,
+    "integer": int,
+    "numeric": _parse_numeric,
+    "text": str,
+    "date": date.fromisoformat,
+    "timestamptz": _parse_timestamp,
+}
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+    required: bool
+
+
+@dataclass(frozen=True)
+class Feed:
+    name: str
+    mandatory: bool
+    key: tuple[str, ...]
+    columns: tuple[Column, ...]
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    @property
+    def required_columns(self) -> list[str]:
+        return [c.name for c in self.columns if c.required]
+
+
+@cache
+def load_contract(path: Path = CONTRACT_PATH) -> dict[str, Feed]:
+    """Read the contract file into `Feed`s, checking every type is known."""
+    raw = yaml.safe_load(path.read_text())
+    feeds = {}
+    for name, spec in raw["feeds"].items():
+        cols = []
+        for col, cspec in spec["columns"].items():
+            if cspec["type"] not in PARSERS:
+                raise ValueError(f"{path}: feed {name}, column {col}: unknown type {cspec['type']!r}")
+            cols.append(Column(col, cspec["type"], bool(cspec.get("required", False))))
+        feeds[name] = Feed(name, bool(spec.get("mandatory", False)), tuple(spec["key"]), tuple(cols))
+    return feeds

@@ -1,0 +1,219 @@
+"""Load landing files into raw.* with COPY: a sha256 ledger makes it idempotent, bad rows go to quarantine."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from mlscale.contract import PARSERS, Feed, load_contract
+
+log = logging.getLogger(__name__)
+
+LEDGER_DDL = """
+create schema if not exists ops;
+create table if not exists ops.ingest_files (
+    sha256 text primary key,
+    feed text not null,
+    path text not null,
+    status text not null check (status in ('loaded', 'rejected')),
+    rows_loaded integer not null default 0,
+    rows_quarantined integer not null default 0,
+    extra_columns text[] not null default '{}',
+    error text,
+    ingested_at timestamptz not null default now()
+);
+create table if not exists ops.quarantine (
+    file_sha256 text not null,
+    path text not null,
+    line_no integer not null,
+    raw_text text not null,
+    reason text not null,
+    quarantined_at timestamptz not null default now(),
+    primary key (file_sha256, line_no)
+);
+"""
+
+
+class IngestRejected(RuntimeError):
+    """One or more files broke the contract and were rejected whole."""
+
+
+@dataclass
+class ParsedFile:
+    """A landing file checked against its feed's contract."""
+
+    rows: list[tuple] = field(default_factory=list)  # (values in contract order..., line_no)
+    quarantined: list[tuple[int, str, str]] = field(default_factory=list)  # (line_no, raw_text, reason)
+    extra_columns: list[str] = field(default_factory=list)
+    error: str | None = None  # set when the whole file is rejected
+
+
+@dataclass
+class FileResult:
+    feed: str
+    path: str
+    sha256: str
+    status: str  # loaded | skipped | rejected
+    rows_loaded: int = 0
+    rows_quarantined: int = 0
+    extra_columns: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+def sha256_of(path: Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def parse_file(path: Path, feed: Feed) -> ParsedFile:
+    """Check header and rows of a CSV file against `feed`; never raises for bad content."""
+    out = ParsedFile()
+    with path.open(newline="", encoding="utf-8", errors="replace") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, None)
+        if not header:
+            out.error = f"{path}: empty file, expected a header row with {', '.join(feed.column_names)}"
+            return out
+        header = [h.strip() for h in header]
+        missing = [c for c in feed.required_columns if c not in header]
+        if missing:
+            out.error = f"{path}: missing required column(s) {', '.join(missing)} for feed {feed.name}"
+            return out
+        out.extra_columns = [h for h in header if h not in feed.column_names]
+        positions = [(c, header.index(c.name) if c.name in header else None) for c in feed.columns]
+        for row in reader:
+            line_no = reader.line_num
+            if not row:
+                continue
+            reason = None
+            values: list[object] = []
+            if len(row) != len(header):
+                reason = f"expected {len(header)} fields, got {len(row)}"
+            else:
+                for col, pos in positions:
+                    raw = row[pos].strip() if pos is not None else ""
+                    if raw == "":
+                        if col.required:
+                            reason = f"{col.name}: missing value"
+                            break
+                        values.append(None)
+                        continue
+                    try:
+                        values.append(PARSERS[col.type](raw))
+                    except ValueError as exc:
+                        reason = f"{col.name}: {exc}"
+                        break
+            if reason:
+                out.quarantined.append((line_no, ",".join(row), reason))
+            else:
+                out.rows.append((*values, line_no))
+    return out
+
+
+def ensure_tables(conn: psycopg.Connection, feeds: dict[str, Feed]) -> None:
+    """Create raw.<feed> for every feed in the contract (delivered or not), the ledger and quarantine."""
+    conn.execute(LEDGER_DDL)
+    conn.execute("create schema if not exists raw")
+    for feed in feeds.values():
+        cols = [sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(c.type)) for c in feed.columns]
+        conn.execute(
+            sql.SQL(
+                "create table if not exists raw.{} ({}, _file_sha256 text not null, _line_no integer not null, "
+                "_loaded_at timestamptz not null default now())"
+            ).format(sql.Identifier(feed.name), sql.SQL(", ").join(cols))
+        )
+    conn.commit()
+
+
+def discover(landing_dir: Path, feeds: dict[str, Feed]) -> list[tuple[Feed, Path]]:
+    """Landing files of known feeds, oldest delivery day first."""
+    found = []
+    for feed in feeds.values():
+        for path in sorted((landing_dir / feed.name).glob("dt=*/*.csv")):
+            found.append((feed, path))
+    unknown = sorted(p.name for p in landing_dir.glob("*") if p.is_dir() and p.name not in feeds)
+    if unknown:
+        log.warning("ignoring landing folders that are not feeds in the contract: %s", ", ".join(unknown))
+    return sorted(found, key=lambda fp: (fp[1].parent.name, fp[0].name, fp[1].name))
+
+
+def load_file(conn: psycopg.Connection, feed: Feed, path: Path) -> FileResult:
+    """Load one file in one transaction; a file already in the ledger is skipped."""
+    sha = sha256_of(path)
+    with conn.transaction():
+        conn.execute("select pg_advisory_xact_lock(hashtext(%s))", (sha,))
+        seen = conn.execute("select status, error from ops.ingest_files where sha256 = %s", (sha,)).fetchone()
+        if seen:
+            return FileResult(feed.name, str(path), sha, "skipped", error=seen[1])
+        parsed = parse_file(path, feed)
+        if parsed.error:
+            conn.execute(
+                "insert into ops.ingest_files (sha256, feed, path, status, error) values (%s, %s, %s, 'rejected', %s)",
+                (sha, feed.name, str(path), parsed.error),
+            )
+            return FileResult(feed.name, str(path), sha, "rejected", error=parsed.error)
+        columns = [*feed.column_names, "_line_no", "_file_sha256"]
+        copy_sql = sql.SQL("copy raw.{} ({}) from stdin").format(
+            sql.Identifier(feed.name), sql.SQL(", ").join(map(sql.Identifier, columns))
+        )
+        with conn.cursor() as cur:
+            with cur.copy(copy_sql) as copy:
+                for row in parsed.rows:
+                    copy.write_row((*row, sha))
+            if parsed.quarantined:
+                cur.executemany(
+                    "insert into ops.quarantine (file_sha256, path, line_no, raw_text, reason) values (%s, %s, %s, %s, %s)",
+                    [(sha, str(path), *q) for q in parsed.quarantined],
+                )
+            cur.execute(
+                "insert into ops.ingest_files (sha256, feed, path, status, rows_loaded, rows_quarantined, extra_columns)"
+                " values (%s, %s, %s, 'loaded', %s, %s, %s)",
+                (sha, feed.name, str(path), len(parsed.rows), len(parsed.quarantined), parsed.extra_columns),
+            )
+    result = FileResult(feed.name, str(path), sha, "loaded", len(parsed.rows), len(parsed.quarantined), parsed.extra_columns)
+    if parsed.quarantined:
+        log.warning("%s: %d row(s) quarantined, %d loaded", path, len(parsed.quarantined), len(parsed.rows))
+    if parsed.extra_columns:
+        log.warning("%s: extra column(s) ignored: %s", path, ", ".join(parsed.extra_columns))
+    return result
+
+
+def ingest_landing(dsn: str, landing_dir: Path) -> dict[str, dict[str, int]]:
+    """Load every new landing file; return counts per feed; raise IngestRejected if a new file was rejected."""
+    feeds = load_contract()
+    files = discover(landing_dir, feeds)
+    delivered = {feed.name for feed, _ in files}
+    undelivered = [f.name for f in feeds.values() if f.mandatory and f.name not in delivered]
+    if undelivered:
+        log.warning("no file of mandatory feed(s) %s under %s", ", ".join(undelivered), landing_dir)
+    summary = {name: {"files_loaded": 0, "files_skipped": 0, "files_rejected": 0, "rows_loaded": 0, "rows_quarantined": 0}
+               for name in feeds}
+    rejected = []
+    with psycopg.connect(dsn) as conn:
+        ensure_tables(conn, feeds)
+        for i, (feed, path) in enumerate(files, 1):
+            res = load_file(conn, feed, path)
+            counts = summary[feed.name]
+            counts[f"files_{res.status}"] += 1
+            counts["rows_loaded"] += res.rows_loaded
+            counts["rows_quarantined"] += res.rows_quarantined
+            if res.status == "rejected":
+                log.error("rejected %s", res.error)
+                rejected.append(res.error)
+            if i % 100 == 0 or i == len(files):
+                log.info("ingest progress: %d/%d files", i, len(files))
+    for feed, counts in summary.items():
+        log.info("feed %s: %s", feed, counts)
+    if rejected:
+        raise IngestRejected(f"{len(rejected)} file(s) rejected and not loaded:\n" + "\n".join(rejected))
+    return summary

@@ -1,0 +1,182 @@
+"""PostgreSQL: connections, and making sure a server answers (the given one, or a private cluster)."""
+
+from __future__ import annotations
+
+import glob
+import importlib.util
+import logging
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from mlscale.config import Settings
+
+log = logging.getLogger(__name__)
+
+PRIVATE_PORT = 54329
+PRIVATE_USER = "mlscale"
+PGSERVER_REQUIREMENT = "pgserver==0.1.4"
+
+
+class PostgresUnavailable(RuntimeError):
+    """No PostgreSQL server could be reached or started; the message says what to do."""
+
+
+def connect(settings: Settings, dbname: str, **kwargs) -> psycopg.Connection:
+    """Open a psycopg 3 connection to `dbname` on the configured server."""
+    return psycopg.connect(settings.dsn(dbname), **kwargs)
+
+
+def answers(dsn: str) -> bool:
+    """True when a server accepts a connection with `dsn` within 3 s."""
+    try:
+        with psycopg.connect(dsn, connect_timeout=3):
+            return True
+    except psycopg.OperationalError:
+        return False
+
+
+def ensure_server(settings: Settings) -> str:
+    """Return a DSN that answers: MLSCALE_PG_DSN, else a recorded private cluster, else 127.0.0.1:5432,
+    else a new private cluster under the state folder."""
+    if settings.pg_dsn_override:
+        if not answers(settings.pg_dsn_override):
+            raise PostgresUnavailable(
+                f"MLSCALE_PG_DSN={settings.pg_dsn_override!r} does not answer. Start that server, "
+                "or unset MLSCALE_PG_DSN to let mlscale use 127.0.0.1:5432 or start its own cluster."
+            )
+        return settings.pg_dsn_override
+    data_dir = settings.state_dir / "pgdata"
+    if settings.pg_dsn_file.exists():
+        dsn = settings.pg_dsn_file.read_text().strip()
+        if answers(dsn):
+            return dsn
+        if data_dir.exists():
+            log.info("restarting the private PostgreSQL cluster in %s", data_dir)
+            return start_private_cluster(data_dir, PRIVATE_PORT, find_bindir())
+    if answers(settings.pg_dsn):
+        return settings.pg_dsn
+    log.info("nothing answers at %s; starting a private PostgreSQL cluster in %s", settings.pg_dsn, data_dir)
+    dsn = start_private_cluster(data_dir, PRIVATE_PORT, find_bindir())
+    settings.pg_dsn_file.parent.mkdir(parents=True, exist_ok=True)
+    settings.pg_dsn_file.write_text(dsn + "\n")
+    return dsn
+
+
+def find_bindir() -> Path:
+    """Folder holding `initdb` and `pg_ctl`: the installed PostgreSQL, else pip's `pgserver` wheel."""
+    candidates: list[Path] = []
+    if shutil.which("pg_config"):
+        out = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True)
+        if out.returncode == 0:
+            candidates.append(Path(out.stdout.strip()))
+    candidates += sorted(
+        (Path(p) for p in glob.glob("/usr/lib/postgresql/*/bin")),
+        key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
+        reverse=True,
+    )
+    if shutil.which("initdb"):
+        candidates.append(Path(shutil.which("initdb")).parent)
+    for bindir in candidates:
+        if (bindir / "initdb").exists() and (bindir / "pg_ctl").exists():
+            return bindir
+    return _pgserver_bindir()
+
+
+def _pgserver_bindir() -> Path:
+    """The binaries inside the `pgserver` wheel, installing it with pip when missing."""
+    if importlib.util.find_spec("pgserver") is None:
+        log.info("no PostgreSQL binaries found; installing the embedded PostgreSQL (%s)", PGSERVER_REQUIREMENT)
+        res = subprocess.run([sys.executable, "-m", "pip", "install", "-q", PGSERVER_REQUIREMENT])
+        if res.returncode != 0:
+            raise PostgresUnavailable(
+                "No PostgreSQL server answers, no PostgreSQL binaries are installed, and "
+                f"`pip install {PGSERVER_REQUIREMENT}` failed. Install PostgreSQL (apt-get install postgresql) "
+                "or point MLSCALE_PG_DSN at a running server."
+            )
+        importlib.invalidate_caches()
+    spec = importlib.util.find_spec("pgserver")
+    bindir = Path(spec.origin).parent / "pginstall" / "bin"
+    if not (bindir / "initdb").exists():
+        raise PostgresUnavailable(f"pgserver is installed but {bindir}/initdb is missing; reinstall pgserver.")
+    return bindir
+
+
+def _server_user() -> tuple[int, int] | None:
+    """(uid, gid) to run PostgreSQL as: None for a normal user; `postgres` or `nobody` when root."""
+    if os.geteuid() != 0:
+        return None
+    for name in ("postgres", "nobody"):
+        try:
+            pw = pwd.getpwnam(name)
+            return pw.pw_uid, pw.pw_gid
+        except KeyError:
+            continue
+    raise PostgresUnavailable("Running as root and neither a `postgres` nor a `nobody` user exists to run PostgreSQL.")
+
+
+def start_private_cluster(data_dir: Path, port: int, bindir: Path) -> str:
+    """Initialise (when new) and start a cluster in `data_dir` on 127.0.0.1:`port`; return its DSN."""
+    data_dir = data_dir.resolve()
+    owner = _server_user()
+    run_as: dict = {}
+    if owner:
+        run_as = {"user": owner[0], "group": owner[1], "extra_groups": []}
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    socket_dir = data_dir.parent / "pgsocket"
+    socket_dir.mkdir(exist_ok=True)
+    if owner:
+        os.chown(socket_dir, *owner)
+    env = {**os.environ, "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
+    if not (data_dir / "PG_VERSION").exists():
+        data_dir.mkdir(exist_ok=True)
+        if owner:
+            os.chown(data_dir, *owner)
+        _run([str(bindir / "initdb"), "-D", str(data_dir), "-U", PRIVATE_USER, "--auth=trust",
+              "-E", "UTF8", "--no-sync"], run_as, env, "initdb")
+    logfile = data_dir / "server.log"
+    opts = f"-p {port} -k {socket_dir} -c listen_addresses=127.0.0.1"
+    _run([str(bindir / "pg_ctl"), "-D", str(data_dir), "-l", str(logfile), "-o", opts, "-w", "-t", "60", "start"],
+         run_as, env, "pg_ctl start", logfile)
+    dsn = f"postgresql://{PRIVATE_USER}@127.0.0.1:{port}/postgres"
+    if not answers(dsn):
+        raise PostgresUnavailable(f"the private cluster in {data_dir} started but does not answer at {dsn}; see {logfile}")
+    return dsn
+
+
+def stop_private_cluster(data_dir: Path, bindir: Path | None = None) -> None:
+    """Stop the private cluster in `data_dir` (fast shutdown) when it runs."""
+    if not (data_dir / "postmaster.pid").exists():
+        return
+    owner = _server_user()
+    run_as = {"user": owner[0], "group": owner[1], "extra_groups": []} if owner else {}
+    _run([str((bindir or find_bindir()) / "pg_ctl"), "-D", str(data_dir), "-m", "fast", "-w", "stop"],
+         run_as, dict(os.environ), "pg_ctl stop")
+
+
+def _run(cmd: list[str], run_as: dict, env: dict, what: str, logfile: Path | None = None) -> None:
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd="/", **run_as)
+    if res.returncode != 0:
+        tail = logfile.read_text()[-2000:] if logfile and logfile.exists() else ""
+        raise PostgresUnavailable(
+            f"{what} failed ({' '.join(cmd)}):\n{res.stdout}{res.stderr}{tail}\n"
+            "Fix the problem above, or set MLSCALE_PG_DSN to a PostgreSQL server that runs."
+        )
+
+
+def ensure_databases(settings: Settings, names: list[str]) -> list[str]:
+    """Create each database in `names` that does not exist; return the ones created."""
+    created = []
+    with psycopg.connect(settings.pg_dsn, autocommit=True) as conn:
+        existing = {r[0] for r in conn.execute("select datname from pg_database")}
+        for name in names:
+            if name not in existing:
+                conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+                created.append(name)
+    return created

@@ -1,0 +1,121 @@
+"""Start, find and stop the local services: the MLflow tracking server and Airflow's processes."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from mlscale.config import Settings
+
+log = logging.getLogger(__name__)
+
+BIN = Path(sys.executable).parent
+
+
+def http_ok(url: str, timeout: float = 2.0) -> bool:
+    """True when `url` answers 2xx."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return 200 <= resp.status < 300
+    except OSError:
+        return False
+
+
+def _pid_alive(pid_file: Path) -> int | None:
+    if not pid_file.exists():
+        return None
+    try:
+        pid = int(pid_file.read_text().strip())
+        os.kill(pid, 0)
+        return pid
+    except (ValueError, ProcessLookupError, PermissionError):
+        return None
+
+
+def start_background(settings: Settings, name: str, cmd: list[str], env: dict[str, str]) -> int:
+    """Start `cmd` detached, with its pid in <state>/run/<name>.pid and its log in <state>/log/<name>.log."""
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    settings.log_dir.mkdir(parents=True, exist_ok=True)
+    pid_file = settings.run_dir / f"{name}.pid"
+    if (pid := _pid_alive(pid_file)) is not None:
+        log.info("%s already runs (pid %d)", name, pid)
+        return pid
+    logfile = open(settings.log_dir / f"{name}.log", "ab")
+    proc = subprocess.Popen(cmd, stdout=logfile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            env=env, cwd=settings.root, start_new_session=True)
+    pid_file.write_text(f"{proc.pid}\n")
+    log.info("started %s (pid %d), log %s", name, proc.pid, settings.log_dir / f"{name}.log")
+    return proc.pid
+
+
+def stop_background(settings: Settings, name: str, timeout: float = 20) -> bool:
+    """Stop a process group that `start_background` started; True when one was running."""
+    pid_file = settings.run_dir / f"{name}.pid"
+    pid = _pid_alive(pid_file)
+    pid_file.unlink(missing_ok=True)
+    if pid is None:
+        return False
+    os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    else:
+        os.killpg(pid, signal.SIGKILL)
+    log.info("stopped %s (pid %d)", name, pid)
+    return True
+
+
+def ensure_mlflow(settings: Settings, timeout: float = 120) -> str:
+    """Re-use the MLflow server answering at the configured port, else start one; return its URI."""
+    uri = settings.mlflow_uri
+    if http_ok(f"{uri}/health"):
+        return uri
+    settings.mlflow_artifacts_dir.mkdir(parents=True, exist_ok=True)
+    cmd = [
+        str(BIN / "mlflow"), "server",
+        "--backend-store-uri", settings.sqlalchemy_url(settings.mlflow_db),
+        "--artifacts-destination", str(settings.mlflow_artifacts_dir),
+        "--host", settings.mlflow_host, "--port", str(settings.mlflow_port),
+        "--workers", "1",
+    ]
+    env = {**os.environ, **settings.service_env()}
+    name = f"mlflow{settings.db_suffix}"
+    start_background(settings, name, cmd, env)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if http_ok(f"{uri}/health"):
+            return uri
+        if _pid_alive(settings.run_dir / f"{name}.pid") is None:
+            break
+        time.sleep(1)
+    tail = (settings.log_dir / f"{name}.log").read_text(errors="replace")[-3000:]
+    raise RuntimeError(f"the MLflow server did not come up at {uri}; last lines of its log:\n{tail}")
+
+
+def migrate_airflow_db(settings: Settings) -> None:
+    """`airflow db migrate` against the PostgreSQL metadata DB (creates or upgrades)."""
+    env = {**os.environ, **settings.service_env()}
+    settings.airflow_home.mkdir(parents=True, exist_ok=True)
+    res = subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise RuntimeError(f"airflow db migrate failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
+
+
+def build_dbt_manifest(settings: Settings) -> Path:
+    """`dbt parse`: writes target/manifest.json, which Cosmos renders the DAG from (no dbt at parse time)."""
+    env = {**os.environ, **settings.service_env()}
+    res = subprocess.run([str(BIN / "dbt"), "parse", "--project-dir", str(settings.dbt_project_dir)],
+                         env=env, capture_output=True, text=True, cwd=settings.dbt_project_dir)
+    if res.returncode != 0:
+        raise RuntimeError(f"dbt parse failed:\n{res.stdout[-3000:]}{res.stderr[-3000:]}")
+    return settings.dbt_manifest
