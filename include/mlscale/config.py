@@ -141,6 +141,7 @@ class Settings:
             "DO_NOT_TRACK": "1",
             "SCARF_ANALYTICS": "false",
             "MLFLOW_TRACKING_URI": self.mlflow_uri,
+            "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
             "MLSCALE_PG_DSN": self.pg_dsn,
             "MLSCALE_DB_SUFFIX": self.db_suffix,
             "MLSCALE_STATE_DIR": str(self.state_dir),

@@ -1,0 +1,52 @@
+"""Airflow wiring shared by the DAG files: Asset URIs naming the real tables, default_args, failure logging.
+
+Imported at DAG parse time: reads only the environment, never a database.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from airflow.sdk import Asset
+
+from mlscale.config import settings
+
+log = logging.getLogger(__name__)
+
+START_DATE = datetime(2026, 1, 1)
+
+
+def table_asset(schema: str, table: str) -> Asset:
+    """Asset for a warehouse table: postgres://host:port/<warehouse db>/<schema>/<table>."""
+    s = settings()
+    p = s.conn_params(s.warehouse_db)
+    return Asset(name=f"{schema}.{table}", uri=f"postgres://{p['host']}:{p['port']}/{s.warehouse_db}/{schema}/{table}")
+
+
+def candidate_asset(model: str) -> Asset:
+    """A new registered version of `model` awaits promotion (event extra: model, version, run_id)."""
+    return Asset(name=f"{model}_candidate", uri=f"mlflow://registry/{model}/candidate")
+
+
+RAW_ORDERS = table_asset("raw", "orders")
+RAW_CUSTOMERS = table_asset("raw", "customers")
+CUSTOMER_FEATURES = table_asset("ml", "customer_features")
+PREDICTIONS = table_asset("ml", "predictions")
+
+
+def log_failure(context) -> None:
+    """on_failure_callback: one greppable line naming the DAG, task, run and error."""
+    ti = context.get("task_instance")
+    log.error("mlscale task failed: dag=%s task=%s run=%s error=%s", ti.dag_id if ti else "?",
+              ti.task_id if ti else "?", context.get("run_id"), context.get("exception"))
+
+
+def default_args(owner: str, retries: int = 2) -> dict:
+    """default_args for an mlscale DAG owned by `owner` (the role)."""
+    return {
+        "owner": owner,
+        "retries": retries,
+        "retry_delay": timedelta(minutes=1),
+        "on_failure_callback": log_failure,
+    }

@@ -1,0 +1,162 @@
+"""`mlscale`: every step the DAGs run, reachable from the command line (run `mlscale --help`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shlex
+import sys
+import time
+from datetime import date
+
+from mlscale.config import settings
+
+
+def _setup(args) -> None:
+    from mlscale.setup import setup
+
+    s = setup(settings())
+    print(f"PostgreSQL  {s.pg_dsn}\nMLflow      {s.mlflow_uri}\nAirflow DB  {s.sqlalchemy_url(s.airflow_db)}")
+
+
+def _env(args) -> None:
+    for key, value in settings().service_env().items():
+        print(f"export {key}={shlex.quote(value)}")
+
+
+def _generate(args) -> None:
+    from mlscale import datagen
+
+    params = datagen.ShopParams(customers=args.customers, days=args.days, seed=args.seed, start=args.start)
+    shop = datagen.generate(params)
+    feeds = tuple(args.feeds.split(","))
+    print(json.dumps(datagen.write_landing(shop, args.out or settings().landing_dir, params.start, feeds)))
+
+
+def _ingest(args) -> None:
+    from mlscale.ingest import ingest_landing
+
+    s = settings()
+    print(json.dumps(ingest_landing(s.dsn(s.warehouse_db), s.landing_dir), indent=2))
+
+
+def _quality(args) -> None:
+    from mlscale.quality import gate
+
+    print(json.dumps(gate(settings(), args.suite, f"cli-{int(time.time())}")))
+
+
+def _train(args) -> None:
+    from mlscale.specs import load_specs
+    from mlscale.training import train
+
+    print(json.dumps(train(settings(), load_specs()[args.model], tags={"mlscale.trigger": "cli"}), indent=2))
+
+
+def _promote(args) -> None:
+    from mlscale.registry import decision_dict, promote
+    from mlscale.specs import load_specs
+
+    print(json.dumps(decision_dict(promote(settings(), load_specs()[args.model], args.version)), indent=2))
+
+
+def _score(args) -> None:
+    from mlscale.scoring import score
+    from mlscale.specs import load_specs
+
+    print(json.dumps(score(settings(), load_specs()[args.model], args.as_of), indent=2))
+
+
+def _run_dag(args) -> None:
+    from mlscale.dagrun import run_dag
+
+    result = run_dag(settings(), args.dag_id, json.loads(args.conf) if args.conf else None)
+    print(json.dumps(result.__dict__, indent=2))
+
+
+def _demo(args) -> None:
+    from mlscale import datagen
+    from mlscale.demo import demo
+    from mlscale.setup import setup
+
+    t0 = time.monotonic()
+    print("mlscale demo: setting up PostgreSQL, databases, Airflow metadata, dbt manifest, MLflow ...", flush=True)
+    s = setup(settings())
+    print(f"  services ready in {time.monotonic() - t0:.1f}s", flush=True)
+    print(demo(s, datagen.ShopParams(customers=args.customers, days=args.days, seed=args.seed)))
+    print(f"demo finished in {time.monotonic() - t0:.1f}s")
+
+
+def _up(args) -> None:
+    from mlscale.airflow_ui import up
+
+    up(settings())
+
+
+def _down(args) -> None:
+    from mlscale.airflow_ui import down
+
+    down(settings())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mlscale", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("setup", help="start/check PostgreSQL, create DBs, migrate Airflow, build dbt manifest, start MLflow").set_defaults(fn=_setup)
+    sub.add_parser("env", help="print the environment (export lines) Airflow, dbt and MLflow use").set_defaults(fn=_env)
+
+    g = sub.add_parser("generate", help="write a synthetic shop as daily landing files")
+    g.add_argument("--customers", type=int, default=3000)
+    g.add_argument("--days", type=int, default=300)
+    g.add_argument("--seed", type=int, default=42)
+    g.add_argument("--start", type=date.fromisoformat, default=date(2026, 1, 1))
+    g.add_argument("--feeds", default="orders,customers", help="comma-separated feeds to write")
+    g.add_argument("--out", type=lambda p: __import__("pathlib").Path(p), default=None)
+    g.set_defaults(fn=_generate)
+
+    sub.add_parser("ingest", help="load new landing files into raw.* (what ingest_landing runs)").set_defaults(fn=_ingest)
+    q = sub.add_parser("quality", help="run one GX suite from include/gx")
+    q.add_argument("suite")
+    q.set_defaults(fn=_quality)
+    for name, fn, helptext in (("train", _train, "train a model spec"), ("promote", _promote, "run the promotion gates"),
+                               ("score", _score, "batch-score with the production version")):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("model")
+        if name == "promote":
+            p.add_argument("--version")
+        if name == "score":
+            p.add_argument("--as-of", type=date.fromisoformat)
+        p.set_defaults(fn=fn)
+    r = sub.add_parser("run-dag", help="run one DAG through Airflow (dag.test) against the metadata DB")
+    r.add_argument("dag_id")
+    r.add_argument("--conf", help="JSON run conf")
+    r.set_defaults(fn=_run_dag)
+    d = sub.add_parser("demo", help="set up everything and run the whole pipeline through Airflow")
+    d.add_argument("--customers", type=int, default=3000)
+    d.add_argument("--days", type=int, default=300)
+    d.add_argument("--seed", type=int, default=42)
+    d.set_defaults(fn=_demo)
+    sub.add_parser("up", help="start the Airflow UI (api-server, scheduler, dag-processor, triggerer)").set_defaults(fn=_up)
+    sub.add_parser("down", help="stop what `up` and `setup` started").set_defaults(fn=_down)
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    os.environ.update(settings().service_env())  # before anything imports Airflow
+    try:
+        args.fn(args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - one clear line for the person at the terminal
+        logging.getLogger("mlscale").debug("failed", exc_info=True)
+        print(f"mlscale {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
