@@ -9,7 +9,6 @@ import os
 import pwd
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import psycopg
@@ -21,7 +20,6 @@ log = logging.getLogger(__name__)
 
 PRIVATE_PORT = 54329
 PRIVATE_USER = "mlscale"
-PGSERVER_REQUIREMENT = "pgserver==0.1.4"
 
 
 class PostgresUnavailable(RuntimeError):
@@ -90,21 +88,15 @@ def find_bindir() -> Path:
 
 
 def _pgserver_bindir() -> Path:
-    """The binaries inside the `pgserver` wheel, installing it with pip when missing."""
-    if importlib.util.find_spec("pgserver") is None:
-        log.info("no PostgreSQL binaries found; installing the embedded PostgreSQL (%s)", PGSERVER_REQUIREMENT)
-        res = subprocess.run([sys.executable, "-m", "pip", "install", "-q", PGSERVER_REQUIREMENT])
-        if res.returncode != 0:
-            raise PostgresUnavailable(
-                "No PostgreSQL server answers, no PostgreSQL binaries are installed, and "
-                f"`pip install {PGSERVER_REQUIREMENT}` failed. Install PostgreSQL (apt-get install postgresql) "
-                "or point MLSCALE_PG_DSN at a running server."
-            )
-        importlib.invalidate_caches()
+    """The PostgreSQL binaries inside the `pgserver` wheel (in requirements.txt)."""
     spec = importlib.util.find_spec("pgserver")
-    bindir = Path(spec.origin).parent / "pginstall" / "bin"
-    if not (bindir / "initdb").exists():
-        raise PostgresUnavailable(f"pgserver is installed but {bindir}/initdb is missing; reinstall pgserver.")
+    bindir = Path(spec.origin).parent / "pginstall" / "bin" if spec else None
+    if bindir is None or not (bindir / "initdb").exists():
+        raise PostgresUnavailable(
+            "No PostgreSQL server answers, no PostgreSQL binaries are installed, and the embedded PostgreSQL "
+            "(pip package pgserver) is missing. Run `make demo` (it installs requirements.lock), install "
+            "PostgreSQL (apt-get install postgresql), or point MLSCALE_PG_DSN at a running server."
+        )
     return bindir
 
 
@@ -129,6 +121,8 @@ def start_private_cluster(data_dir: Path, port: int, bindir: Path) -> str:
     if owner:
         run_as = {"user": owner[0], "group": owner[1], "extra_groups": []}
     data_dir.parent.mkdir(parents=True, exist_ok=True)
+    if owner:
+        _check_reachable(data_dir.parent, owner[0])
     socket_dir = data_dir.parent / "pgsocket"
     socket_dir.mkdir(exist_ok=True)
     if owner:
@@ -148,6 +142,17 @@ def start_private_cluster(data_dir: Path, port: int, bindir: Path) -> str:
     if not answers(dsn):
         raise PostgresUnavailable(f"the private cluster in {data_dir} started but does not answer at {dsn}; see {logfile}")
     return dsn
+
+
+def _check_reachable(folder: Path, uid: int) -> None:
+    """The server runs as `uid`: every folder above its data must let it pass."""
+    for parent in [folder, *folder.parents]:
+        st = parent.stat()
+        if st.st_uid != uid and not st.st_mode & 0o001:
+            raise PostgresUnavailable(
+                f"PostgreSQL must run as a non-root user (uid {uid}), which cannot enter {parent} (mode "
+                f"{oct(st.st_mode & 0o777)}). Set MLSCALE_STATE_DIR to a folder that user can reach, or MLSCALE_PG_DSN."
+            )
 
 
 def stop_private_cluster(data_dir: Path, bindir: Path | None = None) -> None:

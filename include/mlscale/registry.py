@@ -137,8 +137,11 @@ def promote(settings: Settings, spec: ModelSpec, version: str | None = None, air
     if production and production != version:
         client.set_registered_model_alias(spec.name, "previous_production", production)
     decision.decision, decision.stage = "promoted", "Production"
-    decision.reason = (f"beat production v{production}" if production and production != version
-                       else "first production version") + f" on {metric} = {cand[metric]:.4f}"
+    if production and production != version:
+        decision.reason = (f"{metric} {cand[metric]:.4f} vs production v{production} {scores[production][metric]:.4f}: "
+                           f"improvement {decision.gates['production']['improvement']:+.4f} >= margin {margin}")
+    else:
+        decision.reason = f"first production version ({metric} {cand[metric]:.4f})"
     return _finish(settings, client, decision, airflow_run_id)
 
 
