@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import psycopg
 
@@ -35,12 +39,41 @@ def ensure_landing(settings: Settings, params: datagen.ShopParams) -> str:
             f"({written['orders']} order files, {written['customers']} customer files) under {settings.landing_dir}")
 
 
+@contextlib.contextmanager
+def _output_to(logfile: Path):
+    """Send everything written to stdout/stderr (Airflow task logs, dbt, MLflow) to `logfile`."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with logfile.open("ab") as fh:
+        os.dup2(fh.fileno(), 1)
+        os.dup2(fh.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
 def run_pipeline(settings: Settings, dag_ids: list[str] = PIPELINE) -> list[StageTime]:
-    """Run the DAGs one after another through Airflow; stop at the first that fails."""
+    """Run the DAGs one after another through Airflow, task logs to a file; stop at the first that fails."""
+    logfile = settings.log_dir / "demo_dag_runs.log"
+    logfile.parent.mkdir(parents=True, exist_ok=True)
+    print(f"  running the DAGs through Airflow (task logs: {logfile})", flush=True)
     times = []
     for dag_id in dag_ids:
-        print(f"  running {dag_id} ...", flush=True)
-        result = dagrun.run_dag(settings, dag_id)
+        print(f"  {dag_id:<28}", end=" ", flush=True)
+        try:
+            with _output_to(logfile):
+                result = dagrun.run_dag(settings, dag_id)
+        except dagrun.DagRunFailed:
+            print(f"FAILED (see {logfile})", flush=True)
+            raise
+        print(f"{result.state} in {result.seconds:.1f}s", flush=True)
         times.append(StageTime(dag_id, result.seconds, result.state))
     return times
 

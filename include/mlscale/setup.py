@@ -20,7 +20,7 @@ def setup(settings: Settings) -> Settings:
         t0 = time.monotonic()
         out = fn(*args)
         steps.append((name, time.monotonic() - t0))
-        log.info("setup: %s done in %.1fs", name, steps[-1][1])
+        log.info("%s ready in %.1fs", name, steps[-1][1])
         return out
 
     dsn = step("postgres", postgres.ensure_server, settings)

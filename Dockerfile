@@ -1,0 +1,29 @@
+# One image for every mlscale container (Airflow processes, Celery workers, MLflow, one-off setup).
+FROM python:3.11-slim-bookworm
+
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    AIRFLOW_HOME=/opt/airflow \
+    AIRFLOW__CORE__LOAD_EXAMPLES=False \
+    AIRFLOW__COSMOS__ENABLE_TELEMETRY=False \
+    DBT_SEND_ANONYMOUS_USAGE_STATS=False
+
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends build-essential libpq-dev curl \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --create-home --uid 50000 mlscale
+
+WORKDIR /opt/mlscale
+COPY requirements.lock ./
+RUN pip install --no-cache-dir -r requirements.lock
+
+COPY pyproject.toml ./
+COPY include ./include
+COPY dags ./dags
+COPY plugins ./plugins
+COPY dbt_project ./dbt_project
+RUN pip install --no-cache-dir --no-deps -e . \
+ && mkdir -p "$AIRFLOW_HOME" /opt/mlscale/landing /opt/mlscale/.mlscale \
+ && chown -R mlscale /opt/mlscale "$AIRFLOW_HOME"
+
+USER mlscale

@@ -1,0 +1,64 @@
+"""The whole pipeline through Airflow (dag.test against the migrated metadata DB), real PostgreSQL, dbt, GX, MLflow."""
+
+import mlflow
+import psycopg
+import pytest
+
+from mlscale import dagrun, registry
+from mlscale.datagen import ShopParams, generate, write_landing
+
+pytestmark = pytest.mark.e2e
+MODEL = "churn_90d"
+PARAMS = ShopParams(customers=600, days=270, seed=21)
+
+
+def _rows(settings, sql, *args):
+    with psycopg.connect(settings.dsn(settings.warehouse_db)) as conn:
+        return conn.execute(sql, args).fetchall()
+
+
+@pytest.fixture
+def clean_registry(stack):
+    mlflow.set_tracking_uri(stack.mlflow_uri)
+    client = mlflow.MlflowClient()
+    if client.search_registered_models(f"name='{MODEL}'"):
+        client.delete_registered_model(MODEL)
+    return client
+
+
+def test_pipeline_end_to_end(warehouse, clean_registry):
+    shop = generate(PARAMS)
+    write_landing(shop, warehouse.landing_dir, PARAMS.start)
+
+    for dag_id in ("ingest_landing", "warehouse_etl", f"train_{MODEL}", f"promote_{MODEL}", f"score_{MODEL}"):
+        result = dagrun.run_dag(warehouse, dag_id)
+        assert result.state == "success", result.task_states
+
+    # Data landed, passed its gates and built the mart.
+    assert _rows(warehouse, "select count(*) from raw.orders")[0][0] == len(shop.orders)
+    assert _rows(warehouse, "select count(*) from raw.customers")[0][0] == len(shop.customers)
+    suites = dict(_rows(warehouse, "select suite, bool_and(success or severity = 'warning') from ops.dq_results group by suite"))
+    assert suites == {"raw_orders": True, "mart_customer_features": True}
+    latest_as_of, active = _rows(
+        warehouse, "select as_of_date, count(*) from ml.customer_features group by 1 order by 1 desc limit 1")[0]
+
+    # One version, promoted to Production with both a stage and the alias.
+    state = registry.registry_state(MODEL)
+    assert state == [{"version": "1", "stage": "Production", "aliases": ["production"]}]
+    run = clean_registry.get_run(clean_registry.get_model_version(MODEL, "1").run_id)
+    assert run.data.metrics["test_roc_auc"] > 0.7
+    assert run.data.params["label"] == "churned_90d"
+    assert _rows(warehouse, "select decision, stage from ops.model_promotions") == [("promoted", "Production")]
+
+    # Every active customer of the latest as-of date is scored once, by version 1.
+    scored = _rows(warehouse, "select model_version, as_of_date, count(*), count(distinct customer_id), min(decile),"
+                              " max(decile) from ml.predictions group by 1, 2")
+    assert scored == [("1", latest_as_of, active, active, 1, 10)]
+
+    # A second candidate takes over; the first is archived and kept as previous_production.
+    for dag_id in (f"train_{MODEL}", f"promote_{MODEL}", f"score_{MODEL}"):
+        dagrun.run_dag(warehouse, dag_id)
+    state = {v["version"]: (v["stage"], v["aliases"]) for v in registry.registry_state(MODEL)}
+    assert state == {"2": ("Production", ["production"]), "1": ("Archived", ["previous_production"])}
+    # Rescoring the same as-of date replaces the rows: no duplicates, now from version 2.
+    assert _rows(warehouse, "select model_version, count(*) from ml.predictions group by 1") == [("2", active)]
