@@ -10,8 +10,10 @@ import shlex
 import sys
 import time
 from datetime import date
+from pathlib import Path
 
 from mlscale.config import settings
+from mlscale.contract import load_contract
 
 
 def _setup(args) -> None:
@@ -29,10 +31,15 @@ def _env(args) -> None:
 def _generate(args) -> None:
     from mlscale import datagen
 
-    params = datagen.ShopParams(customers=args.customers, days=args.days, seed=args.seed, start=args.start)
-    shop = datagen.generate(params)
-    feeds = tuple(args.feeds.split(","))
-    print(json.dumps(datagen.write_landing(shop, args.out or settings().landing_dir, params.start, feeds)))
+    dirty = datagen.DirtyData(
+        duplicate_rows=args.duplicate_rows, redelivered_files=args.redelivered_files, late_rows=args.late_rows,
+        malformed_rows=args.malformed_rows, extra_column=args.extra_column, null_flood_day=args.null_flood_day,
+    )
+    params = datagen.ShopParams(customers=args.customers, days=args.days, seed=args.seed, start=args.start,
+                                feeds=tuple(args.feeds.split(",")), dirty=dirty)
+    days = range(args.from_day, args.to_day if args.to_day is not None else args.days)
+    stats = datagen.generate(params, args.out or settings().landing_dir, days)
+    print(json.dumps(stats.__dict__, indent=2))
 
 
 def _ingest(args) -> None:
@@ -109,13 +116,21 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("setup", help="start/check PostgreSQL, create DBs, migrate Airflow, build dbt manifest, start MLflow").set_defaults(fn=_setup)
     sub.add_parser("env", help="print the environment (export lines) Airflow, dbt and MLflow use").set_defaults(fn=_env)
 
-    g = sub.add_parser("generate", help="write a synthetic shop as daily landing files")
+    g = sub.add_parser("generate", help="write a synthetic shop as daily landing files (streams day by day)")
     g.add_argument("--customers", type=int, default=3000)
-    g.add_argument("--days", type=int, default=300)
+    g.add_argument("--days", type=int, default=300, help="length of the shop's history")
+    g.add_argument("--from-day", type=int, default=0, help="first day to write (for daily deliveries)")
+    g.add_argument("--to-day", type=int, default=None, help="day after the last one to write (default: --days)")
     g.add_argument("--seed", type=int, default=42)
     g.add_argument("--start", type=date.fromisoformat, default=date(2026, 1, 1))
-    g.add_argument("--feeds", default="orders,customers", help="comma-separated feeds to write")
-    g.add_argument("--out", type=lambda p: __import__("pathlib").Path(p), default=None)
+    g.add_argument("--feeds", default=",".join(load_contract()), help="comma-separated feeds to write (orders is mandatory)")
+    g.add_argument("--out", type=Path, default=None, help="landing folder (default: MLSCALE_LANDING_DIR)")
+    g.add_argument("--duplicate-rows", type=float, default=0.0, help="share of order rows repeated in their file")
+    g.add_argument("--redelivered-files", type=float, default=0.0, help="share of order files delivered twice")
+    g.add_argument("--late-rows", type=float, default=0.0, help="share of orders delivered 1-3 days late")
+    g.add_argument("--malformed-rows", type=float, default=0.0, help="share of order rows that are broken")
+    g.add_argument("--extra-column", action="store_true", help="order files carry an unknown column")
+    g.add_argument("--null-flood-day", type=int, default=None, help="day on which 95%% of orders lack a channel")
     g.set_defaults(fn=_generate)
 
     sub.add_parser("ingest", help="load new landing files into raw.* (what ingest_landing runs)").set_defaults(fn=_ingest)

@@ -33,10 +33,10 @@ def ensure_landing(settings: Settings, params: datagen.ShopParams) -> str:
     """Generate the shop under landing/ unless files are already there."""
     if any(settings.landing_dir.glob("orders/dt=*/*.csv")):
         return f"re-using the landing files under {settings.landing_dir}"
-    shop = datagen.generate(params)
-    written = datagen.write_landing(shop, settings.landing_dir, params.start)
-    return (f"generated {params.customers} customers, {len(shop.orders)} orders over {params.days} days "
-            f"({written['orders']} order files, {written['customers']} customer files) under {settings.landing_dir}")
+    stats = datagen.generate(params, settings.landing_dir)
+    files = ", ".join(f"{feed} {n}" for feed, n in stats.files.items())
+    return (f"generated {params.customers} customers and {stats.rows['orders']} orders over {params.days} days "
+            f"under {settings.landing_dir} (files per feed: {files})")
 
 
 @contextlib.contextmanager

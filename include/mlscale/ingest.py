@@ -6,6 +6,7 @@ import csv
 import hashlib
 import logging
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
 import psycopg
@@ -26,7 +27,9 @@ create table if not exists ops.ingest_files (
     rows_quarantined integer not null default 0,
     extra_columns text[] not null default '{}',
     error text,
-    ingested_at timestamptz not null default now()
+    ingested_at timestamptz not null default now(),
+    etl_run_id text,          -- the warehouse_etl run that validated and published this file
+    etl_status text check (etl_status in ('running', 'done', 'failed'))
 );
 create table if not exists ops.quarantine (
     file_sha256 text not null,
@@ -125,14 +128,25 @@ def ensure_tables(conn: psycopg.Connection, feeds: dict[str, Feed]) -> None:
     conn.execute(LEDGER_DDL)
     conn.execute("create schema if not exists raw")
     for feed in feeds.values():
-        cols = [sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(c.type)) for c in feed.columns]
-        conn.execute(
-            sql.SQL(
-                "create table if not exists raw.{} ({}, _file_sha256 text not null, _line_no integer not null, "
-                "_loaded_at timestamptz not null default now())"
-            ).format(sql.Identifier(feed.name), sql.SQL(", ").join(cols))
-        )
+        table = sql.Identifier(feed.name)
+        conn.execute(sql.SQL("create table if not exists raw.{} (_file_sha256 text not null)").format(table))
+        # Columns are added, never dropped or retyped, so a contract can grow without a migration.
+        columns = [(c.name, c.type) for c in feed.columns] + [
+            ("_line_no", "integer"), ("_delivery_date", "date"), ("_loaded_at", "timestamptz not null default now()")]
+        for name, type_ in columns:
+            conn.execute(sql.SQL("alter table raw.{} add column if not exists {} {}").format(
+                table, sql.Identifier(name), sql.SQL(type_)))
+    conn.execute("alter table ops.ingest_files add column if not exists etl_run_id text")
+    conn.execute("alter table ops.ingest_files add column if not exists etl_status text")
     conn.commit()
+
+
+def delivery_date(path: Path) -> date | None:
+    """The delivery day from the file's dt=YYYY-MM-DD folder, or None."""
+    try:
+        return date.fromisoformat(path.parent.name.removeprefix("dt="))
+    except ValueError:
+        return None
 
 
 def discover(landing_dir: Path, feeds: dict[str, Feed]) -> list[tuple[Feed, Path]]:
@@ -162,14 +176,15 @@ def load_file(conn: psycopg.Connection, feed: Feed, path: Path) -> FileResult:
                 (sha, feed.name, str(path), parsed.error),
             )
             return FileResult(feed.name, str(path), sha, "rejected", error=parsed.error)
-        columns = [*feed.column_names, "_line_no", "_file_sha256"]
+        columns = [*feed.column_names, "_line_no", "_file_sha256", "_delivery_date"]
+        delivered = delivery_date(path)
         copy_sql = sql.SQL("copy raw.{} ({}) from stdin").format(
             sql.Identifier(feed.name), sql.SQL(", ").join(map(sql.Identifier, columns))
         )
         with conn.cursor() as cur:
             with cur.copy(copy_sql) as copy:
                 for row in parsed.rows:
-                    copy.write_row((*row, sha))
+                    copy.write_row((*row, sha, delivered))
             if parsed.quarantined:
                 cur.executemany(
                     "insert into ops.quarantine (file_sha256, path, line_no, raw_text, reason) values (%s, %s, %s, %s, %s)",

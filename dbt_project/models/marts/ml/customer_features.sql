@@ -1,79 +1,130 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key='as_of_date',
+        incremental_strategy='delete+insert',
+        on_schema_change='fail',
+    )
+}}
+{#-
+  Point-in-time features: one row per active customer (an order in the active window) per as-of
+  date. Every feature uses only activity strictly before the as-of date; labels look at the
+  label_horizon_days from the as-of date on and stay NULL until that window has fully passed.
+  Incremental: a run recomputes only the as-of dates whose features or labels can have changed
+  (those after the previous data horizon minus the label horizon and a late-row allowance).
+-#}
 {%- set horizon = var('label_horizon_days') -%}
+{%- set window = var('active_window_days') -%}
 
-with orders as (
-    select * from {{ ref('stg_shop__orders') }}
+with days as (
+    select * from {{ ref('int_customer_days') }}
 ),
 
 customers as (
-    select * from {{ ref('stg_shop__customers') }}
+    select * from {{ ref('int_customers_enriched') }}
 ),
 
 observed as (
-    select min(order_date) as first_day, max(order_date) as last_day from orders
+    select min(activity_date) as first_day, max(activity_date) filter (where n_orders > 0) as last_day from days
 ),
 
 as_of_dates as (
-    select generate_series(
-        (first_day + {{ var('feature_warmup_days') }})::timestamp,
-        last_day::timestamp,
-        interval '{{ var('feature_cadence_days') }} days'
-    )::date as as_of_date
-    from observed
+    select as_of_date::date as as_of_date
+    from observed,
+        generate_series(
+            (first_day + {{ var('feature_warmup_days') }})::timestamp,
+            last_day::timestamp,
+            interval '{{ var('feature_cadence_days') }} days'
+        ) as as_of_date
+    {% if is_incremental() %}
+    where as_of_date > (
+        select coalesce(max(observed_last_day), '-infinity'::date)
+            - {{ horizon }} - {{ var('late_row_allowance_days') }}
+        from {{ this }}
+    )
+    {% endif %}
 ),
 
 history as (
     select
         d.as_of_date,
-        o.customer_id,
-        min(o.order_date) as first_order_date,
-        max(o.order_date) as last_order_date,
-        count(*) as orders_total,
-        count(*) filter (where o.order_date >= d.as_of_date - 30) as orders_30d,
-        count(*) filter (where o.order_date >= d.as_of_date - 90) as orders_90d,
-        sum(o.amount) as amount_total,
-        coalesce(sum(o.amount) filter (where o.order_date >= d.as_of_date - 90), 0) as amount_90d
+        a.customer_id,
+        max(a.activity_date) filter (where a.n_orders > 0) as last_order_date,
+        sum(a.n_orders) filter (where a.activity_date >= d.as_of_date - 7) as orders_7d,
+        sum(a.n_orders) filter (where a.activity_date >= d.as_of_date - 30) as orders_30d,
+        sum(a.n_orders) filter (where a.activity_date >= d.as_of_date - 60 and a.activity_date < d.as_of_date - 30) as orders_prev_30d,
+        sum(a.n_orders) filter (where a.activity_date >= d.as_of_date - 90) as orders_90d,
+        sum(a.n_orders) as orders_{{ window }}d,
+        sum(a.amount) filter (where a.activity_date >= d.as_of_date - 30) as amount_30d,
+        sum(a.amount) filter (where a.activity_date >= d.as_of_date - 90) as amount_90d,
+        sum(a.amount) as amount_{{ window }}d,
+        sum(a.n_items) filter (where a.activity_date >= d.as_of_date - 90) as items_90d,
+        sum(a.n_tickets) filter (where a.activity_date >= d.as_of_date - 90) as tickets_90d,
+        sum(a.n_sessions) filter (where a.activity_date >= d.as_of_date - 7) as sessions_7d,
+        sum(a.n_sessions) filter (where a.activity_date >= d.as_of_date - 30) as sessions_30d,
+        sum(a.n_sessions) filter (where a.activity_date >= d.as_of_date - 60 and a.activity_date < d.as_of_date - 30) as sessions_prev_30d,
+        sum(a.pages) filter (where a.activity_date >= d.as_of_date - 30) as pages_30d,
+        max(a.activity_date) filter (where a.n_sessions > 0) as last_session_date
     from as_of_dates as d
-    inner join orders as o on o.order_date < d.as_of_date
-    group by d.as_of_date, o.customer_id
+    inner join days as a
+        on a.activity_date < d.as_of_date
+        and a.activity_date >= d.as_of_date - {{ window }}
+    group by d.as_of_date, a.customer_id
+),
+
+active as (
+    select * from history where last_order_date is not null
 ),
 
 future as (
     select
         d.as_of_date,
-        o.customer_id,
-        count(*) as orders_next,
-        sum(o.amount) as amount_next
+        a.customer_id,
+        sum(a.n_orders) as orders_next,
+        sum(a.amount) as amount_next
     from as_of_dates as d
-    inner join orders as o
-        on o.order_date >= d.as_of_date and o.order_date < d.as_of_date + {{ horizon }}
-    group by d.as_of_date, o.customer_id
-),
-
-active as (
-    select * from history
-    where last_order_date >= as_of_date - {{ var('active_window_days') }}
+    inner join days as a
+        on a.activity_date >= d.as_of_date
+        and a.activity_date < d.as_of_date + {{ horizon }}
+    group by d.as_of_date, a.customer_id
 )
 
 select
     a.customer_id,
     a.as_of_date,
-    a.as_of_date - a.first_order_date as tenure_days,
+    a.as_of_date - c.first_order_date as tenure_days,
     a.as_of_date - a.last_order_date as recency_days,
-    a.orders_30d,
-    a.orders_90d,
-    a.orders_total,
-    a.amount_90d,
-    a.amount_total,
-    round(a.amount_total / a.orders_total, 2) as avg_order_value,
+    coalesce(a.orders_7d, 0)::integer as orders_7d,
+    coalesce(a.orders_30d, 0)::integer as orders_30d,
+    coalesce(a.orders_90d, 0)::integer as orders_90d,
+    a.orders_{{ window }}d::integer as orders_{{ window }}d,
+    (coalesce(a.orders_30d, 0) - coalesce(a.orders_prev_30d, 0))::integer as orders_trend_30d,
+    coalesce(a.amount_30d, 0)::numeric(14, 2) as amount_30d,
+    coalesce(a.amount_90d, 0)::numeric(14, 2) as amount_90d,
+    a.amount_{{ window }}d::numeric(14, 2) as amount_{{ window }}d,
+    round(a.amount_{{ window }}d / nullif(a.orders_{{ window }}d, 0), 2)::numeric(14, 2) as avg_order_value,
+    coalesce(a.items_90d, 0)::integer as items_90d,
+    coalesce(a.tickets_90d, 0)::integer as tickets_90d,
+    coalesce(a.sessions_7d, 0)::integer as sessions_7d,
+    coalesce(a.sessions_30d, 0)::integer as sessions_30d,
+    (coalesce(a.sessions_30d, 0) - coalesce(a.sessions_prev_30d, 0))::integer as sessions_trend_30d,
+    coalesce(a.pages_30d, 0)::integer as pages_30d,
+    a.as_of_date - a.last_session_date as days_since_last_session,
+    c.region,
+    (extract(year from a.as_of_date) - c.birth_year)::integer as age,
     c.acquisition_channel,
+    c.is_imputed_region,
+    c.is_imputed_birth_year,
+    c.is_imputed_channel,
     a.as_of_date + {{ horizon }} <= observed.last_day as label_matured,
     case when a.as_of_date + {{ horizon }} <= observed.last_day
         then case when coalesce(f.orders_next, 0) = 0 then 1 else 0 end
     end as churned_90d,
     case when a.as_of_date + {{ horizon }} <= observed.last_day
-        then coalesce(f.amount_next, 0)
-    end as revenue_next_90d
+        then coalesce(f.amount_next, 0)::numeric(14, 2)
+    end as revenue_next_90d,
+    observed.last_day as observed_last_day
 from active as a
 cross join observed
+inner join customers as c on c.customer_id = a.customer_id
 left join future as f on f.customer_id = a.customer_id and f.as_of_date = a.as_of_date
-left join customers as c on c.customer_id = a.customer_id

@@ -1,12 +1,5 @@
 with source as (
-    select * from {{ source('shop', 'customers') }}
-),
-
-latest as (
-    select
-        *,
-        row_number() over (partition by customer_id order by _loaded_at desc, _file_sha256 desc, _line_no desc) as delivery_rank
-    from source
+    {{ latest_delivery(source('shop', 'customers'), ['customer_id']) }}
 )
 
 select
@@ -14,6 +7,7 @@ select
     signup_date,
     upper(nullif(trim(country), '')) as country,
     birth_year,
-    lower(nullif(trim(acquisition_channel), '')) as acquisition_channel
-from latest
-where delivery_rank = 1
+    lower(nullif(trim(acquisition_channel), '')) as acquisition_channel,
+    coalesce(_delivery_date, (_loaded_at at time zone 'UTC')::date) as delivered_on,
+    _loaded_at
+from source

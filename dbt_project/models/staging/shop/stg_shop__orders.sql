@@ -1,12 +1,5 @@
 with source as (
-    select * from {{ source('shop', 'orders') }}
-),
-
-latest as (
-    select
-        *,
-        row_number() over (partition by order_id order by _loaded_at desc, _file_sha256 desc, _line_no desc) as delivery_rank
-    from source
+    {{ latest_delivery(source('shop', 'orders'), ['order_id']) }}
 )
 
 select
@@ -14,6 +7,7 @@ select
     customer_id,
     ordered_at,
     (ordered_at at time zone 'UTC')::date as order_date,
-    amount::numeric(12, 2) as amount
-from latest
-where delivery_rank = 1
+    amount::numeric(12, 2) as amount,
+    lower(nullif(trim(channel), '')) as channel,
+    _loaded_at
+from source
