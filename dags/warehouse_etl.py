@@ -21,7 +21,7 @@ from pathlib import Path
 
 from airflow.sdk import dag, task
 from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
-from cosmos.constants import InvocationMode, LoadMode, TestBehavior
+from cosmos.constants import InvocationMode, LoadMode, TestBehavior, TestIndirectSelection
 
 from mlscale.assets import CUSTOMER_FEATURES, RAW_ORDERS, START_DATE, default_args
 from mlscale.config import settings
@@ -70,7 +70,10 @@ def warehouse_etl():
         ),
         execution_config=ExecutionConfig(
             dbt_executable_path=str(Path(sys.executable).parent / "dbt"),
-            invocation_mode=InvocationMode.SUBPROCESS,
+            invocation_mode=InvocationMode.DBT_RUNNER,
+            # A model's test task runs only tests whose every parent is built by then (relationships
+            # tests wait for the later model), so no test runs against a table that does not exist yet.
+            test_indirect_selection=TestIndirectSelection.CAUTIOUS,
         ),
         render_config=RenderConfig(load_method=LoadMode.DBT_MANIFEST, test_behavior=TestBehavior.AFTER_EACH),
         operator_args={"install_deps": False},

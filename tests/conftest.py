@@ -45,8 +45,11 @@ def stack(manifest) -> Settings:
 def warehouse(stack: Settings, tmp_path) -> Settings:
     """An empty test warehouse (schemas dropped) and an empty landing folder in tmp."""
     with psycopg.connect(stack.dsn(stack.warehouse_db), autocommit=True) as conn:
-        for schema in ("raw", "staging", "ml", "ops", "analytics"):
-            conn.execute(f"drop schema if exists {schema} cascade")
+        schemas = [r[0] for r in conn.execute(
+            "select nspname from pg_namespace where nspname not in ('public', 'information_schema')"
+            " and nspname not like 'pg\\_%'")]
+        for schema in schemas:
+            conn.execute(f'drop schema "{schema}" cascade')
     landing = tmp_path / "landing"
     landing.mkdir()
     env = {**os.environ, "MLSCALE_LANDING_DIR": str(landing)}
