@@ -1,17 +1,24 @@
 """
-### warehouse_etl — raw → staging → feature marts, gated by Great Expectations
+### warehouse_etl — raw → staging → intermediate → marts, gated by Great Expectations
 
 **Owner:** Data Engineer · **Triggered by:** the `raw.orders` asset (a finished `ingest_landing`).
 
-1. `check_raw`: the GX suite `include/gx/raw_orders.yml` on `raw.orders`; a failed critical
-   expectation fails the run before dbt touches anything.
-2. `dbt`: the dbt project rendered by astronomer-cosmos from `dbt_project/target/manifest.json`
-   (built by `make setup`; never `dbt ls` at parse time): one task per model, each running the
-   model and then its tests; a failure skips everything downstream.
-3. `check_features`: the GX suite `include/gx/mart_customer_features.yml` on `ml.customer_features`.
+1. `claim_batch`: claims the landing files loaded since the last published run (and those of
+   failed runs) in `ops.ingest_files`: this run validates and publishes exactly those.
+2. `check_raw`: the GX suites `include/gx/raw_*.yml` on the claimed rows (contract columns not
+   NULL, value ranges, per-file NULL floods, quarantine share per file). A failed critical
+   expectation fails the run before dbt touches anything; the files stay unpublished.
+3. `check_freshness`: `dbt source freshness`; a source past its error threshold fails the run.
+4. `dbt`: the dbt project rendered by astronomer-cosmos from `dbt_project/target/manifest.json`
+   (built by `make setup`; never `dbt ls` at parse time): one task per seed, snapshot and model,
+   each followed by its tests; a failure skips everything downstream. Incremental models
+   process only what the new files touched.
+5. `check_features`: the GX suite `include/gx/mart_customer_features.yml` on the feature mart.
+6. `publish_batch`: marks the claimed files published.
 
-Every GX result lands in `ops.dq_results`. **Produces:** the `ml.customer_features` asset, which
-triggers the `train_<model>` DAGs.
+Every GX result lands in `ops.dq_results` and in the GX Data Docs site
+(`.mlscale/gx/gx/uncommitted/data_docs/local_site/index.html`). **Produces:** the
+`ml.customer_features` asset, which triggers the `train_<model>` DAGs.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from airflow.sdk import dag, task
+from airflow.sdk import dag, get_current_context, task
 from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
 from cosmos.constants import InvocationMode, LoadMode, TestBehavior, TestIndirectSelection
 
@@ -29,15 +36,15 @@ from mlscale.config import settings
 SETTINGS = settings()
 
 
-def _quality_gate(suite: str) -> dict:
-    from airflow.sdk import get_current_context
+def _quality_gate(suites: list[str] | None = None) -> dict:
     from airflow.sdk.exceptions import AirflowFailException
 
     from mlscale.config import settings
-    from mlscale.quality import DataQualityError, gate
+    from mlscale.quality import DataQualityError, gate, raw_suites
 
+    s = settings()
     try:
-        return gate(settings(), suite, get_current_context()["run_id"])
+        return gate(s, suites or raw_suites(s), get_current_context()["run_id"])
     except DataQualityError as exc:
         raise AirflowFailException(str(exc)) from exc
 
@@ -53,9 +60,30 @@ def _quality_gate(suite: str) -> dict:
 )
 def warehouse_etl():
     @task
+    def claim_batch() -> int:
+        """Claim the loaded, not yet published landing files for this run."""
+        from mlscale.config import settings
+        from mlscale.warehouse import claim_batch
+
+        return claim_batch(settings(), get_current_context()["run_id"])
+
+    @task
     def check_raw() -> dict:
-        """GX suite raw_orders on raw.orders."""
-        return _quality_gate("raw_orders")
+        """GX suites include/gx/raw_*.yml on this run's new rows."""
+        return _quality_gate()
+
+    @task
+    def check_freshness() -> dict:
+        """dbt source freshness; an error threshold fails the run (no retries)."""
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from mlscale.config import settings
+        from mlscale.warehouse import StaleSource, source_freshness
+
+        try:
+            return source_freshness(settings())
+        except StaleSource as exc:
+            raise AirflowFailException(str(exc)) from exc
 
     dbt = DbtTaskGroup(
         group_id="dbt",
@@ -82,9 +110,18 @@ def warehouse_etl():
     @task(outlets=[CUSTOMER_FEATURES])
     def check_features() -> dict:
         """GX suite mart_customer_features on ml.customer_features."""
-        return _quality_gate("mart_customer_features")
+        return _quality_gate(["mart_customer_features"])
 
-    check_raw() >> dbt >> check_features()
+    @task
+    def publish_batch() -> int:
+        """Mark this run's files published."""
+        from mlscale.config import settings
+        from mlscale.warehouse import publish_batch
+
+        return publish_batch(settings(), get_current_context()["run_id"])
+
+    claimed = claim_batch()
+    claimed >> [check_raw(), check_freshness()] >> dbt >> check_features() >> publish_batch()
 
 
 warehouse_etl()

@@ -28,8 +28,8 @@ create table if not exists ops.ingest_files (
     extra_columns text[] not null default '{}',
     error text,
     ingested_at timestamptz not null default now(),
-    etl_run_id text,          -- the warehouse_etl run that validated and published this file
-    etl_status text check (etl_status in ('running', 'done', 'failed'))
+    etl_run_id text,   -- the warehouse_etl run that claimed this file
+    etl_status text    -- claimed (being validated), published (passed every gate, in the marts)
 );
 create table if not exists ops.quarantine (
     file_sha256 text not null,

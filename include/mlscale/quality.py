@@ -1,9 +1,18 @@
-"""Great Expectations suites kept as data (include/gx/*.yml), run against PostgreSQL, recorded in ops.dq_results."""
+"""Great Expectations suites kept as data (include/gx/*.yml), run on PostgreSQL, recorded in ops.dq_results.
+
+A suite file names either a `table` or a `query`. With `scope: batch`, a table suite checks only
+the rows of the landing files that the current warehouse_etl run claimed (see mlscale.warehouse),
+so a bad delivery is caught even when the table's history dilutes it. In a query, `{batch}` is that
+filter on _file_sha256 and `{run_id}` the quoted run id; a batch-scoped suite with no rows is skipped; `contract_feed` prepends "not null" for every required column of that feed in the
+landing contract. `severity: critical` (the default) fails the run; `warning` is recorded and logged.
+Every run also updates the GX Data Docs site under <state>/gx<suffix>/.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,10 +20,12 @@ import psycopg
 import yaml
 
 from mlscale.config import Settings
+from mlscale.contract import load_contract
 
 log = logging.getLogger(__name__)
 
 SEVERITIES = ("critical", "warning")
+CONNECTION_VAR = "MLSCALE_GX_WAREHOUSE_URL"
 
 RESULTS_DDL = """
 create schema if not exists ops;
@@ -50,13 +61,24 @@ class CheckResult:
 
 
 def load_suite(path: Path) -> dict:
-    """Read and check a suite file; errors name the file and the entry."""
+    """Read and check a suite file, adding the contract's expectations; errors name the file and the entry."""
     spec = yaml.safe_load(path.read_text())
-    for key in ("name", "table", "expectations"):
+    for key in ("name", "expectations"):
         if key not in spec:
             raise ValueError(f"{path}: missing key {key!r}")
-    if "." not in spec["table"]:
+    if ("table" in spec) == ("query" in spec):
+        raise ValueError(f"{path}: give exactly one of 'table' and 'query'")
+    if "table" in spec and "." not in spec["table"]:
         raise ValueError(f"{path}: table must be schema-qualified, got {spec['table']!r}")
+    if spec.get("scope", "all") not in ("all", "batch"):
+        raise ValueError(f"{path}: scope must be 'all' or 'batch'")
+    if feed := spec.get("contract_feed"):
+        contract = load_contract()
+        if feed not in contract:
+            raise ValueError(f"{path}: contract_feed {feed!r} is not a feed of the landing contract")
+        spec["expectations"] = [
+            {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": c}} for c in contract[feed].required_columns
+        ] + spec["expectations"]
     for i, exp in enumerate(spec["expectations"]):
         if exp.get("severity", "critical") not in SEVERITIES:
             raise ValueError(f"{path}: expectation {i}: severity must be one of {SEVERITIES}")
@@ -74,41 +96,73 @@ def _expectation_class(type_name: str):
     return cls
 
 
-def run_suite(settings: Settings, suite_path: Path) -> list[CheckResult]:
-    """Validate the suite's table with GX (pushed down as SQL on PostgreSQL); return one result per expectation."""
-    import great_expectations as gx
+def batch_filter(run_id: str) -> str:
+    """SQL condition on _file_sha256: the files claimed by warehouse_etl run `run_id`."""
+    quoted = run_id.replace("'", "''")
+    return f"_file_sha256 in (select sha256 from ops.ingest_files where etl_run_id = '{quoted}')"
 
-    spec = load_suite(suite_path)
-    schema, table = spec["table"].split(".", 1)
-    context = gx.get_context(mode="ephemeral")
-    source = context.data_sources.add_postgres(
-        name="warehouse", connection_string=settings.sqlalchemy_url(settings.warehouse_db)
-    )
-    asset = source.add_table_asset(name=spec["table"], table_name=table, schema_name=schema)
-    batch_def = asset.add_batch_definition_whole_table("whole_table")
-    suite = context.suites.add(gx.ExpectationSuite(name=spec["name"]))
+
+def _query(spec: dict, run_id: str) -> str | None:
+    if "query" in spec:
+        quoted = "'" + run_id.replace("'", "''") + "'"
+        return spec["query"].replace("{batch}", batch_filter(run_id)).replace("{run_id}", quoted)
+    if spec.get("scope") == "batch":
+        return f"select * from {spec['table']} where {batch_filter(run_id)}"
+    return None
+
+
+def _count(settings: Settings, query: str) -> int:
+    with psycopg.connect(settings.dsn(settings.warehouse_db)) as conn:
+        return conn.execute(f"select count(*) from ({query}) as q").fetchone()[0]
+
+
+def docs_dir(settings: Settings) -> Path:
+    """Where the GX project (and its Data Docs site) lives."""
+    return settings.state_dir / f"gx{settings.db_suffix}"
+
+
+def run_suite(settings: Settings, spec: dict, run_id: str) -> list[CheckResult] | None:
+    """Validate one suite with GX (pushed down as SQL); None when its batch has no rows."""
+    import great_expectations as gx
+    from great_expectations.checkpoint import UpdateDataDocsAction
+
+    query = _query(spec, run_id)
+    if query is not None and spec.get("scope") == "batch" and _count(settings, query) == 0:
+        log.info("suite %s: no rows in this run's batch, nothing to check", spec["name"])
+        return None
+    os.environ[CONNECTION_VAR] = settings.sqlalchemy_url(settings.warehouse_db)
+    context = gx.get_context(mode="file", project_root_dir=str(docs_dir(settings)))
+    # The connection string stays a ${variable} in the project files: no credentials on disk.
+    source = context.data_sources.add_or_update_postgres(name="warehouse", connection_string="${" + CONNECTION_VAR + "}")
+    if spec["name"] in source.get_asset_names():
+        source.delete_asset(spec["name"])
+    if query is None:
+        schema, table = spec["table"].split(".", 1)
+        asset = source.add_table_asset(name=spec["name"], table_name=table, schema_name=schema)
+    else:
+        asset = source.add_query_asset(name=spec["name"], query=query)
+    batch_def = asset.add_batch_definition_whole_table("all_rows")
+    suite = gx.ExpectationSuite(name=spec["name"])
     for exp in spec["expectations"]:
         suite.add_expectation(_expectation_class(exp["type"])(**exp.get("kwargs", {})))
-    validation = context.validation_definitions.add(
-        gx.ValidationDefinition(name=spec["name"], data=batch_def, suite=suite)
+    suite = context.suites.add_or_update(suite)
+    validation = context.validation_definitions.add_or_update(
+        gx.ValidationDefinition(name=spec["name"], data=batch_def, suite=suite))
+    checkpoint = context.checkpoints.add_or_update(
+        gx.Checkpoint(name=spec["name"], validation_definitions=[validation],
+                      actions=[UpdateDataDocsAction(name="update_data_docs")]))
+    outcome = next(iter(checkpoint.run(run_id=None).run_results.values()))
+    return [_result(exp, res) for exp, res in zip(spec["expectations"], _ordered(outcome, spec["expectations"]))]
+
+
+def _result(exp: dict, res) -> CheckResult:
+    r = res.result or {}
+    observed = r.get("observed_value")
+    return CheckResult(
+        expectation=exp["type"], kwargs=exp.get("kwargs", {}), severity=exp.get("severity", "critical"),
+        success=bool(res.success), unexpected_count=r.get("unexpected_count"),
+        unexpected_percent=r.get("unexpected_percent"), observed_value=None if observed is None else str(observed),
     )
-    outcome = validation.run()
-    results = []
-    for exp, res in zip(spec["expectations"], _ordered(outcome, spec["expectations"])):
-        r = res.result or {}
-        observed = r.get("observed_value")
-        results.append(
-            CheckResult(
-                expectation=exp["type"],
-                kwargs=exp.get("kwargs", {}),
-                severity=exp.get("severity", "critical"),
-                success=bool(res.success),
-                unexpected_count=r.get("unexpected_count"),
-                unexpected_percent=r.get("unexpected_percent"),
-                observed_value=None if observed is None else str(observed),
-            )
-        )
-    return results
 
 
 def _ordered(outcome, expectations: list[dict]):
@@ -136,19 +190,32 @@ def record(settings: Settings, run_id: str, suite: str, results: list[CheckResul
         )
 
 
-def gate(settings: Settings, suite_name: str, run_id: str) -> dict[str, int]:
-    """Run and record suite `suite_name`; raise DataQualityError when a critical expectation failed."""
-    path = settings.gx_dir / f"{suite_name}.yml"
-    results = run_suite(settings, path)
-    record(settings, run_id, suite_name, results)
-    for r in results:
-        level = logging.INFO if r.success else (logging.ERROR if r.severity == "critical" else logging.WARNING)
-        log.log(level, "%s %-8s %s %s unexpected=%s (%s%%) observed=%s", "PASS" if r.success else "FAIL",
-                r.severity, r.expectation, r.kwargs, r.unexpected_count, r.unexpected_percent, r.observed_value)
-    failed_critical = [r for r in results if not r.success and r.severity == "critical"]
-    summary = {"passed": sum(r.success for r in results), "failed": sum(not r.success for r in results),
-               "failed_critical": len(failed_critical)}
-    if failed_critical:
-        names = "; ".join(f"{r.expectation} {r.kwargs}" for r in failed_critical)
-        raise DataQualityError(f"suite {suite_name} on {path.name}: {len(failed_critical)} critical expectation(s) failed: {names}")
+def gate(settings: Settings, suite_names: str | list[str], run_id: str) -> dict[str, dict[str, int]]:
+    """Run and record the suites; raise DataQualityError naming every failed critical expectation."""
+    names = [suite_names] if isinstance(suite_names, str) else suite_names
+    summary, failures = {}, []
+    for name in names:
+        spec = load_suite(settings.gx_dir / f"{name}.yml")
+        results = run_suite(settings, spec, run_id)
+        if results is None:
+            summary[name] = {"skipped": 1}
+            continue
+        record(settings, run_id, name, results)
+        for r in results:
+            level = logging.INFO if r.success else (logging.ERROR if r.severity == "critical" else logging.WARNING)
+            log.log(level, "%s %s %-8s %s %s unexpected=%s (%s%%) observed=%s", name, "PASS" if r.success else "FAIL",
+                    r.severity, r.expectation, r.kwargs, r.unexpected_count, r.unexpected_percent, r.observed_value)
+        failed = [r for r in results if not r.success and r.severity == "critical"]
+        failures += [f"{name}: {r.expectation} {r.kwargs} (unexpected {r.unexpected_count}, observed {r.observed_value})"
+                     for r in failed]
+        summary[name] = {"passed": sum(r.success for r in results), "failed": sum(not r.success for r in results),
+                         "failed_critical": len(failed)}
+    log.info("GX Data Docs: %s", docs_dir(settings) / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html")
+    if failures:
+        raise DataQualityError(f"{len(failures)} critical expectation(s) failed:\n" + "\n".join(failures))
     return summary
+
+
+def raw_suites(settings: Settings) -> list[str]:
+    """The suites that run before dbt: every include/gx/raw_*.yml."""
+    return sorted(p.stem for p in settings.gx_dir.glob("raw_*.yml"))

@@ -117,12 +117,12 @@ select
     c.is_imputed_birth_year,
     c.is_imputed_channel,
     a.as_of_date + {{ horizon }} <= observed.last_day as label_matured,
-    case when a.as_of_date + {{ horizon }} <= observed.last_day
+    (case when a.as_of_date + {{ horizon }} <= observed.last_day
         then case when coalesce(f.orders_next, 0) = 0 then 1 else 0 end
-    end as churned_90d,
-    case when a.as_of_date + {{ horizon }} <= observed.last_day
-        then coalesce(f.amount_next, 0)::numeric(14, 2)
-    end as revenue_next_90d,
+    end)::integer as churned_90d,
+    (case when a.as_of_date + {{ horizon }} <= observed.last_day
+        then coalesce(f.amount_next, 0)
+    end)::numeric(14, 2) as revenue_next_90d,
     observed.last_day as observed_last_day
 from active as a
 cross join observed

@@ -8,6 +8,6 @@ select
     upper(nullif(trim(country), '')) as country,
     birth_year,
     lower(nullif(trim(acquisition_channel), '')) as acquisition_channel,
-    coalesce(_delivery_date, (_loaded_at at time zone 'UTC')::date) as delivered_on,
+    coalesce(_delivery_date, (_loaded_at at time zone 'UTC')::date)::timestamp as delivered_at,
     _loaded_at
 from source

@@ -1,0 +1,71 @@
+"""The warehouse_etl run's own bookkeeping: which landing files it validates and publishes, and source freshness."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import psycopg
+
+from mlscale.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+class StaleSource(RuntimeError):
+    """A source is older than its error threshold: the run must not build on it."""
+
+
+def claim_batch(settings: Settings, run_id: str) -> int:
+    """Claim every loaded file no ETL run has published yet (including those of failed runs); return the count."""
+    with psycopg.connect(settings.dsn(settings.warehouse_db)) as conn:
+        cur = conn.execute(
+            "update ops.ingest_files set etl_run_id = %s, etl_status = 'claimed'"
+            " where status = 'loaded' and etl_status is distinct from 'published'",
+            (run_id,),
+        )
+        claimed = cur.rowcount
+    log.info("run %s claimed %d newly loaded file(s)", run_id, claimed)
+    return claimed
+
+
+def publish_batch(settings: Settings, run_id: str) -> int:
+    """Mark the run's files as published: their rows passed every gate and reached the marts."""
+    with psycopg.connect(settings.dsn(settings.warehouse_db)) as conn:
+        cur = conn.execute(
+            "update ops.ingest_files set etl_status = 'published' where etl_run_id = %s and etl_status = 'claimed'",
+            (run_id,),
+        )
+        return cur.rowcount
+
+
+def source_freshness(settings: Settings) -> dict[str, str]:
+    """`dbt source freshness`; return status per source, raise StaleSource when any is past its error threshold."""
+    with tempfile.TemporaryDirectory(prefix="mlscale-freshness-") as target:
+        res = subprocess.run(
+            [str(Path(sys.executable).parent / "dbt"), "source", "freshness", "--project-dir",
+             str(settings.dbt_project_dir), "--target-path", target],
+            env={**os.environ, **settings.service_env()}, capture_output=True, text=True,
+            cwd=settings.dbt_project_dir,
+        )
+        sources_json = Path(target) / "sources.json"
+        if not sources_json.exists():
+            raise RuntimeError(f"dbt source freshness did not run:\n{res.stdout[-3000:]}{res.stderr[-2000:]}")
+        results = json.loads(sources_json.read_text())["results"]
+    status = {r["unique_id"].removeprefix("source.mlscale."): r["status"] for r in results}
+    for r in results:
+        name = r["unique_id"].removeprefix("source.mlscale.")
+        age = r.get("max_loaded_at_time_ago_in_s")
+        level = {"pass": logging.INFO, "warn": logging.WARNING}.get(r["status"], logging.ERROR)
+        log.log(level, "freshness %s: %s (last load %s hours ago)", name, r["status"],
+                f"{age / 3600:.1f}" if age is not None else "?")
+    stale = [n for n, s in status.items() if s in ("error", "runtime error")]
+    if stale:
+        raise StaleSource(f"source(s) past their freshness error threshold: {', '.join(stale)}; "
+                          "check that ingest_landing runs and that files still arrive")
+    return status
