@@ -11,7 +11,7 @@
 3. `check_freshness`: `dbt source freshness`; a source past its error threshold fails the run.
 4. `dbt`: the dbt project rendered by astronomer-cosmos from `dbt_project/target/manifest.json`
    (built by `make setup`; never `dbt ls` at parse time): one task per seed, snapshot and model,
-   each followed by its tests; a failure skips everything downstream. Incremental models
+   built with its tests in one `dbt build`; a failure skips everything downstream. Incremental models
    process only what the new files touched.
 5. `check_features`: the GX suite `include/gx/mart_customer_features.yml` on the feature mart.
 6. `publish_batch`: marks the claimed files published.
@@ -103,7 +103,12 @@ def warehouse_etl():
             # tests wait for the later model), so no test runs against a table that does not exist yet.
             test_indirect_selection=TestIndirectSelection.CAUTIOUS,
         ),
-        render_config=RenderConfig(load_method=LoadMode.DBT_MANIFEST, test_behavior=TestBehavior.AFTER_EACH),
+        render_config=RenderConfig(
+            load_method=LoadMode.DBT_MANIFEST,
+            test_behavior=TestBehavior.BUILD,
+            # relationships tests get their own task after both models (see test_indirect_selection)
+            should_detach_multiple_parents_tests=True,
+        ),
         operator_args={"install_deps": False},
     )
 

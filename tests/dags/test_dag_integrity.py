@@ -56,8 +56,16 @@ def test_every_dag_has_owner_tags_retries_and_docs(parsed):
         assert dag["catchup"] is False, dag_id
 
 
-def test_dbt_models_render_as_tasks_with_their_tests(parsed):
+def test_dbt_models_render_as_tasks_with_their_tests(parsed, manifest):
+    import json
+
+    from mlscale.config import Settings
+
+    nodes = json.loads(Settings.from_env().dbt_manifest.read_text())["nodes"].values()
+    models = {n["name"] for n in nodes if n["resource_type"] == "model"}
     tasks = parsed["dags"]["warehouse_etl"]["tasks"]
-    for model in ("stg_shop__orders", "stg_shop__customers", "customer_features"):
-        assert f"dbt.{model}.run" in tasks and f"dbt.{model}.test" in tasks
-    assert tasks[0] == "check_features" and "check_raw" in tasks
+    assert {f"dbt.{m}_model_build" for m in models} <= set(tasks)
+    assert "dbt.customers_snapshot_snapshot_build" in tasks and "dbt.country_regions_seed_build" in tasks
+    # Tests on two models (relationships) run in their own task, once both are built.
+    assert any(t.startswith("dbt.relationships_fct_orders_customer_id") for t in tasks)
+    assert {"claim_batch", "check_raw", "check_freshness", "check_features", "publish_batch"} <= set(tasks)

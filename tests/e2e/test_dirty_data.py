@@ -1,0 +1,103 @@
+"""Bad deliveries through Airflow: each is caught where it should be, and nothing bad reaches the marts."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from mlscale import dagrun
+from mlscale.datagen import DirtyData, ShopParams, generate
+
+pytestmark = pytest.mark.e2e
+SMALL = dict(customers=300, days=130, seed=8)
+
+
+def _one(settings, sql, *args):
+    with psycopg.connect(settings.dsn(settings.warehouse_db)) as conn:
+        return conn.execute(sql, args).fetchone()[0]
+
+
+def _dbt_tasks_did_not_run(result):
+    dbt = {t: s for t, s in result.task_states.items() if t.startswith("dbt.")}
+    assert dbt and set(dbt.values()) == {"upstream_failed"}, dbt
+
+
+def _checksum(settings, table: str) -> str:
+    return _one(settings, f"select md5(coalesce(string_agg(t::text, '|' order by t::text), '')) from {table} as t")
+
+
+MARTS = ["core.fct_orders", "intermediate.int_customer_days", "ml.customer_features", "core.dim_customers"]
+
+
+def test_null_flood_fails_the_run_before_dbt(warehouse):
+    generate(ShopParams(**SMALL, dirty=DirtyData(null_flood_day=20)), warehouse.landing_dir)
+    dagrun.run_dag(warehouse, "ingest_landing")
+
+    result = dagrun.run_dag(warehouse, "warehouse_etl", check=False)
+
+    assert result.state == "failed"
+    assert result.task_states["check_raw"] == "failed"
+    _dbt_tasks_did_not_run(result)
+    assert result.task_states["check_features"] == "upstream_failed"
+    assert _one(warehouse, "select to_regclass('ml.customer_features')") is None
+    failed = _one(warehouse, "select count(*) from ops.dq_results where suite = 'raw_orders_per_file' and not success")
+    assert failed == 1
+    assert _one(warehouse, "select count(*) from ops.ingest_files where etl_status = 'published'") == 0
+
+
+def test_stale_source_fails_the_run(warehouse):
+    generate(ShopParams(**SMALL), warehouse.landing_dir)
+    dagrun.run_dag(warehouse, "ingest_landing")
+    with psycopg.connect(warehouse.dsn(warehouse.warehouse_db)) as conn:
+        conn.execute("update raw.orders set _loaded_at = now() - interval '3 days'")
+
+    result = dagrun.run_dag(warehouse, "warehouse_etl", check=False)
+
+    assert result.state == "failed"
+    assert result.task_states["check_freshness"] == "failed"
+    _dbt_tasks_did_not_run(result)
+
+
+def test_missing_required_column_fails_ingest_and_publishes_nothing(warehouse):
+    folder = warehouse.landing_dir / "orders" / "dt=2026-01-01"
+    folder.mkdir(parents=True)
+    (folder / "orders.csv").write_text("order_id,ordered_at,amount\n1,2026-01-01T10:00:00+00:00,3\n")
+
+    result = dagrun.run_dag(warehouse, "ingest_landing", check=False)
+
+    assert result.state == "failed" and result.task_states["load_landing_files"] == "failed"
+    assert _one(warehouse, "select status || ': ' || error from ops.ingest_files") == \
+        f"rejected: {folder / 'orders.csv'}: missing required column(s) customer_id for feed orders"
+    assert _one(warehouse, "select count(*) from raw.orders") == 0
+
+
+def test_daily_increments_with_late_and_duplicate_rows_equal_a_full_refresh(warehouse):
+    params = ShopParams(**SMALL, dirty=DirtyData(late_rows=0.1, duplicate_rows=0.03, redelivered_files=0.1,
+                                                 malformed_rows=0.002))
+    generate(params, warehouse.landing_dir, days=range(0, 110))
+    for dag_id in ("ingest_landing", "warehouse_etl"):
+        dagrun.run_dag(warehouse, dag_id)
+    # Three more days arrive, with late rows of earlier days among them: an incremental run.
+    generate(params, warehouse.landing_dir, days=range(110, 113))
+    for dag_id in ("ingest_landing", "warehouse_etl"):
+        dagrun.run_dag(warehouse, dag_id)
+    assert _one(warehouse, "select count(*) from ops.ingest_files where etl_status = 'published'") == \
+        _one(warehouse, "select count(*) from ops.ingest_files where status = 'loaded'")
+    assert _one(warehouse, "select count(*) from core.fct_orders") == \
+        _one(warehouse, "select count(distinct order_id) from raw.orders")
+    incremental = {t: _checksum(warehouse, t) for t in MARTS}
+
+    # Rerunning the same day changes nothing.
+    dagrun.run_dag(warehouse, "warehouse_etl")
+    assert {t: _checksum(warehouse, t) for t in MARTS} == incremental
+
+    # A full refresh from raw gives exactly the incremental result.
+    out = subprocess.run([str(Path(sys.executable).parent / "dbt"), "build", "--full-refresh", "--project-dir",
+                          str(warehouse.dbt_project_dir)], env={**os.environ, **warehouse.service_env()},
+                         capture_output=True, text=True, cwd=warehouse.dbt_project_dir)
+    assert out.returncode == 0, out.stdout[-3000:]
+    assert {t: _checksum(warehouse, t) for t in MARTS if t != "core.dim_customers"} == \
+        {t: v for t, v in incremental.items() if t != "core.dim_customers"}
