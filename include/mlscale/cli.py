@@ -49,6 +49,13 @@ def _ingest(args) -> None:
     print(json.dumps(ingest_landing(s.dsn(s.warehouse_db), s.landing_dir), indent=2))
 
 
+def _retract(args) -> None:
+    from mlscale.ingest import retract_file
+
+    s = settings()
+    print(json.dumps({"rows_deleted": retract_file(s.dsn(s.warehouse_db), args.sha256, args.reason)}))
+
+
 def _quality(args) -> None:
     from mlscale.quality import gate
 
@@ -134,6 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     g.set_defaults(fn=_generate)
 
     sub.add_parser("ingest", help="load new landing files into raw.* (what ingest_landing runs)").set_defaults(fn=_ingest)
+    rt = sub.add_parser("retract", help="take a loaded landing file back out of raw (e.g. one that fails the raw gate)")
+    rt.add_argument("sha256", help="the file's sha256 (see ops.ingest_files / the failing check in the task log)")
+    rt.add_argument("--reason", required=True)
+    rt.set_defaults(fn=_retract)
     q = sub.add_parser("quality", help="run one GX suite from include/gx")
     q.add_argument("suite")
     q.set_defaults(fn=_quality)

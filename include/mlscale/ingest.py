@@ -22,7 +22,7 @@ create table if not exists ops.ingest_files (
     sha256 text primary key,
     feed text not null,
     path text not null,
-    status text not null check (status in ('loaded', 'rejected')),
+    status text not null,  -- loaded, rejected (broke the contract) or retracted (taken back by hand)
     rows_loaded integer not null default 0,
     rows_quarantined integer not null default 0,
     extra_columns text[] not null default '{}',
@@ -136,6 +136,9 @@ def ensure_tables(conn: psycopg.Connection, feeds: dict[str, Feed]) -> None:
         for name, type_ in columns:
             conn.execute(sql.SQL("alter table raw.{} add column if not exists {} {}").format(
                 table, sql.Identifier(name), sql.SQL(type_)))
+    conn.execute("alter table ops.ingest_files drop constraint if exists ingest_files_status_check")
+    conn.execute("alter table ops.ingest_files add constraint ingest_files_status_check"
+                 " check (status in ('loaded', 'rejected', 'retracted'))")
     conn.execute("alter table ops.ingest_files add column if not exists etl_run_id text")
     conn.execute("alter table ops.ingest_files add column if not exists etl_status text")
     conn.commit()
@@ -232,3 +235,23 @@ def ingest_landing(dsn: str, landing_dir: Path) -> dict[str, dict[str, int]]:
     if rejected:
         raise IngestRejected(f"{len(rejected)} file(s) rejected and not loaded:\n" + "\n".join(rejected))
     return summary
+
+
+def retract_file(dsn: str, sha256: str, reason: str) -> int:
+    """Take a loaded file back: delete its raw rows, mark it retracted in the ledger; return rows deleted.
+
+    For a delivery that fails the raw quality gate: retract it, then deliver a corrected file.
+    """
+    with psycopg.connect(dsn) as conn, conn.transaction():
+        row = conn.execute("select feed, status from ops.ingest_files where sha256 = %s for update", (sha256,)).fetchone()
+        if row is None:
+            raise LookupError(f"no file with sha256 {sha256} in ops.ingest_files")
+        feed, status = row
+        if status != "loaded":
+            raise ValueError(f"file {sha256} is {status}, only a loaded file can be retracted")
+        deleted = conn.execute(sql.SQL("delete from raw.{} where _file_sha256 = %s").format(sql.Identifier(feed)),
+                               (sha256,)).rowcount
+        conn.execute("update ops.ingest_files set status = 'retracted', error = %s, etl_status = null"
+                     " where sha256 = %s", (f"retracted: {reason}", sha256))
+    log.warning("retracted file %s (%s): %d raw rows deleted; reason: %s", sha256, feed, deleted, reason)
+    return deleted

@@ -37,7 +37,10 @@ def test_pipeline_end_to_end(warehouse, clean_registry):
     for feed, rows in stats.rows.items():
         assert _rows(warehouse, f"select count(*) from raw.{feed}")[0][0] == rows, feed
     suites = dict(_rows(warehouse, "select suite, bool_and(success or severity = 'warning') from ops.dq_results group by suite"))
-    assert suites == {"raw_orders": True, "mart_customer_features": True}
+    assert suites == {"raw_orders": True, "raw_orders_per_file": True, "raw_ingest_batch": True,
+                      "mart_customer_features": True}
+    assert _rows(warehouse, "select count(*) from ops.ingest_files where etl_status = 'published'")[0][0] == \
+        sum(stats.files.values())
     latest_as_of, active = _rows(
         warehouse, "select as_of_date, count(*) from ml.customer_features group by 1 order by 1 desc limit 1")[0]
 

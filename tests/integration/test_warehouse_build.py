@@ -1,10 +1,5 @@
 """dbt builds the warehouse on real PostgreSQL, and the feature mart matches features computed by hand."""
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pandas as pd
 import psycopg
 import pytest
@@ -12,23 +7,11 @@ import pytest
 from mlscale.datagen import ShopParams, generate, read_landing
 from mlscale.ingest import ingest_landing
 from mlscale.quality import DataQualityError, gate
+from mlscale.warehouse import claim_batch, publish_batch
+from tests.helpers import dbt, query
 
 pytestmark = pytest.mark.integration
 PARAMS = ShopParams(customers=250, days=150, seed=5)
-
-
-def dbt(settings, *args: str) -> str:
-    out = subprocess.run([str(Path(sys.executable).parent / "dbt"), *args, "--project-dir", str(settings.dbt_project_dir)],
-                         env={**os.environ, **settings.service_env()}, capture_output=True, text=True,
-                         cwd=settings.dbt_project_dir)
-    assert out.returncode == 0, out.stdout[-4000:]
-    return out.stdout
-
-
-def query(settings, sql: str) -> pd.DataFrame:
-    with psycopg.connect(settings.dsn(settings.warehouse_db)) as conn:
-        cur = conn.execute(sql)
-        return pd.DataFrame(cur.fetchall(), columns=[d.name for d in cur.description])
 
 
 def _expected(orders: pd.DataFrame, sessions: pd.DataFrame, as_of: pd.Timestamp, last_day: pd.Timestamp) -> pd.DataFrame:
@@ -91,13 +74,25 @@ def test_feature_mart_is_point_in_time_correct(warehouse):
 def test_quality_gate_stops_a_null_flood(warehouse):
     stats = generate(ShopParams(customers=250, days=60, seed=5, feeds=("orders",)), warehouse.landing_dir)
     ingest_landing(warehouse.dsn(warehouse.warehouse_db), warehouse.landing_dir)
-    assert gate(warehouse, "raw_orders", "t-ok")["failed_critical"] == 0
+    assert claim_batch(warehouse, "run-1") == stats.files["orders"]
+    assert gate(warehouse, "raw_orders", "run-1")["raw_orders"]["failed_critical"] == 0
     with psycopg.connect(warehouse.dsn(warehouse.warehouse_db)) as conn:
         conn.execute("update raw.orders set customer_id = null where order_id % 3 = 0")
         flooded = conn.execute("select count(*) from raw.orders where customer_id is null").fetchone()[0]
     assert 0 < flooded < stats.rows["orders"]
-    with pytest.raises(DataQualityError, match=r"expect_column_values_to_not_be_null \{'column': 'customer_id'\}"):
-        gate(warehouse, "raw_orders", "t-flood")
-    row = query(warehouse, "select success, unexpected_count from ops.dq_results where run_id = 't-flood'"
-                           " and expectation = 'expect_column_values_to_not_be_null' and kwargs->>'column' = 'customer_id'")
-    assert row.values.tolist() == [[False, flooded]]
+    with pytest.raises(DataQualityError, match=r"raw_orders: expect_column_values_to_not_be_null \{'column': 'customer_id'\}"):
+        gate(warehouse, "raw_orders", "run-1")
+    row = query(warehouse, "select success, unexpected_count from ops.dq_results where run_id = 'run-1'"
+                           " and expectation = 'expect_column_values_to_not_be_null' and kwargs->>'column' = 'customer_id'"
+                           " order by id")
+    assert row.values.tolist() == [[True, 0], [False, flooded]]
+
+
+def test_batch_scope_skips_when_nothing_new_arrived(warehouse):
+    generate(ShopParams(customers=100, days=40, seed=5, feeds=("orders",)), warehouse.landing_dir)
+    ingest_landing(warehouse.dsn(warehouse.warehouse_db), warehouse.landing_dir)
+    assert claim_batch(warehouse, "run-1") > 0
+    assert publish_batch(warehouse, "run-1") > 0
+    assert claim_batch(warehouse, "run-2") == 0
+    assert gate(warehouse, ["raw_orders", "raw_ingest_batch"], "run-2") == {
+        "raw_orders": {"skipped": 1}, "raw_ingest_batch": {"skipped": 1}}

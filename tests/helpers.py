@@ -1,0 +1,25 @@
+"""Small helpers the integration and e2e tests share: run dbt for real, read the warehouse."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import psycopg
+
+
+def dbt(settings, *args: str) -> str:
+    """Run the dbt CLI against the settings' warehouse; fail the test with dbt's output when it fails."""
+    out = subprocess.run([str(Path(sys.executable).parent / "dbt"), *args, "--project-dir", str(settings.dbt_project_dir)],
+                         env={**os.environ, **settings.service_env()}, capture_output=True, text=True,
+                         cwd=settings.dbt_project_dir)
+    assert out.returncode == 0, out.stdout[-4000:]
+    return out.stdout
+
+
+def query(settings, sql: str) -> pd.DataFrame:
+    """Rows of `sql` on the warehouse as a DataFrame."""
+    with psycopg.connect(settings.dsn(settings.warehouse_db)) as conn:
+        cur = conn.execute(sql)
+        return pd.DataFrame(cur.fetchall(), columns=[d.name for d in cur.description])

@@ -1,0 +1,59 @@
+"""Time in the warehouse: features never see the future, and customer history is kept as SCD2."""
+
+import pytest
+
+from mlscale.datagen import DirtyData, ShopParams, generate
+from mlscale.ingest import ingest_landing
+from tests.helpers import dbt, query
+
+pytestmark = pytest.mark.integration
+FEATURES = "ml.customer_features"
+LABELS = {"churned_90d", "revenue_next_90d", "label_matured", "observed_last_day"}
+
+
+def test_shifting_future_events_leaves_features_unchanged(warehouse):
+    generate(ShopParams(customers=250, days=150, seed=9), warehouse.landing_dir)
+    ingest_landing(warehouse.dsn(warehouse.warehouse_db), warehouse.landing_dir)
+    dbt(warehouse, "build")
+    cutoff = "2026-04-02"
+    before = query(warehouse, f"select * from {FEATURES} where as_of_date <= '{cutoff}' order by as_of_date, customer_id")
+    assert len(before) > 500
+
+    # Everything from the cutoff on happens 30 days later (and one big order appears on the cutoff day).
+    with __import__("psycopg").connect(warehouse.dsn(warehouse.warehouse_db)) as conn:
+        for table, column in (("orders", "ordered_at"), ("support_tickets", "created_at"), ("web_sessions", "started_at")):
+            conn.execute(f"update raw.{table} set {column} = {column} + interval '30 days' where {column} >= '{cutoff}'")
+        conn.execute("insert into raw.orders (order_id, customer_id, ordered_at, amount, _file_sha256, _line_no)"
+                     f" select 9000000000000, customer_id, '{cutoff}T12:00:00+00', 9999, 'shift-test', 1 from raw.orders limit 1")
+    dbt(warehouse, "build", "--full-refresh")
+    after = query(warehouse, f"select * from {FEATURES} where as_of_date <= '{cutoff}' order by as_of_date, customer_id")
+
+    features = [c for c in before.columns if c not in LABELS]
+    changed = [c for c in features if not before[c].equals(after[c])]
+    assert changed == []
+    assert not before["revenue_next_90d"].equals(after["revenue_next_90d"])  # the labels did see the change
+
+
+def test_customer_changes_become_scd2_versions(warehouse):
+    params = ShopParams(customers=300, days=120, seed=4, dirty=DirtyData(customer_updates=0.5))
+    generate(params, warehouse.landing_dir, days=range(0, 60))
+    ingest_landing(warehouse.dsn(warehouse.warehouse_db), warehouse.landing_dir)
+    dbt(warehouse, "build")
+    generate(params, warehouse.landing_dir, days=range(60, 120))
+    ingest_landing(warehouse.dsn(warehouse.warehouse_db), warehouse.landing_dir)
+    dbt(warehouse, "build")
+
+    dim = query(warehouse, "select * from core.dim_customers order by customer_id, valid_from")
+    per_customer = dim.groupby("customer_id")
+    assert (per_customer["is_current"].sum() == 1).all()
+    changed = per_customer.size()
+    changed = changed[changed > 1].index
+    assert len(changed) > 10
+    for customer in changed[:20]:
+        versions = dim[dim["customer_id"] == customer]
+        # each version ends where the next begins, and the country of the later delivery is current
+        assert versions["valid_to"].iloc[:-1].tolist() == versions["valid_from"].iloc[1:].tolist()
+        assert versions["valid_to"].iloc[-1] is None or versions["valid_to"].isna().iloc[-1]
+    current = query(warehouse, "select customer_id, country from staging.stg_shop__customers")
+    merged = dim[dim["is_current"]].merge(current, on="customer_id", suffixes=("", "_latest"))
+    assert (merged["country"].fillna("") == merged["country_latest"].fillna("")).all()
