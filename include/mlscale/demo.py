@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psycopg
 
-from mlscale import datagen, dagrun, registry
+from mlscale import datagen, dagrun, quality, registry
 from mlscale.config import Settings
 from mlscale.specs import load_specs
 
@@ -90,7 +90,7 @@ def summary(settings: Settings, times: list[StageTime], landing_note: str) -> st
             " coalesce(sum(rows_quarantined), 0), count(*) filter (where status = 'rejected')"
             " from ops.ingest_files group by feed order by feed"
         ):
-            lines.append(f"  {feed:<12} {rows:>9} rows from {files} files, {quarantined} quarantined, {rejected} files rejected")
+            lines.append(f"  {feed:<16} {rows:>9} rows from {files} files, {quarantined} quarantined, {rejected} files rejected")
         lines += ["", "quality checks of the latest warehouse_etl run (ops.dq_results):"]
         for suite, passed, failed, failed_crit in conn.execute(
             "select suite, count(*) filter (where success), count(*) filter (where not success),"
@@ -127,8 +127,9 @@ def summary(settings: Settings, times: list[StageTime], landing_note: str) -> st
         "",
         "where to look:",
         f"  MLflow UI           {settings.mlflow_uri}  (experiment and registered model '{DEMO_MODEL}')",
-        f"  warehouse           psql \"{settings.dsn(settings.warehouse_db)}\"  (schemas raw, staging, ml, ops)",
+        f"  warehouse           psql \"{settings.dsn(settings.warehouse_db)}\"  (schemas raw, staging, intermediate, core, ml, ops)",
         f"  landing files       {settings.landing_dir}",
+        f"  GX Data Docs        {quality.docs_dir(settings) / 'gx' / 'uncommitted' / 'data_docs' / 'local_site' / 'index.html'}",
         f"  service logs        {settings.log_dir}",
         "  Airflow UI          make up  (then http://127.0.0.1:8080)",
         "=" * 72,
