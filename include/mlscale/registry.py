@@ -11,7 +11,7 @@ import psycopg
 
 from mlscale import features, training
 from mlscale.config import Settings
-from mlscale.specs import ModelSpec
+from mlscale.specs import ModelSpec, improvement
 
 log = logging.getLogger(__name__)
 
@@ -106,11 +106,10 @@ def promote(settings: Settings, spec: ModelSpec, version: str | None = None, air
 
     # Staging gate: absolute floors, and the model loads from the registry and predicts (done above).
     floors = spec.promotion.staging.min_metrics
-    failed = {m: (cand[m], floor) for m, floor in floors.items()
-              if not (cand[m] >= floor if m not in {"log_loss", "brier", "mae", "rmse"} else cand[m] <= floor)}
+    failed = {m: (cand[m], floor) for m, floor in floors.items() if improvement(m, cand[m], floor) < 0}
     decision.gates["staging"] = {"passed": not failed, "floors": floors, "smoke_test": "passed"}
     if failed:
-        decision.reason = "staging gate: " + ", ".join(f"{m}={v:.4f} below floor {f}" for m, (v, f) in failed.items())
+        decision.reason = "staging gate: " + ", ".join(f"{m}={v:.4f} worse than floor {f}" for m, (v, f) in failed.items())
         return _finish(settings, client, decision, airflow_run_id)
     _transition(client, spec.name, version, "Staging")
     client.set_registered_model_alias(spec.name, "staging", version)
@@ -121,7 +120,7 @@ def promote(settings: Settings, spec: ModelSpec, version: str | None = None, air
     metric, margin = spec.primary_metric, spec.promotion.production.min_improvement
     if production and production != version:
         prod = scores[production]
-        delta = (cand[metric] - prod[metric]) if spec.higher_is_better else (prod[metric] - cand[metric])
+        delta = improvement(metric, cand[metric], prod[metric])
         passed = delta >= margin
         decision.gates["production"] = {"passed": passed, "metric": metric, "improvement": delta, "margin": margin}
         if not passed:

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 CLASSIFICATION_METRICS = {"roc_auc", "pr_auc", "log_loss", "brier"}
 REGRESSION_METRICS = {"mae", "rmse", "r2"}
+LOWER_IS_BETTER = {"log_loss", "brier", "mae", "rmse"}
 ESTIMATORS = {"logistic_regression", "hist_gradient_boosting", "ridge", "hist_gradient_boosting_regressor"}
 SPECS_DIR = Path(__file__).resolve().parents[1] / "models"
 
@@ -80,9 +81,11 @@ class ModelSpec(_Strict):
     def feature_names(self) -> list[str]:
         return [*self.features.numeric, *self.features.categorical]
 
-    @property
-    def higher_is_better(self) -> bool:
-        return self.primary_metric not in {"log_loss", "brier", "mae", "rmse"}
+
+
+def improvement(metric: str, new: float, old: float) -> float:
+    """How much better `new` is than `old` on `metric` (positive = better, whichever way the metric points)."""
+    return old - new if metric in LOWER_IS_BETTER else new - old
 
 
 def load_spec(path: Path) -> ModelSpec:

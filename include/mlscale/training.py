@@ -11,7 +11,7 @@ import pandas as pd
 
 from mlscale import features
 from mlscale.config import Settings
-from mlscale.specs import ModelSpec
+from mlscale.specs import ModelSpec, improvement
 
 log = logging.getLogger(__name__)
 
@@ -94,10 +94,6 @@ def evaluate(spec: ModelSpec, y_true: np.ndarray, scores: np.ndarray) -> dict[st
     }
 
 
-def _better(spec: ModelSpec, a: float, b: float) -> bool:
-    return a > b if spec.higher_is_better else a < b
-
-
 def train(settings: Settings, spec: ModelSpec, tags: dict[str, str] | None = None) -> dict:
     """Train every candidate, pick the best on validation, refit, test, log to MLflow and register it."""
     import mlflow
@@ -128,7 +124,7 @@ def train(settings: Settings, spec: ModelSpec, tags: dict[str, str] | None = Non
             score = evaluate(spec, y(valid_part), predict(spec, model, X(valid_part)))[spec.primary_metric]
             mlflow.log_metric(f"valid_{spec.primary_metric}__{cand.name}", score)
             log.info("candidate %s: validation %s = %.4f", cand.name, spec.primary_metric, score)
-            if best is None or _better(spec, score, best[1]):
+            if best is None or improvement(spec.primary_metric, score, best[1]) > 0:
                 best = (cand, score)
         cand = best[0]
         model = build_pipeline(spec, cand.name, dict(cand.params)).fit(X(split.train), y(split.train))

@@ -42,3 +42,11 @@ def test_bad_threshold_type(tmp_path):
                                                     "production": {"min_improvement": 0}})
     with pytest.raises(SpecError, match=r"promotion\.staging\.min_metrics\.roc_auc"):
         load_spec(path)
+
+
+def test_improvement_points_the_right_way():
+    from mlscale.specs import improvement
+
+    assert improvement("roc_auc", 0.8, 0.75) == pytest.approx(0.05)
+    assert improvement("log_loss", 0.30, 0.35) == pytest.approx(0.05)
+    assert improvement("rmse", 12.0, 10.0) == pytest.approx(-2.0)
