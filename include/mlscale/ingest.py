@@ -22,7 +22,8 @@ create table if not exists ops.ingest_files (
     sha256 text primary key,
     feed text not null,
     path text not null,
-    status text not null,  -- loaded, rejected (broke the contract) or retracted (taken back by hand)
+    -- loaded, rejected (broke the contract) or retracted (taken back by hand)
+    status text not null check (status in ('loaded', 'rejected', 'retracted')),
     rows_loaded integer not null default 0,
     rows_quarantined integer not null default 0,
     extra_columns text[] not null default '{}',
@@ -136,11 +137,6 @@ def ensure_tables(conn: psycopg.Connection, feeds: dict[str, Feed]) -> None:
         for name, type_ in columns:
             conn.execute(sql.SQL("alter table raw.{} add column if not exists {} {}").format(
                 table, sql.Identifier(name), sql.SQL(type_)))
-    conn.execute("alter table ops.ingest_files drop constraint if exists ingest_files_status_check")
-    conn.execute("alter table ops.ingest_files add constraint ingest_files_status_check"
-                 " check (status in ('loaded', 'rejected', 'retracted'))")
-    conn.execute("alter table ops.ingest_files add column if not exists etl_run_id text")
-    conn.execute("alter table ops.ingest_files add column if not exists etl_status text")
     conn.commit()
 
 
