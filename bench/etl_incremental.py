@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,6 +28,7 @@ import psycopg  # noqa: E402
 
 from mlscale import dagrun, postgres, services  # noqa: E402
 from mlscale.datagen import ShopParams, generate  # noqa: E402
+from mlscale.demo import output_to  # noqa: E402
 
 
 def _reset(settings: Settings) -> None:
@@ -52,39 +52,18 @@ def bench(scale: int, daily_runs: int, quiet_log: Path) -> float:
     history = range(0, 300 * scale)
     stats = generate(params, landing, days=history, progress_every=0)
     print(f"[{scale}x] generated {len(history)} days, {stats.rows['orders']} orders in {time.monotonic() - t0:.0f}s", flush=True)
-    with open(quiet_log, "a") as log, _redirect(log):
+    with output_to(quiet_log):
         ingest_s = _run(settings, "ingest_landing")
         full_s = _run(settings, "warehouse_etl")
     print(f"[{scale}x] history: ingest {ingest_s:.0f}s, first (full) warehouse_etl {full_s:.0f}s", flush=True)
     daily = []
     for day in range(history.stop, history.stop + daily_runs):
         generate(params, landing, days=range(day, day + 1), progress_every=0)
-        with open(quiet_log, "a") as log, _redirect(log):
+        with output_to(quiet_log):
             _run(settings, "ingest_landing")
             daily.append(_run(settings, "warehouse_etl"))
         print(f"[{scale}x] day {day}: daily warehouse_etl {daily[-1]:.1f}s", flush=True)
     return statistics.median(daily)
-
-
-class _redirect:
-    """Send fd 1 and 2 (Airflow's task logs) to a file for the duration."""
-
-    def __init__(self, fh):
-        self.fh = fh
-
-    def __enter__(self):
-        sys.stdout.flush()
-        sys.stderr.flush()
-        self.saved = os.dup(1), os.dup(2)
-        os.dup2(self.fh.fileno(), 1)
-        os.dup2(self.fh.fileno(), 2)
-
-    def __exit__(self, *exc):
-        sys.stdout.flush()
-        sys.stderr.flush()
-        for fd, saved in zip((1, 2), self.saved):
-            os.dup2(saved, fd)
-            os.close(saved)
 
 
 def main() -> None:

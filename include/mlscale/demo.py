@@ -40,7 +40,7 @@ def ensure_landing(settings: Settings, params: datagen.ShopParams) -> str:
 
 
 @contextlib.contextmanager
-def _output_to(logfile: Path):
+def output_to(logfile: Path):
     """Send everything written to stdout/stderr (Airflow task logs, dbt, MLflow) to `logfile`."""
     sys.stdout.flush()
     sys.stderr.flush()
@@ -68,7 +68,7 @@ def run_pipeline(settings: Settings, dag_ids: list[str] = PIPELINE) -> list[Stag
     for dag_id in dag_ids:
         print(f"  {dag_id:<28}", end=" ", flush=True)
         try:
-            with _output_to(logfile):
+            with output_to(logfile):
                 result = dagrun.run_dag(settings, dag_id)
         except dagrun.DagRunFailed:
             print(f"FAILED (see {logfile})", flush=True)
@@ -129,7 +129,7 @@ def summary(settings: Settings, times: list[StageTime], landing_note: str) -> st
         f"  MLflow UI           {settings.mlflow_uri}  (experiment and registered model '{DEMO_MODEL}')",
         f"  warehouse           psql \"{settings.dsn(settings.warehouse_db)}\"  (schemas raw, staging, intermediate, core, ml, ops)",
         f"  landing files       {settings.landing_dir}",
-        f"  GX Data Docs        {quality.docs_dir(settings) / 'gx' / 'uncommitted' / 'data_docs' / 'local_site' / 'index.html'}",
+        f"  GX Data Docs        {quality.docs_index(settings)}",
         f"  service logs        {settings.log_dir}",
         "  Airflow UI          make up  (then http://127.0.0.1:8080)",
         "=" * 72,

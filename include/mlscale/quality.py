@@ -121,6 +121,11 @@ def docs_dir(settings: Settings) -> Path:
     return settings.state_dir / f"gx{settings.db_suffix}"
 
 
+def docs_index(settings: Settings) -> Path:
+    """The Data Docs page a person opens."""
+    return docs_dir(settings) / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
+
+
 def run_suite(settings: Settings, spec: dict, run_id: str) -> list[CheckResult] | None:
     """Validate one suite with GX (pushed down as SQL); None when its batch has no rows."""
     import great_expectations as gx
@@ -210,7 +215,7 @@ def gate(settings: Settings, suite_names: str | list[str], run_id: str) -> dict[
                      for r in failed]
         summary[name] = {"passed": sum(r.success for r in results), "failed": sum(not r.success for r in results),
                          "failed_critical": len(failed)}
-    log.info("GX Data Docs: %s", docs_dir(settings) / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html")
+    log.info("GX Data Docs: %s", docs_index(settings))
     if failures:
         raise DataQualityError(f"{len(failures)} critical expectation(s) failed:\n" + "\n".join(failures))
     return summary
