@@ -23,3 +23,9 @@ def query(settings, sql: str) -> pd.DataFrame:
     with psycopg.connect(settings.dsn(settings.warehouse_db)) as conn:
         cur = conn.execute(sql)
         return pd.DataFrame(cur.fetchall(), columns=[d.name for d in cur.description])
+
+
+def scalar(settings, sql: str, *args):
+    """The first column of the first row of `sql` on the warehouse."""
+    with psycopg.connect(settings.dsn(settings.warehouse_db)) as conn:
+        return conn.execute(sql, args or None).fetchone()[0]

@@ -6,15 +6,10 @@ import pytest
 from mlscale import dagrun
 from mlscale.datagen import DirtyData, ShopParams, generate
 from mlscale.ingest import retract_file
-from tests.helpers import dbt
+from tests.helpers import dbt, scalar
 
 pytestmark = pytest.mark.e2e
 SMALL = dict(customers=300, days=130, seed=8)
-
-
-def _one(settings, sql, *args):
-    with psycopg.connect(settings.dsn(settings.warehouse_db)) as conn:
-        return conn.execute(sql, args).fetchone()[0]
 
 
 def _dbt_tasks_did_not_run(result):
@@ -23,7 +18,7 @@ def _dbt_tasks_did_not_run(result):
 
 
 def _checksum(settings, table: str) -> str:
-    return _one(settings, f"select md5(coalesce(string_agg(t::text, '|' order by t::text), '')) from {table} as t")
+    return scalar(settings, f"select md5(coalesce(string_agg(t::text, '|' order by t::text), '')) from {table} as t")
 
 
 MARTS = ["core.fct_orders", "intermediate.int_customer_days", "ml.customer_features", "core.dim_customers"]
@@ -39,18 +34,18 @@ def test_null_flood_fails_the_run_before_dbt(warehouse):
     assert result.task_states["check_raw"] == "failed"
     _dbt_tasks_did_not_run(result)
     assert result.task_states["check_features"] == "upstream_failed"
-    assert _one(warehouse, "select to_regclass('ml.customer_features')") is None
-    failed = _one(warehouse, "select count(*) from ops.dq_results where suite = 'raw_orders_per_file' and not success")
+    assert scalar(warehouse, "select to_regclass('ml.customer_features')") is None
+    failed = scalar(warehouse, "select count(*) from ops.dq_results where suite = 'raw_orders_per_file' and not success")
     assert failed == 1
-    assert _one(warehouse, "select count(*) from ops.ingest_files where etl_status = 'published'") == 0
+    assert scalar(warehouse, "select count(*) from ops.ingest_files where etl_status = 'published'") == 0
 
     # The operator takes the flooded file back; the next run publishes everything else.
-    flooded = _one(warehouse, "select _file_sha256 from raw.orders group by 1 having avg((channel is null)::int) > 0.5")
+    flooded = scalar(warehouse, "select _file_sha256 from raw.orders group by 1 having avg((channel is null)::int) > 0.5")
     assert retract_file(warehouse.dsn(warehouse.warehouse_db), flooded, "NULL flood in channel") > 0
     assert dagrun.run_dag(warehouse, "warehouse_etl").state == "success"
-    assert _one(warehouse, "select count(*) from ops.ingest_files where status = 'loaded' and etl_status is distinct"
+    assert scalar(warehouse, "select count(*) from ops.ingest_files where status = 'loaded' and etl_status is distinct"
                            " from 'published'") == 0
-    assert _one(warehouse, "select count(*) from core.fct_orders") == _one(warehouse, "select count(*) from raw.orders")
+    assert scalar(warehouse, "select count(*) from core.fct_orders") == scalar(warehouse, "select count(*) from raw.orders")
 
 
 def test_stale_source_fails_the_run(warehouse):
@@ -74,9 +69,9 @@ def test_missing_required_column_fails_ingest_and_publishes_nothing(warehouse):
     result = dagrun.run_dag(warehouse, "ingest_landing", check=False)
 
     assert result.state == "failed" and result.task_states["load_landing_files"] == "failed"
-    assert _one(warehouse, "select status || ': ' || error from ops.ingest_files") == \
+    assert scalar(warehouse, "select status || ': ' || error from ops.ingest_files") == \
         f"rejected: {folder / 'orders.csv'}: missing required column(s) customer_id for feed orders"
-    assert _one(warehouse, "select count(*) from raw.orders") == 0
+    assert scalar(warehouse, "select count(*) from raw.orders") == 0
 
 
 def test_daily_increments_with_late_and_duplicate_rows_equal_a_full_refresh(warehouse):
@@ -89,10 +84,10 @@ def test_daily_increments_with_late_and_duplicate_rows_equal_a_full_refresh(ware
     generate(params, warehouse.landing_dir, days=range(110, 113))
     for dag_id in ("ingest_landing", "warehouse_etl"):
         dagrun.run_dag(warehouse, dag_id)
-    assert _one(warehouse, "select count(*) from ops.ingest_files where etl_status = 'published'") == \
-        _one(warehouse, "select count(*) from ops.ingest_files where status = 'loaded'")
-    assert _one(warehouse, "select count(*) from core.fct_orders") == \
-        _one(warehouse, "select count(distinct order_id) from raw.orders")
+    assert scalar(warehouse, "select count(*) from ops.ingest_files where etl_status = 'published'") == \
+        scalar(warehouse, "select count(*) from ops.ingest_files where status = 'loaded'")
+    assert scalar(warehouse, "select count(*) from core.fct_orders") == \
+        scalar(warehouse, "select count(distinct order_id) from raw.orders")
     incremental = {t: _checksum(warehouse, t) for t in MARTS}
 
     # Rerunning the same day changes nothing.

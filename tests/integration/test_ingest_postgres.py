@@ -2,19 +2,14 @@
 
 import shutil
 
-import psycopg
 import pytest
 
 from mlscale.datagen import ShopParams, generate, read_landing
 from mlscale.ingest import IngestRejected, ingest_landing
+from tests.helpers import scalar
 
 pytestmark = pytest.mark.integration
 PARAMS = ShopParams(customers=200, days=40, seed=11)
-
-
-def _count(settings, sql):
-    with psycopg.connect(settings.dsn(settings.warehouse_db)) as conn:
-        return conn.execute(sql).fetchone()[0]
 
 
 def test_load_is_complete_and_idempotent(warehouse):
@@ -25,8 +20,8 @@ def test_load_is_complete_and_idempotent(warehouse):
     first = ingest_landing(dsn, warehouse.landing_dir)
     for feed, rows in stats.rows.items():
         assert first[feed]["rows_loaded"] == rows, feed
-        assert _count(warehouse, f"select count(*) from raw.{feed}") == rows, feed
-    assert _count(warehouse, "select sum(amount)::float8 from raw.orders") == pytest.approx(orders["amount"].astype(float).sum())
+        assert scalar(warehouse, f"select count(*) from raw.{feed}") == rows, feed
+    assert scalar(warehouse, "select sum(amount)::float8 from raw.orders") == pytest.approx(orders["amount"].astype(float).sum())
 
     # A rerun and a re-delivered file (same bytes, another folder) load nothing twice.
     day = next((warehouse.landing_dir / "orders").iterdir())
@@ -36,7 +31,7 @@ def test_load_is_complete_and_idempotent(warehouse):
     second = ingest_landing(dsn, warehouse.landing_dir)
     assert second["orders"]["rows_loaded"] == 0
     assert second["orders"]["files_skipped"] == first["orders"]["files_loaded"] + 1
-    assert _count(warehouse, "select count(*) from raw.orders") == len(orders)
+    assert scalar(warehouse, "select count(*) from raw.orders") == len(orders)
 
 
 def test_bad_rows_quarantined_and_bad_file_rejected(warehouse):
@@ -55,11 +50,11 @@ def test_bad_rows_quarantined_and_bad_file_rejected(warehouse):
     with pytest.raises(IngestRejected, match=r"missing required column\(s\) customer_id"):
         ingest_landing(warehouse.dsn(warehouse.warehouse_db), warehouse.landing_dir)
 
-    assert _count(warehouse, "select count(*) from raw.orders") == 2
-    assert _count(warehouse, "select count(*) from raw.orders where order_id = 9") == 0
-    assert _count(warehouse, "select string_agg(line_no || ':' || reason, ';') from ops.quarantine") == \
+    assert scalar(warehouse, "select count(*) from raw.orders") == 2
+    assert scalar(warehouse, "select count(*) from raw.orders where order_id = 9") == 0
+    assert scalar(warehouse, "select string_agg(line_no || ':' || reason, ';') from ops.quarantine") == \
         "3:amount: not a number: 'abc'"
-    assert _count(warehouse, "select status from ops.ingest_files where path like '%dt=2026-01-02%'") == "rejected"
+    assert scalar(warehouse, "select status from ops.ingest_files where path like '%dt=2026-01-02%'") == "rejected"
     # The known rejection is not re-raised on the next run; the ledger keeps it.
     again = ingest_landing(warehouse.dsn(warehouse.warehouse_db), warehouse.landing_dir)
     assert again["orders"]["files_skipped"] == 2
