@@ -5,6 +5,7 @@ DAG factory over the model specs in `include/models/*.yml`: each spec gets its o
 
 from __future__ import annotations
 
+from airflow.sdk.exceptions import AirflowSkipException
 from airflow.sdk import Param, dag, get_current_context, task
 
 from mlscale.assets import CUSTOMER_FEATURES, PREDICTIONS, START_DATE, candidate_asset, default_args
@@ -18,11 +19,18 @@ TRAIN_DOC = """
 {description}
 
 Reads matured rows of `{table}` (label `{label}`), splits by as-of date (test = the latest matured
-as-of date; training only on as-of dates at least {gap} days earlier), picks the best of
-{candidates} on the last {valid} training as-of dates by `{metric}`, refits it, logs params, metrics,
-signature and input example to the MLflow experiment `{name}`, and registers a new version.
+as-of date; training only on as-of dates at least {gap} days earlier), tries up to {budget} parameter
+combinations of each of {candidates} (one nested MLflow run each), picks the best on the last {valid}
+training as-of dates by `{metric}`, refits it and tests it against the naive baseline ({baseline}).
 
-**Produces:** the `{name}_candidate` asset (extra: model, version, run_id), which triggers `promote_{name}`.
+Logged to the MLflow experiment `{name}`: params, test metrics of model and baseline, per-segment
+metrics, the campaign profit (economics: dbt seed `model_economics`), ROC/PR/calibration or residual
+plots, permutation importance, `model_card.md`, signature, input example, the training and test
+datasets (content digest) and tags for the dbt invocation, git commit and this Airflow run.
+
+**Produces:** a registered version and the `{name}_candidate` asset (extra: model, version, run_id),
+which triggers `promote_{name}`. A model that does not beat the baseline is logged but not registered:
+the task is **skipped** with the reason in its log, and nothing is promoted.
 """
 
 PROMOTE_DOC = """
@@ -63,7 +71,8 @@ def _train_dag(spec: ModelSpec):
         doc_md=TRAIN_DOC.format(
             name=spec.name, description=spec.description, table=spec.table, label=spec.label,
             gap=spec.split.gap_days, candidates=", ".join(c.name for c in spec.candidates),
-            valid=spec.split.validation_as_of_dates, metric=spec.primary_metric,
+            valid=spec.split.validation_as_of_dates, metric=spec.primary_metric, budget=spec.search.budget,
+            baseline=f"training label mean per bin of {spec.baseline.feature}",
         ),
     )
     def train_dag():
@@ -75,7 +84,11 @@ def _train_dag(spec: ModelSpec):
             from mlscale.training import train
 
             context = get_current_context()
-            result = train(settings(), load_specs()[spec.name], tags={"airflow.run_id": context["run_id"]})
+            result = train(settings(), load_specs()[spec.name],
+                           tags={"airflow.dag_id": context["dag"].dag_id, "airflow.run_id": context["run_id"]})
+            if not result["registered"]:
+                # Skipped, not failed: training worked, the model is just not worth promoting. No asset event.
+                raise AirflowSkipException(f"not registered: does not beat the baseline: {result['reason']}")
             context["outlet_events"][candidate].extra = {
                 "model": result["model"], "version": result["version"], "run_id": result["run_id"]}
             return result

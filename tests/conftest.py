@@ -11,10 +11,10 @@ os.environ.setdefault("MLSCALE_DB_SUFFIX", "_test")
 os.environ.setdefault("MLSCALE_MLFLOW_PORT", "5055")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 
-import psycopg  # noqa: E402
 import pytest  # noqa: E402
 
 from mlscale.config import Settings  # noqa: E402
+from tests.helpers import empty_warehouse  # noqa: E402
 
 os.environ.update(Settings.from_env().service_env())
 
@@ -44,12 +44,7 @@ def stack(manifest) -> Settings:
 @pytest.fixture
 def warehouse(stack: Settings, tmp_path) -> Settings:
     """An empty test warehouse (schemas dropped) and an empty landing folder in tmp."""
-    with psycopg.connect(stack.dsn(stack.warehouse_db), autocommit=True) as conn:
-        schemas = [r[0] for r in conn.execute(
-            "select nspname from pg_namespace where nspname not in ('public', 'information_schema')"
-            " and nspname not like 'pg\\_%'")]
-        for schema in schemas:
-            conn.execute(f'drop schema "{schema}" cascade')
+    empty_warehouse(stack)
     landing = tmp_path / "landing"
     landing.mkdir()
     env = {**os.environ, "MLSCALE_LANDING_DIR": str(landing)}

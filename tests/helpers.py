@@ -29,3 +29,23 @@ def scalar(settings, sql: str, *args):
     """The first column of the first row of `sql` on the warehouse."""
     with psycopg.connect(settings.dsn(settings.warehouse_db)) as conn:
         return conn.execute(sql, args or None).fetchone()[0]
+
+
+def empty_warehouse(settings) -> None:
+    """Drop every schema of the test warehouse except the system ones."""
+    with psycopg.connect(settings.dsn(settings.warehouse_db), autocommit=True) as conn:
+        schemas = [r[0] for r in conn.execute(
+            "select nspname from pg_namespace where nspname not in ('public', 'information_schema')"
+            " and nspname not like 'pg\\_%'")]
+        for schema in schemas:
+            conn.execute(f'drop schema "{schema}" cascade')
+
+
+def drop_registered_model(settings, name: str) -> None:
+    """Forget every version of registered model `name` on the test MLflow server."""
+    import mlflow
+
+    mlflow.set_tracking_uri(settings.mlflow_uri)
+    client = mlflow.MlflowClient()
+    if client.search_registered_models(f"name='{name}'"):
+        client.delete_registered_model(name)

@@ -18,8 +18,12 @@ from mlscale.specs import load_specs
 
 log = logging.getLogger(__name__)
 
-DEMO_MODEL = "churn_90d"
-PIPELINE = ["ingest_landing", "warehouse_etl", f"train_{DEMO_MODEL}", f"promote_{DEMO_MODEL}", f"score_{DEMO_MODEL}"]
+
+
+def pipeline() -> list[str]:
+    """The DAGs of one pass, in order: ingest, ETL, then train, promote and score each model spec."""
+    return ["ingest_landing", "warehouse_etl",
+            *(f"{step}_{name}" for name in load_specs() for step in ("train", "promote", "score"))]
 
 
 @dataclass
@@ -59,13 +63,13 @@ def output_to(logfile: Path):
             os.close(saved[1])
 
 
-def run_pipeline(settings: Settings, dag_ids: list[str] = PIPELINE) -> list[StageTime]:
+def run_pipeline(settings: Settings, dag_ids: list[str] | None = None) -> list[StageTime]:
     """Run the DAGs one after another through Airflow, task logs to a file; stop at the first that fails."""
     logfile = settings.log_dir / "demo_dag_runs.log"
     logfile.parent.mkdir(parents=True, exist_ok=True)
     print(f"  running the DAGs through Airflow (task logs: {logfile})", flush=True)
     times = []
-    for dag_id in dag_ids:
+    for dag_id in dag_ids or pipeline():
         print(f"  {dag_id:<28}", end=" ", flush=True)
         try:
             with output_to(logfile):
@@ -126,7 +130,7 @@ def summary(settings: Settings, times: list[StageTime], landing_note: str) -> st
     lines += [
         "",
         "where to look:",
-        f"  MLflow UI           {settings.mlflow_uri}  (experiment and registered model '{DEMO_MODEL}')",
+        f"  MLflow UI           {settings.mlflow_uri}  (experiments and registered models: {', '.join(load_specs())})",
         f"  warehouse           psql \"{settings.dsn(settings.warehouse_db)}\"  (schemas raw, staging, intermediate, core, ml, ops)",
         f"  landing files       {settings.landing_dir}",
         f"  GX Data Docs        {quality.docs_index(settings)}",

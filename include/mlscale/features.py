@@ -1,7 +1,8 @@
-"""Read feature rows of a model spec from the warehouse into pandas."""
+"""Read feature rows of a model spec from the warehouse into pandas (COPY as CSV: fast, and lean on memory)."""
 
 from __future__ import annotations
 
+import io
 from datetime import date
 
 import pandas as pd
@@ -25,22 +26,29 @@ def _select(spec: ModelSpec, with_label: bool) -> sql.Composed:
     )
 
 
-def _frame(settings: Settings, query: sql.Composable, params: tuple = ()) -> pd.DataFrame:
+def labelled_query(spec: ModelSpec) -> sql.Composed:
+    """All rows whose label has matured, ordered by as-of date and customer."""
+    return sql.SQL("{} where {} is not null order by as_of_date, customer_id").format(
+        _select(spec, with_label=True), sql.Identifier(spec.label)
+    )
+
+
+def _frame(settings: Settings, spec: ModelSpec, query: sql.Composable) -> pd.DataFrame:
+    buf = io.BytesIO()
     with psycopg.connect(settings.dsn(settings.warehouse_db)) as conn, conn.cursor() as cur:
-        cur.execute(query, params)
-        names = [d.name for d in cur.description]
-        frame = pd.DataFrame(cur.fetchall(), columns=names)
-    if not frame.empty:
-        frame["as_of_date"] = pd.to_datetime(frame["as_of_date"])
-    return frame
+        with cur.copy(sql.SQL("copy ({}) to stdout with (format csv, header true)").format(query)) as copy:
+            for block in copy:
+                buf.write(block)
+    buf.seek(0)
+    dtypes = {"customer_id": "int64", **{c: "float64" for c in spec.features.numeric},
+              **{c: "object" for c in spec.features.categorical}, spec.label: "float64"}
+    return pd.read_csv(buf, dtype=dtypes, parse_dates=["as_of_date"], keep_default_na=False,
+                       na_values={c: [""] for c in dtypes})
 
 
 def labelled(settings: Settings, spec: ModelSpec) -> pd.DataFrame:
     """All rows whose label has matured, ordered by as-of date and customer."""
-    query = sql.SQL("{} where {} is not null order by as_of_date, customer_id").format(
-        _select(spec, with_label=True), sql.Identifier(spec.label)
-    )
-    return _frame(settings, query)
+    return _frame(settings, spec, labelled_query(spec))
 
 
 def latest_as_of(settings: Settings, spec: ModelSpec) -> date | None:
@@ -55,5 +63,6 @@ def latest_as_of(settings: Settings, spec: ModelSpec) -> date | None:
 
 def at(settings: Settings, spec: ModelSpec, as_of: date) -> pd.DataFrame:
     """Feature rows (no label) for one as-of date, ordered by customer."""
-    query = sql.SQL("{} where as_of_date = %s order by customer_id").format(_select(spec, with_label=False))
-    return _frame(settings, query, (as_of,))
+    query = sql.SQL("{} where as_of_date = {} order by customer_id").format(
+        _select(spec, with_label=False), sql.Literal(as_of))
+    return _frame(settings, spec, query)

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 
 import psycopg
 
-from mlscale import features, training
+from mlscale import evaluation, features, training
 from mlscale.config import Settings
 from mlscale.specs import ModelSpec, improvement
 
@@ -90,7 +90,7 @@ def evaluate_on_holdout(settings: Settings, spec: ModelSpec, versions: list[str]
     frame = features.labelled(settings, spec)
     holdout = training.time_split(frame, spec.split.gap_days).test
     y = holdout[spec.label].to_numpy()
-    return {v: training.evaluate(spec, y, training.predict(spec, load_version(spec.name, v), holdout[spec.feature_names]))
+    return {v: evaluation.evaluate(spec, y, training.predict(spec, load_version(spec.name, v), holdout[spec.feature_names]))
             for v in versions}
 
 

@@ -1,18 +1,41 @@
-"""Model specs (include/models/*.yml): what to predict, from which features, and how to promote."""
+"""Model specs (include/models/*.yml): what to predict, from which features, how to judge and promote it.
+
+A spec is validated on load; every error names the file, the field and the problem. Column names
+(features, label, baseline, segments, business value) are checked against the columns the dbt
+model of the spec's table documents, so a typo fails at DAG parse time, not mid-training.
+"""
 
 from __future__ import annotations
 
+import itertools
+import math
+import os
+from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-CLASSIFICATION_METRICS = {"roc_auc", "pr_auc", "log_loss", "brier"}
+from mlscale.config import ROOT
+
+# Metric name -> (lowest, highest) value it can take.
+METRIC_RANGES = {
+    "roc_auc": (0.0, 1.0), "pr_auc": (0.0, 1.0), "log_loss": (0.0, math.inf), "brier": (0.0, 1.0),
+    "calibration_error": (0.0, 1.0),
+    "mae": (0.0, math.inf), "rmse": (0.0, math.inf), "r2": (-math.inf, 1.0),
+}
+CLASSIFICATION_METRICS = {"roc_auc", "pr_auc", "log_loss", "brier", "calibration_error"}
 REGRESSION_METRICS = {"mae", "rmse", "r2"}
-LOWER_IS_BETTER = {"log_loss", "brier", "mae", "rmse"}
-ESTIMATORS = {"logistic_regression", "hist_gradient_boosting", "ridge", "hist_gradient_boosting_regressor"}
-SPECS_DIR = Path(__file__).resolve().parents[1] / "models"
+LOWER_IS_BETTER = {"log_loss", "brier", "calibration_error", "mae", "rmse"}
+ESTIMATORS = {
+    "classification": {"logistic_regression", "hist_gradient_boosting"},
+    "regression": {"ridge", "hist_gradient_boosting_regressor"},
+}
+SPECS_DIR = ROOT / "include" / "models"
+DBT_MODELS_DIR = ROOT / "dbt_project" / "models"
+
+Scalar = float | int | str | bool | None
 
 
 class SpecError(ValueError):
@@ -33,15 +56,64 @@ class Split(_Strict):
     validation_as_of_dates: int = Field(ge=1)
 
 
+class Baseline(_Strict):
+    """Naive rule every candidate must beat: the training label mean per quantile bin of one feature."""
+
+    feature: str
+    bins: int = Field(default=10, ge=1, le=100)
+
+
+class Search(_Strict):
+    """Parameter combinations tried per candidate, sampled (seeded) from its parameter lists."""
+
+    budget: int = Field(ge=1, le=50)
+
+
 class Candidate(_Strict):
     name: str
-    params: dict[str, float | int | str | bool | None] = {}
+    # A scalar is fixed; a list is the search space for that parameter.
+    params: dict[str, Scalar | list[Scalar]] = {}
 
     @model_validator(mode="after")
-    def _known(self):
-        if self.name not in ESTIMATORS:
-            raise ValueError(f"unknown estimator {self.name!r}; known: {sorted(ESTIMATORS)}")
+    def _lists_not_empty(self):
+        for key, value in self.params.items():
+            if isinstance(value, list) and not value:
+                raise ValueError(f"params.{key}: empty list (give at least one value)")
         return self
+
+    @property
+    def space(self) -> dict[str, list]:
+        return {k: v if isinstance(v, list) else [v] for k, v in self.params.items()}
+
+    @property
+    def grid_size(self) -> int:
+        return math.prod(len(v) for v in self.space.values())
+
+
+class Segment(_Strict):
+    """A slice for per-segment metrics: a categorical column, or a numeric column cut at `edges`."""
+
+    column: str
+    edges: list[float] | None = None
+
+    @model_validator(mode="after")
+    def _increasing(self):
+        if self.edges is not None and (not self.edges or any(b <= a for a, b in itertools.pairwise(self.edges))):
+            raise ValueError(f"edges {self.edges} must be a non-empty, strictly increasing list")
+        return self
+
+
+class Business(_Strict):
+    """A campaign on the top_k_share of customers by expected gain, valued with the dbt seed model_economics.
+
+    Gain of contacting one customer = margin_rate x response_rate x outcome x value - contact_cost, where
+    value is `value_column` (for churn: the spend a saved churner keeps bringing) or 1 without one (for
+    revenue: the outcome is the spend itself). The outcome is the score for the expected gain that picks
+    whom to contact, and the matured label for the realised profit.
+    """
+
+    top_k_share: float = Field(gt=0, le=1)
+    value_column: str | None = None
 
 
 class StagingGate(_Strict):
@@ -49,7 +121,7 @@ class StagingGate(_Strict):
 
 
 class ProductionGate(_Strict):
-    min_improvement: float = 0.0
+    min_improvement: float = Field(default=0.0, ge=0)
 
 
 class Promotion(_Strict):
@@ -60,21 +132,51 @@ class Promotion(_Strict):
 class ModelSpec(_Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     description: str
+    intended_use: str
+    limitations: list[str] = []
     task: Literal["classification", "regression"]
     table: str = Field(pattern=r"^[a-z_]+\.[a-z_]+$")
     label: str
     features: Features
     split: Split
+    baseline: Baseline
+    search: Search
     candidates: list[Candidate] = Field(min_length=1)
     primary_metric: str
+    segments: dict[str, Segment] = {}
+    business: Business
     promotion: Promotion
 
     @model_validator(mode="after")
-    def _metrics_fit_task(self):
+    def _consistent(self):
         known = CLASSIFICATION_METRICS if self.task == "classification" else REGRESSION_METRICS
-        for metric in [self.primary_metric, *self.promotion.staging.min_metrics]:
+        for where, metric in [("primary_metric", self.primary_metric),
+                              *((f"promotion.staging.min_metrics.{m}", m) for m in self.promotion.staging.min_metrics)]:
             if metric not in known:
-                raise ValueError(f"unknown metric {metric!r} for a {self.task} model; known: {sorted(known)}")
+                raise ValueError(f"{where}: unknown metric {metric!r} for a {self.task} model; known: {sorted(known)}")
+        for metric, floor in self.promotion.staging.min_metrics.items():
+            low, high = METRIC_RANGES[metric]
+            if not low <= floor <= high:
+                raise ValueError(f"promotion.staging.min_metrics.{metric}: threshold {floor} is outside "
+                                 f"the metric's range [{low}, {high}]")
+        for i, cand in enumerate(self.candidates):
+            if cand.name not in ESTIMATORS[self.task]:
+                raise ValueError(f"candidates.{i}.name: unknown estimator {cand.name!r} for a {self.task} model; "
+                                 f"known: {sorted(ESTIMATORS[self.task])}")
+        names = self.feature_names
+        if len(set(names)) != len(names):
+            raise ValueError(f"features: listed twice: {sorted({n for n in names if names.count(n) > 1})}")
+        if self.label in names:
+            raise ValueError(f"label: {self.label!r} is also a feature")
+        numeric = set(self.features.numeric)
+        for where, column, need_numeric in [
+            ("baseline.feature", self.baseline.feature, True),
+            ("business.value_column", self.business.value_column, True),
+            *((f"segments.{n}.column", s.column, s.edges is not None) for n, s in self.segments.items()),
+        ]:
+            if column is not None and column not in (numeric if need_numeric else names):
+                kind = "numeric feature" if need_numeric else "feature"
+                raise ValueError(f"{where}: {column!r} is not a {kind} of this spec")
         return self
 
     @property
@@ -82,10 +184,31 @@ class ModelSpec(_Strict):
         return [*self.features.numeric, *self.features.categorical]
 
 
-
 def improvement(metric: str, new: float, old: float) -> float:
     """How much better `new` is than `old` on `metric` (positive = better, whichever way the metric points)."""
     return old - new if metric in LOWER_IS_BETTER else new - old
+
+
+@lru_cache(maxsize=8)
+def table_columns(table: str, models_dir: Path = DBT_MODELS_DIR) -> frozenset[str]:
+    """Columns documented for `schema.table` in the dbt model files (empty if no model documents it)."""
+    model = table.split(".")[1]
+    for path in sorted(models_dir.rglob("*.yml")):
+        for node in (yaml.safe_load(path.read_text()) or {}).get("models", []):
+            if node.get("name") == model:
+                return frozenset(c["name"] for c in node.get("columns", []))
+    return frozenset()
+
+
+def _check_columns(spec: ModelSpec) -> list[str]:
+    columns = table_columns(spec.table)
+    if not columns:
+        return [f"table: no dbt model documents the columns of {spec.table!r} (under {DBT_MODELS_DIR})"]
+    problems = []
+    for where, names in [("features.numeric", spec.features.numeric), ("features.categorical", spec.features.categorical),
+                         ("label", [spec.label])]:
+        problems += [f"{where}: unknown column {n!r}: {spec.table} has no such column" for n in names if n not in columns]
+    return problems
 
 
 def load_spec(path: Path) -> ModelSpec:
@@ -97,13 +220,26 @@ def load_spec(path: Path) -> ModelSpec:
     try:
         spec = ModelSpec.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '<root>'}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(_problem(e) for e in exc.errors())
         raise SpecError(f"{path}: {problems}") from None
     if spec.name != path.stem:
         raise SpecError(f"{path}: name: {spec.name!r} must match the file name {path.stem!r}")
+    if problems := _check_columns(spec):
+        raise SpecError(f"{path}: " + "; ".join(problems))
     return spec
 
 
-def load_specs(folder: Path = SPECS_DIR) -> dict[str, ModelSpec]:
-    """Every spec in `folder`, by name."""
-    return {p.stem: load_spec(p) for p in sorted(folder.glob("*.yml"))}
+def _problem(error: dict) -> str:
+    where = ".".join(map(str, error["loc"]))
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message
+
+
+def specs_dir() -> Path:
+    """Where the spec files are: MLSCALE_SPECS_DIR, else include/models of the bundle."""
+    return Path(os.environ.get("MLSCALE_SPECS_DIR") or SPECS_DIR)
+
+
+def load_specs(folder: Path | None = None) -> dict[str, ModelSpec]:
+    """Every spec in `folder` (default: specs_dir()), by name."""
+    return {p.stem: load_spec(p) for p in sorted((folder or specs_dir()).glob("*.yml"))}

@@ -1,23 +1,33 @@
-"""Train a model spec: time-based split, candidate selection, MLflow run, registered version."""
+"""Train a model spec: time split, bounded search, baseline check, full MLflow record, registered candidate.
+
+`train` reads the data and lineage from the warehouse; `fit_and_log` does the rest on a frame, so the
+benchmark and tests run exactly the code the `train_<model>` DAG runs.
+"""
 
 from __future__ import annotations
 
 import logging
-import os
+import time
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import psycopg
 
-from mlscale import features
+from mlscale import evaluation, features, lineage, model_card, plots
+from mlscale.baseline import BinnedMean
 from mlscale.config import Settings
-from mlscale.specs import ModelSpec, improvement
+from mlscale.evaluation import Economics
+from mlscale.specs import Candidate, ModelSpec, improvement
 
 log = logging.getLogger(__name__)
 
 SEED = 7
 # Types beyond skops' defaults that our own pipelines contain; reviewed, and only ever loaded from our registry.
 SKOPS_TRUSTED_TYPES = ["numpy.dtype", "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"]
+# Permutation importance runs on at most this many test rows, this many times per feature.
+IMPORTANCE_ROWS, IMPORTANCE_REPEATS = 5000, 5
 
 
 @dataclass(frozen=True)
@@ -62,12 +72,21 @@ def build_pipeline(spec: ModelSpec, candidate_name: str, params: dict):
         ]
     )
     estimators = {
-        "logistic_regression": lambda: LogisticRegression(max_iter=2000, class_weight="balanced", **params),
-        "hist_gradient_boosting": lambda: HistGradientBoostingClassifier(random_state=SEED, class_weight="balanced", **params),
+        "logistic_regression": lambda: LogisticRegression(max_iter=2000, **params),
+        "hist_gradient_boosting": lambda: HistGradientBoostingClassifier(random_state=SEED, **params),
         "ridge": lambda: Ridge(**params),
         "hist_gradient_boosting_regressor": lambda: HistGradientBoostingRegressor(random_state=SEED, **params),
     }
     return Pipeline([("features", pre), ("model", estimators[candidate_name]())])
+
+
+def configurations(candidate: Candidate, budget: int) -> list[dict]:
+    """At most `budget` parameter combinations of `candidate`, sampled without replacement (seeded)."""
+    from sklearn.model_selection import ParameterSampler
+
+    if candidate.grid_size == 1:
+        return [{k: v[0] for k, v in candidate.space.items()}]
+    return list(ParameterSampler(candidate.space, n_iter=min(budget, candidate.grid_size), random_state=SEED))
 
 
 def predict(spec: ModelSpec, model, X: pd.DataFrame) -> np.ndarray:
@@ -75,31 +94,72 @@ def predict(spec: ModelSpec, model, X: pd.DataFrame) -> np.ndarray:
     return model.predict_proba(X)[:, 1] if spec.task == "classification" else model.predict(X)
 
 
-def evaluate(spec: ModelSpec, y_true: np.ndarray, scores: np.ndarray) -> dict[str, float]:
-    """The task's metrics for `scores` against `y_true`."""
-    from sklearn import metrics as m
-
-    if spec.task == "classification":
-        clipped = np.clip(scores, 1e-6, 1 - 1e-6)
-        return {
-            "roc_auc": float(m.roc_auc_score(y_true, scores)),
-            "pr_auc": float(m.average_precision_score(y_true, scores)),
-            "log_loss": float(m.log_loss(y_true, clipped, labels=[0, 1])),
-            "brier": float(m.brier_score_loss(y_true, scores)),
-        }
-    return {
-        "mae": float(m.mean_absolute_error(y_true, scores)),
-        "rmse": float(np.sqrt(m.mean_squared_error(y_true, scores))),
-        "r2": float(m.r2_score(y_true, scores)),
-    }
+def load_economics(settings: Settings, model: str) -> Economics:
+    """The model's row of the dbt seed model_economics (reference.model_economics)."""
+    with psycopg.connect(settings.dsn(settings.warehouse_db)) as conn:
+        if conn.execute("select to_regclass('reference.model_economics')").fetchone()[0] is None:
+            raise LookupError("reference.model_economics is missing: run warehouse_etl (dbt build loads the seed)")
+        row = conn.execute("select margin_rate, response_rate, contact_cost from reference.model_economics"
+                           " where model = %s", (model,)).fetchone()
+    if row is None:
+        raise LookupError(f"dbt seed model_economics has no row for {model!r}: add one to "
+                          "dbt_project/seeds/model_economics.csv")
+    return Economics(*(float(v) for v in row))
 
 
 def train(settings: Settings, spec: ModelSpec, tags: dict[str, str] | None = None) -> dict:
-    """Train every candidate, pick the best on validation, refit, test, log to MLflow and register it."""
+    """Read the spec's matured rows and lineage from the warehouse, then fit_and_log."""
+    frame = features.labelled(settings, spec)
+    dbt_build = lineage.last_dbt_build(settings, spec.table)
+    run_tags = {"mlscale.dbt_invocation_id": dbt_build.get("invocation_id", "unknown"),
+                "mlscale.git_commit": lineage.git_commit(settings), **(tags or {})}
+    run_tags["mlflow.source.git.commit"] = run_tags["mlscale.git_commit"]
+    return fit_and_log(settings, spec, frame, load_economics(settings, spec.name), run_tags)
+
+
+def _search(spec: ModelSpec, fit_part: pd.DataFrame, valid_part: pd.DataFrame) -> tuple[Candidate, dict, int]:
+    """Fit every sampled configuration on fit_part, score on valid_part (one nested MLflow run each)."""
+    import mlflow
+
+    X, y = fit_part[spec.feature_names], fit_part[spec.label].to_numpy()
+    plan = [(cand, params) for cand in spec.candidates for params in configurations(cand, spec.search.budget)]
+    best = None
+    for i, (cand, params) in enumerate(plan, 1):
+        started = time.monotonic()
+        model = build_pipeline(spec, cand.name, params).fit(X, y)
+        score = evaluation.evaluate(spec, valid_part[spec.label], predict(spec, model, valid_part[spec.feature_names]))
+        with mlflow.start_run(run_name=f"{cand.name}-{i}", nested=True):
+            mlflow.log_params({"candidate": cand.name, **params})
+            mlflow.log_metrics({f"valid_{k}": v for k, v in score.items()})
+        log.info("search %d/%d: %s %s -> validation %s %.4f (%.1fs)", i, len(plan), cand.name, params,
+                 spec.primary_metric, score[spec.primary_metric], time.monotonic() - started)
+        if best is None or improvement(spec.primary_metric, score[spec.primary_metric], best[2]) > 0:
+            best = (cand, params, score[spec.primary_metric])
+    return best[0], best[1], len(plan)
+
+
+def _importance(spec: ModelSpec, model, test: pd.DataFrame) -> list[dict]:
+    from sklearn.inspection import permutation_importance
+
+    sample = test.sample(n=min(IMPORTANCE_ROWS, len(test)), random_state=SEED)
+    result = permutation_importance(model, sample[spec.feature_names], sample[spec.label].to_numpy(),
+                                    scoring=evaluation.SCORERS[spec.primary_metric], n_repeats=IMPORTANCE_REPEATS,
+                                    random_state=SEED)
+    return [{"feature": f, "importance_mean": float(m), "importance_std": float(s)}
+            for f, m, s in zip(spec.feature_names, result.importances_mean, result.importances_std)]
+
+
+def _metric_key(*parts: str) -> str:
+    """An MLflow metric key from free text (segment values may hold anything)."""
+    return "/".join("".join(c if c.isalnum() or c in "_-. " else "_" for c in p) for p in parts)
+
+
+def fit_and_log(settings: Settings, spec: ModelSpec, frame: pd.DataFrame, economics: Economics,
+                tags: dict[str, str]) -> dict:
+    """Search, refit, test against the baseline, log everything to MLflow; register only if it beats the baseline."""
     import mlflow
     from mlflow.models import infer_signature
 
-    frame = features.labelled(settings, spec)
     split = time_split(frame, spec.split.gap_days)
     train_dates = sorted(split.train["as_of_date"].unique())
     valid_dates = train_dates[-spec.split.validation_as_of_dates:]
@@ -108,54 +168,119 @@ def train(settings: Settings, spec: ModelSpec, tags: dict[str, str] | None = Non
     if fit_part.empty:
         raise NotEnoughData(f"only {len(train_dates)} training as-of date(s); need more than "
                             f"{spec.split.validation_as_of_dates} for validation")
-    X = lambda df: df[spec.feature_names]  # noqa: E731
-    y = lambda df: df[spec.label].to_numpy()  # noqa: E731
     log.info("split: %d fit rows, %d validation rows (%s..%s), %d test rows (as-of %s)", len(fit_part),
              len(valid_part), pd.Timestamp(valid_dates[0]).date(), pd.Timestamp(valid_dates[-1]).date(),
              len(split.test), split.test_as_of.date())
+    X_train, y_train = split.train[spec.feature_names], split.train[spec.label].to_numpy()
+    X_test, y_test = split.test[spec.feature_names], split.test[spec.label].to_numpy()
 
     mlflow.set_tracking_uri(settings.mlflow_uri)
     mlflow.set_experiment(spec.name)
     with mlflow.start_run(run_name=f"train_{spec.name}") as run:
-        mlflow.set_tags({"mlscale.model": spec.name, **(tags or {})})
-        best = None
-        for cand in spec.candidates:
-            model = build_pipeline(spec, cand.name, dict(cand.params)).fit(X(fit_part), y(fit_part))
-            score = evaluate(spec, y(valid_part), predict(spec, model, X(valid_part)))[spec.primary_metric]
-            mlflow.log_metric(f"valid_{spec.primary_metric}__{cand.name}", score)
-            log.info("candidate %s: validation %s = %.4f", cand.name, spec.primary_metric, score)
-            if best is None or improvement(spec.primary_metric, score, best[1]) > 0:
-                best = (cand, score)
-        cand = best[0]
-        model = build_pipeline(spec, cand.name, dict(cand.params)).fit(X(split.train), y(split.train))
-        test_scores = predict(spec, model, X(split.test))
-        metrics = evaluate(spec, y(split.test), test_scores)
-        mlflow.log_params({
-            "candidate": cand.name,
-            **{f"model__{k}": v for k, v in cand.params.items()},
-            "features": ",".join(spec.feature_names),
-            "label": spec.label,
-            "train_rows": len(split.train),
-            "test_rows": len(split.test),
+        mlflow.set_tags({"mlscale.model": spec.name, **tags})
+        query = features.labelled_query(spec).as_string()
+        for part, context in ((split.train, "training"), (split.test, "testing")):
+            with warnings.catch_warnings():  # the schema's integer customer_id is a key, never missing
+                warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
+                data = lineage.dataset(settings, spec.table, part, query, spec.label, f"{spec.table}:{context}")
+                mlflow.log_input(data, context=context, tags=lineage.profile(part))
+
+        cand, params, n_configs = _search(spec, fit_part, valid_part)
+        model = build_pipeline(spec, cand.name, params).fit(X_train, y_train)
+        scores = predict(spec, model, X_test)
+        metrics = evaluation.evaluate(spec, y_test, scores)
+        baseline = BinnedMean(spec.baseline.feature, spec.baseline.bins, spec.task).fit(X_train, y_train)
+        baseline_scores = predict(spec, baseline, X_test)
+        baseline_metrics = evaluation.evaluate(spec, y_test, baseline_scores)
+        business = evaluation.campaign(spec, economics, split.test, y_test, scores)
+        baseline_business = evaluation.campaign(spec, economics, split.test, y_test, baseline_scores)
+        segments = evaluation.by_segment(spec, split.test, y_test, scores)
+        importance = _importance(spec, model, split.test)
+
+        metric = spec.primary_metric
+        delta = improvement(metric, metrics[metric], baseline_metrics[metric])
+        registered = delta > 0
+        reason = (f"test {metric} {metrics[metric]:.4f} vs baseline {baseline_metrics[metric]:.4f} "
+                  f"({baseline.describe()}): improvement {delta:+.4f}")
+        lineage_facts = {"dbt_invocation_id": tags.get("mlscale.dbt_invocation_id", "unknown"),
+                         "git_commit": tags.get("mlscale.git_commit", "unknown"),
+                         "train_sha256": lineage.content_hash(split.train)}
+        facts = {
+            "candidate": cand.name, "params": params, "configurations": n_configs,
+            "train_rows": len(split.train), "test_rows": len(split.test),
             "train_as_of_min": str(pd.Timestamp(train_dates[0]).date()),
-            "train_as_of_max": str(pd.Timestamp(train_dates[-1]).date()),
-            "test_as_of": str(split.test_as_of.date()),
-            "gap_days": spec.split.gap_days,
+            "train_as_of_max": str(pd.Timestamp(train_dates[-1]).date()), "test_as_of": str(split.test_as_of.date()),
+            "metrics": metrics, "baseline_metrics": baseline_metrics, "baseline": baseline.describe(),
+            "business": business, "segments": segments, "importance": importance,
+            "registered": registered, "reason": reason, "lineage": lineage_facts,
+        }
+
+        mlflow.log_params({
+            "candidate": cand.name, **{f"model__{k}": v for k, v in params.items()},
+            "search_budget": spec.search.budget, "configurations": n_configs,
+            "features": ",".join(spec.feature_names), "label": spec.label, "table": spec.table,
+            "train_rows": len(split.train), "test_rows": len(split.test),
+            "train_as_of_min": facts["train_as_of_min"], "train_as_of_max": facts["train_as_of_max"],
+            "test_as_of": facts["test_as_of"], "gap_days": spec.split.gap_days,
+            "baseline": baseline.describe(), "business_top_k_share": spec.business.top_k_share,
+            "economics": f"margin {economics.margin_rate}, response {economics.response_rate}, "
+                         f"contact cost {economics.contact_cost}",
         })
-        mlflow.log_metrics({f"test_{k}": v for k, v in metrics.items()})
-        example = X(split.test).head(5)
+        mlflow.log_metrics({
+            **{f"test_{k}": v for k, v in metrics.items()},
+            **{f"baseline_test_{k}": v for k, v in baseline_metrics.items()},
+            **{f"business_{k}": v for k, v in business.items()},
+            "baseline_business_profit": baseline_business["profit"],
+            **{_metric_key("segment", s["segment"], s["value"], f"test_{k}"): v
+               for s in segments for k, v in s["metrics"].items()},
+        })
+        figures = (plots.classification if spec.task == "classification" else plots.regression)(y_test, scores, baseline_scores)
+        figures["permutation_importance.png"] = plots.importance(importance, metric)
+        for name, fig in figures.items():
+            mlflow.log_figure(fig, f"plots/{name}")
+        mlflow.log_dict({"metric": metric, "scoring": evaluation.SCORERS[metric], "rows": importance},
+                        "evaluation/permutation_importance.json")
+        mlflow.log_dict({"primary_metric": metric, "segments": segments}, "evaluation/segments.json")
+        mlflow.log_text(model_card.render(spec, facts), "model_card.md")
+
+        example = X_test.head(5)
         signature = infer_signature(example, predict(spec, model, example))
         info = mlflow.sklearn.log_model(model, name="model", signature=signature, input_example=example,
-                                        registered_model_name=spec.name, skops_trusted_types=SKOPS_TRUSTED_TYPES)
-        version = str(info.registered_model_version)
-        client = mlflow.MlflowClient()
-        client.update_model_version(
-            spec.name, version,
-            description=(f"{cand.name} trained on as-of {pd.Timestamp(train_dates[0]).date()}.."
-                         f"{pd.Timestamp(train_dates[-1]).date()}; test {spec.primary_metric}="
-                         f"{metrics[spec.primary_metric]:.4f} at as-of {split.test_as_of.date()}"),
-        )
-        client.set_model_version_tag(spec.name, version, "candidate", cand.name)
-        client.set_model_version_tag(spec.name, version, f"test_{spec.primary_metric}", f"{metrics[spec.primary_metric]:.6f}")
-    log.info("registered %s version %s (run %s): %s", spec.name, version, run.info.run_id, metrics)
-    return {"model": spec.name, "version": version, "run_id": run.info.run_id, "candidate": cand.name, "metrics": metrics}
+                                        registered_model_name=spec.name if registered else None,
+                                        skops_trusted_types=SKOPS_TRUSTED_TYPES)
+        mlflow.set_tags({"mlscale.registered": str(registered).lower(), "mlscale.baseline_check": reason})
+        version = str(info.registered_model_version) if registered else None
+        if registered:
+            _describe_version(spec, version, facts, tags)
+    if registered:
+        log.info("registered %s version %s (run %s): %s; %s", spec.name, version, run.info.run_id, metrics, reason)
+    else:
+        log.warning("%s NOT registered (run %s): the candidate does not beat the baseline: %s",
+                    spec.name, run.info.run_id, reason)
+    return {"model": spec.name, "version": version, "run_id": run.info.run_id, "candidate": cand.name,
+            "params": params, "metrics": metrics, "baseline_metrics": baseline_metrics, "business": business,
+            "registered": registered, "reason": reason}
+
+
+def _describe_version(spec: ModelSpec, version: str, facts: dict, tags: dict[str, str]) -> None:
+    import mlflow
+
+    metric = spec.primary_metric
+    client = mlflow.MlflowClient()
+    client.update_model_version(
+        spec.name, version,
+        description=(f"{facts['candidate']} {facts['params']} trained on as-of {facts['train_as_of_min']}.."
+                     f"{facts['train_as_of_max']} ({facts['train_rows']} rows); test {metric}="
+                     f"{facts['metrics'][metric]:.4f} at as-of {facts['test_as_of']} (baseline "
+                     f"{facts['baseline_metrics'][metric]:.4f}); campaign profit {facts['business']['profit']:.2f} "
+                     f"EUR vs {facts['business']['profit_random']:.2f} at random. See model_card.md in the run."),
+    )
+    version_tags = {
+        "candidate": facts["candidate"], f"test_{metric}": f"{facts['metrics'][metric]:.6f}",
+        f"baseline_test_{metric}": f"{facts['baseline_metrics'][metric]:.6f}",
+        "train_as_of": f"{facts['train_as_of_min']}..{facts['train_as_of_max']}", "test_as_of": facts["test_as_of"],
+        "train_sha256": facts["lineage"]["train_sha256"],
+        **{k: v for k, v in tags.items() if k.startswith(("mlscale.", "airflow."))},
+    }
+    for key, value in version_tags.items():
+        client.set_model_version_tag(spec.name, version, key, value)

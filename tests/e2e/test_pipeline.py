@@ -6,6 +6,7 @@ import pytest
 
 from mlscale import dagrun, registry
 from mlscale.datagen import ShopParams, generate
+from tests.helpers import drop_registered_model
 
 pytestmark = pytest.mark.e2e
 MODEL = "churn_90d"
@@ -17,21 +18,26 @@ def _rows(settings, sql, *args):
         return conn.execute(sql, args).fetchall()
 
 
+def _candidate_event(settings):
+    """(extra, source run id) of the latest `<MODEL>_candidate` Asset event in the Airflow metadata DB."""
+    with psycopg.connect(settings.dsn(settings.airflow_db)) as conn:
+        return conn.execute("select e.extra, e.source_run_id from asset_event e join asset a on a.id = e.asset_id"
+                            " where a.name = %s order by e.id desc limit 1", (f"{MODEL}_candidate",)).fetchone()
+
+
 @pytest.fixture
 def clean_registry(stack):
-    mlflow.set_tracking_uri(stack.mlflow_uri)
-    client = mlflow.MlflowClient()
-    if client.search_registered_models(f"name='{MODEL}'"):
-        client.delete_registered_model(MODEL)
-    return client
+    drop_registered_model(stack, MODEL)
+    return mlflow.MlflowClient()
 
 
 def test_pipeline_end_to_end(warehouse, clean_registry):
     stats = generate(PARAMS, warehouse.landing_dir)
 
+    runs = {}
     for dag_id in ("ingest_landing", "warehouse_etl", f"train_{MODEL}", f"promote_{MODEL}", f"score_{MODEL}"):
-        result = dagrun.run_dag(warehouse, dag_id)
-        assert result.state == "success", result.task_states
+        runs[dag_id] = dagrun.run_dag(warehouse, dag_id)
+        assert runs[dag_id].state == "success", runs[dag_id].task_states
 
     # Data landed, passed its gates and built the mart.
     for feed, rows in stats.rows.items():
@@ -51,6 +57,9 @@ def test_pipeline_end_to_end(warehouse, clean_registry):
     assert run.data.metrics["test_roc_auc"] > 0.7
     assert run.data.params["label"] == "churned_90d"
     assert _rows(warehouse, "select decision, stage from ops.model_promotions") == [("promoted", "Production")]
+    # The candidate Asset event (which triggers promote_) names the model, version and MLflow run.
+    assert _candidate_event(warehouse) == ({"model": MODEL, "version": "1", "run_id": run.info.run_id},
+                                           runs[f"train_{MODEL}"].run_id)
 
     # Every active customer of the latest as-of date is scored once, by version 1.
     scored = _rows(warehouse, "select model_version, as_of_date, count(*), count(distinct customer_id), min(decile),"

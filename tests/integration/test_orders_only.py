@@ -1,13 +1,12 @@
 """Only the mandatory orders feed arrives: the warehouse, features, training, promotion and scoring still work."""
 
-import mlflow
 import pytest
 
 from mlscale import registry, scoring, training
 from mlscale.datagen import ShopParams, generate
 from mlscale.ingest import ingest_landing
 from mlscale.specs import load_specs
-from tests.helpers import dbt, query
+from tests.helpers import dbt, drop_registered_model, query
 
 pytestmark = pytest.mark.integration
 
@@ -24,10 +23,7 @@ def test_orders_only_chain(warehouse):
     assert (features["sessions_30d"] == 0).all() and (features["tickets_90d"] == 0).all()
 
     spec = load_specs()["churn_90d"]
-    mlflow.set_tracking_uri(warehouse.mlflow_uri)
-    client = mlflow.MlflowClient()
-    if client.search_registered_models(f"name='{spec.name}'"):
-        client.delete_registered_model(spec.name)
+    drop_registered_model(warehouse, spec.name)
     trained = training.train(warehouse, spec)
     assert trained["metrics"]["roc_auc"] > 0.7  # recency and frequency alone still predict churn
     decision = registry.promote(warehouse, spec)

@@ -1,12 +1,23 @@
+import csv
+
 import pytest
 import yaml
 
-from mlscale.specs import SPECS_DIR, SpecError, load_spec, load_specs
+from mlscale.specs import SPECS_DIR, SpecError, improvement, load_spec, load_specs
 
 
-def _write(tmp_path, name, **changes):
-    data = yaml.safe_load((SPECS_DIR / "churn_90d.yml").read_text())
-    data.update(changes)
+def _write(tmp_path, name="churn_90d", source="churn_90d", **changes):
+    """A copy of a shipped spec with top-level fields replaced; dotted keys reach into nested fields."""
+    data = yaml.safe_load((SPECS_DIR / f"{source}.yml").read_text())
+    for key, value in changes.items():
+        *parents, leaf = key.split("__")
+        node = data
+        for p in parents:
+            node = node[p]
+        if value is None:
+            del node[leaf]
+        else:
+            node[leaf] = value
     path = tmp_path / f"{name}.yml"
     path.write_text(yaml.safe_dump(data))
     return path
@@ -14,39 +25,81 @@ def _write(tmp_path, name, **changes):
 
 def test_shipped_specs_load():
     specs = load_specs()
-    assert "churn_90d" in specs
-    assert specs["churn_90d"].label == "churned_90d"
+    assert set(specs) == {"churn_90d", "revenue_90d"}
+    assert (specs["churn_90d"].task, specs["churn_90d"].label) == ("classification", "churned_90d")
+    assert (specs["revenue_90d"].task, specs["revenue_90d"].label) == ("regression", "revenue_next_90d")
 
 
-def test_unknown_metric_names_file_and_field(tmp_path):
-    path = _write(tmp_path, "churn_90d", primary_metric="accuracy")
-    with pytest.raises(SpecError, match=r"churn_90d\.yml: .*unknown metric 'accuracy'"):
-        load_spec(path)
+def test_every_spec_has_economics_in_the_dbt_seed():
+    with open(SPECS_DIR.parents[1] / "dbt_project" / "seeds" / "model_economics.csv") as fh:
+        rows = {r["model"]: r for r in csv.DictReader(fh)}
+    assert set(rows) == set(load_specs())
+    for row in rows.values():
+        assert 0 < float(row["margin_rate"]) <= 1 and 0 < float(row["response_rate"]) <= 1
+        assert float(row["contact_cost"]) >= 0
 
 
-def test_unknown_estimator(tmp_path):
-    path = _write(tmp_path, "churn_90d", candidates=[{"name": "xgboost"}])
-    with pytest.raises(SpecError, match=r"candidates\.0.*unknown estimator 'xgboost'"):
-        load_spec(path)
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"features__numeric": ["recency_days", "tenure_days", "amount_90d", "tenure_dayz"]},
+     r"features\.numeric: unknown column 'tenure_dayz': ml\.customer_features has no such column"),
+    ({"features__categorical": ["region", "colour"]}, r"features\.categorical: unknown column 'colour'"),
+    ({"label": "churned_30d"}, r"label: unknown column 'churned_30d'"),
+    ({"table": "ml.no_such_table"}, r"table: no dbt model documents the columns of 'ml\.no_such_table'"),
+    ({"primary_metric": "accuracy"}, r"primary_metric: unknown metric 'accuracy' for a classification model"),
+    ({"promotion__staging__min_metrics": {"rmse": 10}}, r"min_metrics\.rmse: unknown metric 'rmse'"),
+    ({"promotion__staging__min_metrics": {"roc_auc": 1.5}},
+     r"min_metrics\.roc_auc: threshold 1\.5 is outside the metric's range \[0\.0, 1\.0\]"),
+    ({"promotion__staging__min_metrics": {"roc_auc": "high"}}, r"promotion\.staging\.min_metrics\.roc_auc"),
+    ({"promotion__production__min_improvement": -0.1}, r"min_improvement: Input should be greater than or equal to 0"),
+    ({"candidates": [{"name": "xgboost"}]}, r"candidates\.0\.name: unknown estimator 'xgboost'"),
+    ({"candidates": [{"name": "ridge"}]}, r"candidates\.0\.name: unknown estimator 'ridge' for a classification model"),
+    ({"candidates": [{"name": "logistic_regression", "params": {"C": []}}]}, r"params\.C: empty list"),
+    ({"candidates": []}, r"candidates: List should have at least 1 item"),
+    ({"search__budget": 0}, r"search\.budget: Input should be greater than or equal to 1"),
+    ({"baseline__feature": "region"}, r"baseline\.feature: 'region' is not a numeric feature"),
+    ({"segments__tenure_band__edges": [365, 90]}, r"segments\.tenure_band.*strictly increasing"),
+    ({"segments__tenure_band__column": "churned_90d"}, r"segments\.tenure_band\.column: 'churned_90d' is not a numeric feature"),
+    ({"business__top_k_share": 0}, r"business\.top_k_share: Input should be greater than 0"),
+    ({"business__top_k_share": 1.5}, r"business\.top_k_share: Input should be less than or equal to 1"),
+    ({"business__value_column": "region"}, r"business\.value_column: 'region' is not a numeric feature"),
+    ({"features__numeric": ["recency_days", "recency_days"]}, r"features: listed twice: \['recency_days'\]"),
+    ({"features__numeric": ["recency_days", "churned_90d"]}, r"label: 'churned_90d' is also a feature"),
+    ({"intended_use": None}, r"intended_use: Field required"),
+    ({"colour": "red"}, r"colour: Extra inputs are not permitted"),
+    ({"task": "ranking"}, r"task: Input should be 'classification' or 'regression'"),
+])
+def test_each_bad_spec_names_file_field_and_problem(tmp_path, changes, message):
+    with pytest.raises(SpecError, match=r"churn_90d\.yml: .*" + message):
+        load_spec(_write(tmp_path, **changes))
 
 
-def test_unknown_field_and_name_mismatch(tmp_path):
-    with pytest.raises(SpecError, match=r"colour: Extra inputs are not permitted"):
-        load_spec(_write(tmp_path, "churn_90d", colour="red"))
+def test_regression_metrics_belong_to_regression_specs(tmp_path):
+    with pytest.raises(SpecError, match=r"revenue_90d\.yml: primary_metric: unknown metric 'roc_auc' for a regression"):
+        load_spec(_write(tmp_path, "revenue_90d", "revenue_90d", primary_metric="roc_auc"))
+
+
+def test_name_must_match_file_and_yaml_must_parse(tmp_path):
     with pytest.raises(SpecError, match=r"must match the file name 'other'"):
         load_spec(_write(tmp_path, "other"))
+    broken = tmp_path / "broken.yml"
+    broken.write_text("name: [unclosed")
+    with pytest.raises(SpecError, match=r"broken\.yml: not valid YAML"):
+        load_spec(broken)
 
 
-def test_bad_threshold_type(tmp_path):
-    path = _write(tmp_path, "churn_90d", promotion={"staging": {"min_metrics": {"roc_auc": "high"}},
-                                                    "production": {"min_improvement": 0}})
-    with pytest.raises(SpecError, match=r"promotion\.staging\.min_metrics\.roc_auc"):
-        load_spec(path)
+def test_specs_dir_comes_from_the_environment(tmp_path, monkeypatch):
+    _write(tmp_path, "revenue_90d", "revenue_90d")
+    monkeypatch.setenv("MLSCALE_SPECS_DIR", str(tmp_path))
+    assert list(load_specs()) == ["revenue_90d"]
+
+
+def test_search_space_of_a_candidate():
+    cand = load_specs()["churn_90d"].candidates[1]
+    assert cand.space["max_iter"] == [150]  # a scalar is a one-value space
+    assert cand.grid_size == 1 * 2 * 2 * 2
 
 
 def test_improvement_points_the_right_way():
-    from mlscale.specs import improvement
-
     assert improvement("roc_auc", 0.8, 0.75) == pytest.approx(0.05)
     assert improvement("log_loss", 0.30, 0.35) == pytest.approx(0.05)
     assert improvement("rmse", 12.0, 10.0) == pytest.approx(-2.0)

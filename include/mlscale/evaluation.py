@@ -1,0 +1,116 @@
+"""How good a model is: task metrics, calibration, per-segment metrics and the business value of acting on it."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from mlscale.specs import ModelSpec
+
+# Segments smaller than this get a row count but no metrics (too noisy to compare).
+MIN_SEGMENT_ROWS = 30
+# scikit-learn scorer for each metric (used by permutation importance).
+SCORERS = {
+    "roc_auc": "roc_auc", "pr_auc": "average_precision", "log_loss": "neg_log_loss", "brier": "neg_brier_score",
+    "calibration_error": "neg_brier_score",
+    "mae": "neg_mean_absolute_error", "rmse": "neg_root_mean_squared_error", "r2": "r2",
+}
+
+
+def calibration_error(y_true: np.ndarray, prob: np.ndarray, bins: int = 10) -> float:
+    """Expected calibration error: the row-weighted mean |observed rate - mean probability| over equal-width bins."""
+    idx = np.minimum((np.asarray(prob) * bins).astype(int), bins - 1)
+    total = 0.0
+    for b in np.unique(idx):
+        mask = idx == b
+        total += mask.sum() * abs(y_true[mask].mean() - prob[mask].mean())
+    return float(total / len(prob))
+
+
+def evaluate(spec: ModelSpec, y_true: np.ndarray, scores: np.ndarray) -> dict[str, float]:
+    """The task's metrics for `scores` against `y_true`."""
+    from sklearn import metrics as m
+
+    y_true, scores = np.asarray(y_true, dtype=float), np.asarray(scores, dtype=float)
+    if spec.task == "classification":
+        clipped = np.clip(scores, 1e-6, 1 - 1e-6)
+        return {
+            "roc_auc": float(m.roc_auc_score(y_true, scores)),
+            "pr_auc": float(m.average_precision_score(y_true, scores)),
+            "log_loss": float(m.log_loss(y_true, clipped, labels=[0, 1])),
+            "brier": float(m.brier_score_loss(y_true, scores)),
+            "calibration_error": calibration_error(y_true, scores),
+        }
+    return {
+        "mae": float(m.mean_absolute_error(y_true, scores)),
+        "rmse": float(np.sqrt(m.mean_squared_error(y_true, scores))),
+        "r2": float(m.r2_score(y_true, scores)),
+    }
+
+
+def segment_values(spec: ModelSpec, frame: pd.DataFrame) -> dict[str, pd.Series]:
+    """Segment name -> the segment value of each row (numeric columns cut at the spec's edges)."""
+    out = {}
+    for name, seg in spec.segments.items():
+        col = frame[seg.column]
+        if seg.edges is None:
+            out[name] = col.fillna("unknown").astype(str)
+        else:
+            bounds = [-math.inf, *seg.edges, math.inf]
+            labels = [_band(lo, hi) for lo, hi in zip(bounds, bounds[1:])]
+            out[name] = pd.cut(col, bounds, right=False, labels=labels).astype(str).replace("nan", "unknown")
+    return out
+
+
+def _band(lo: float, hi: float) -> str:
+    """'under 90', '90 to 365', '365 and over' (also valid inside MLflow metric keys)."""
+    if lo == -math.inf:
+        return f"under {hi:g}"
+    return f"{lo:g} and over" if hi == math.inf else f"{lo:g} to {hi:g}"
+
+
+def by_segment(spec: ModelSpec, frame: pd.DataFrame, y_true: np.ndarray, scores: np.ndarray) -> list[dict]:
+    """One row per (segment, value): rows, label mean, and the task metrics where the slice is big enough."""
+    y_true, scores = np.asarray(y_true, dtype=float), np.asarray(scores, dtype=float)
+    rows = []
+    for name, values in segment_values(spec, frame).items():
+        for value in sorted(values.unique()):
+            mask = (values == value).to_numpy()
+            row = {"segment": name, "value": value, "rows": int(mask.sum()), "label_mean": float(y_true[mask].mean())}
+            enough = mask.sum() >= MIN_SEGMENT_ROWS and (spec.task == "regression" or len(np.unique(y_true[mask])) == 2)
+            row["metrics"] = evaluate(spec, y_true[mask], scores[mask]) if enough else {}
+            rows.append(row)
+    return rows
+
+
+@dataclass(frozen=True)
+class Economics:
+    """One model's campaign economics, from the dbt seed model_economics."""
+
+    margin_rate: float
+    response_rate: float
+    contact_cost: float
+
+
+def campaign(spec: ModelSpec, economics: Economics, frame: pd.DataFrame, y_true: np.ndarray,
+             scores: np.ndarray) -> dict[str, float]:
+    """The spec's campaign on the top-k rows by expected gain: expected and realised profit, and at random.
+
+    expected gain = margin_rate x response_rate x score x value - contact_cost (the model's own estimate),
+    realised gain = margin_rate x response_rate x label x value - contact_cost (what acting on it earned),
+    where value is the spec's value_column (1 without one). Random = k x the mean realised gain.
+    """
+    y_true, scores = np.asarray(y_true, dtype=float), np.asarray(scores, dtype=float)
+    value_col = spec.business.value_column
+    value = frame[value_col].fillna(0).to_numpy(dtype=float) if value_col else np.ones(len(scores))
+    unit = economics.margin_rate * economics.response_rate
+    expected = unit * scores * value - economics.contact_cost
+    realised = unit * y_true * value - economics.contact_cost
+    k = math.ceil(spec.business.top_k_share * len(scores))
+    top = np.argsort(-expected, kind="stable")[:k]
+    profit, random_profit = float(realised[top].sum()), float(k * realised.mean())
+    return {"targeted": float(k), "expected_profit": float(expected[top].sum()), "profit": profit,
+            "profit_random": random_profit, "profit_uplift": profit - random_profit}

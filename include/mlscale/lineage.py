@@ -1,0 +1,100 @@
+"""Where a model's data came from: the warehouse table as an MLflow dataset, the dbt build, the code version."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+from typing import Any
+
+import pandas as pd
+import psycopg
+from mlflow.data.dataset_source import DatasetSource
+
+from mlscale.config import Settings
+
+# The post-hook macro record_build (dbt_project/macros) writes one row here per build of a feature mart.
+BUILDS_TABLE = "ops.dbt_model_builds"
+
+
+class WarehouseTableSource(DatasetSource):
+    """A PostgreSQL table in the mlscale warehouse, with the query that selected the rows."""
+
+    def __init__(self, uri: str, query: str):
+        self.uri, self.query = uri, query
+
+    @staticmethod
+    def _get_source_type() -> str:
+        return "postgres_table"
+
+    def load(self) -> Any:
+        raise NotImplementedError("read the table with mlscale.features, which knows the warehouse connection")
+
+    @staticmethod
+    def _can_resolve(raw_source: Any) -> bool:
+        return False
+
+    @classmethod
+    def _resolve(cls, raw_source: Any) -> "WarehouseTableSource":
+        raise NotImplementedError
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"uri": self.uri, "query": self.query}
+
+    @classmethod
+    def from_dict(cls, source_dict: dict[Any, Any]) -> "WarehouseTableSource":
+        return cls(source_dict["uri"], source_dict["query"])
+
+
+def table_uri(settings: Settings, table: str) -> str:
+    """postgres://host:port/<warehouse db>/<schema>/<table> (the same form as the Airflow Assets)."""
+    p = settings.conn_params(settings.warehouse_db)
+    return f"postgres://{p['host']}:{p['port']}/{settings.warehouse_db}/{table.replace('.', '/')}"
+
+
+def content_hash(frame: pd.DataFrame) -> str:
+    """sha256 over the rows (values and order), the column names and the row count."""
+    h = hashlib.sha256()
+    h.update(",".join(frame.columns).encode())
+    h.update(str(len(frame)).encode())
+    h.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return h.hexdigest()
+
+
+def dataset(settings: Settings, table: str, frame: pd.DataFrame, query: str, label: str, name: str):
+    """An MLflow dataset for `frame` whose digest covers its content (MLflow stores 36 characters of it)."""
+    from mlflow.data.pandas_dataset import PandasDataset
+
+    return PandasDataset(frame, source=WarehouseTableSource(table_uri(settings, table), query), targets=label,
+                         name=name, digest=content_hash(frame)[:32])
+
+
+def profile(frame: pd.DataFrame) -> dict[str, str]:
+    """Row count, as-of range and full content hash, as tags for the logged dataset."""
+    return {"rows": str(len(frame)), "as_of_min": str(frame["as_of_date"].min().date()),
+            "as_of_max": str(frame["as_of_date"].max().date()), "content_sha256": content_hash(frame)}
+
+
+def last_dbt_build(settings: Settings, table: str) -> dict[str, str]:
+    """The dbt invocation that last built `schema.table` (from the record_build post-hook), or {}."""
+    relation = table.split(".")[1]
+    with psycopg.connect(settings.dsn(settings.warehouse_db)) as conn:
+        if conn.execute("select to_regclass(%s)", (BUILDS_TABLE,)).fetchone()[0] is None:
+            return {}
+        row = conn.execute(f"select invocation_id, built_at from {BUILDS_TABLE} where relation = %s"
+                           " order by built_at desc limit 1", (relation,)).fetchone()
+    return {"invocation_id": row[0], "built_at": row[1].isoformat()} if row else {}
+
+
+def git_commit(settings: Settings) -> str:
+    """The bundle's git commit (MLSCALE_GIT_COMMIT wins; '+dirty' when the work tree has changes), or 'unknown'."""
+    if os.environ.get("MLSCALE_GIT_COMMIT"):
+        return os.environ["MLSCALE_GIT_COMMIT"]
+    try:
+        head = subprocess.run(["git", "-C", str(settings.root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              check=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(settings.root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{head}+dirty" if dirty else head

@@ -1,0 +1,71 @@
+"""The model card: a Markdown page for people deciding whether to trust and use a model version."""
+
+from __future__ import annotations
+
+from mlscale.specs import ModelSpec
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _fmt(v) -> str:
+    return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+def render(spec: ModelSpec, facts: dict) -> str:
+    """Markdown for one training run; `facts` is what training measured (see training.fit_and_log)."""
+    metrics = facts["metrics"]
+    baseline = facts["baseline_metrics"]
+    business = facts["business"]
+    segments = [[s["segment"], s["value"], s["rows"], _fmt(s["label_mean"]), _fmt(s["metrics"].get(spec.primary_metric, "n/a"))]
+                for s in facts["segments"]]
+    top_features = sorted(facts["importance"], key=lambda r: -r["importance_mean"])[:8]
+    verdict = ("registered as a candidate for promotion" if facts["registered"]
+               else f"**not registered**: {facts['reason']}")
+    return f"""# Model card: {spec.name}
+
+{spec.description}
+
+**Outcome of this run:** {verdict}.
+
+## Intended use
+{spec.intended_use.strip()}
+
+## Data
+- Source: `{spec.table}` (dbt invocation `{facts['lineage'].get('dbt_invocation_id', 'unknown')}`), label `{spec.label}`.
+- Training as-of dates {facts['train_as_of_min']} to {facts['train_as_of_max']} ({facts['train_rows']} rows);
+  test as-of date {facts['test_as_of']} ({facts['test_rows']} rows), at least {spec.split.gap_days} days
+  after the last training as-of date so no label window overlaps.
+- Training data digest (sha256): `{facts['lineage']['train_sha256']}`; code: `{facts['lineage']['git_commit']}`.
+
+## Features
+Numeric: {', '.join(spec.features.numeric)}.
+Categorical: {', '.join(spec.features.categorical) or 'none'}.
+Missing numerics are imputed with the training median; missing categories become `unknown`.
+
+## Model
+`{facts['candidate']}` with {facts['params'] or 'default parameters'}, chosen by validation
+`{spec.primary_metric}` among {facts['configurations']} configurations of {', '.join(c.name for c in spec.candidates)}.
+
+## Test metrics
+{_table(['metric', 'model', f'baseline ({facts["baseline"]})'], [[k, _fmt(v), _fmt(baseline[k])] for k, v in metrics.items()])}
+
+## Business value (test as-of date)
+A campaign on the top {spec.business.top_k_share:.0%} of customers by expected gain ({int(business['targeted'])} customers):
+the model expected {business['expected_profit']:.2f} EUR; acting on it earned {business['profit']:.2f} EUR
+once the labels matured, against {business['profit_random']:.2f} EUR when the same number is picked at
+random (uplift {business['profit_uplift']:+.2f} EUR). Economics: dbt seed `model_economics`.
+
+## Segments
+{_table(['segment', 'value', 'rows', 'label mean', spec.primary_metric], segments)}
+
+## Most important features (permutation, test)
+{_table(['feature', f'drop in {spec.primary_metric}'], [[r['feature'], _fmt(r['importance_mean'])] for r in top_features])}
+
+## Limitations
+{chr(10).join(f'- {item}' for item in spec.limitations) or '- none recorded'}
+- Performance is measured on one as-of date; it degrades as customer behaviour drifts (see monitoring).
+"""

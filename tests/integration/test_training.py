@@ -1,0 +1,182 @@
+"""Both shipped specs train on a small real warehouse against a real MLflow server, with full tracking."""
+
+import json
+
+import mlflow
+import pytest
+import yaml
+
+from mlscale import dagrun, lineage, training
+from mlscale.config import Settings
+from mlscale.datagen import ShopParams, generate
+from mlscale.ingest import ingest_landing
+from mlscale.specs import SPECS_DIR, load_spec, load_specs
+from tests.helpers import dbt, drop_registered_model, empty_warehouse, scalar
+
+pytestmark = pytest.mark.integration
+SPECS = load_specs()
+
+
+@pytest.fixture(scope="module")
+def built(stack, tmp_path_factory):
+    """A small warehouse built once for the module: generated shop, COPY ingest, dbt build."""
+    empty_warehouse(stack)
+    landing = tmp_path_factory.mktemp("landing")
+    generate(ShopParams(customers=600, days=270, seed=31), landing)
+    ingest_landing(stack.dsn(stack.warehouse_db), landing)
+    dbt(stack, "build")
+    for name in (*SPECS, "churn_weak"):
+        drop_registered_model(stack, name)
+    mlflow.set_tracking_uri(stack.mlflow_uri)
+    return stack
+
+
+def _artifacts(client, run_id, path=None):
+    return sorted(a.path for a in client.list_artifacts(run_id, path))
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_train_logs_everything_and_registers_a_version(built, name):
+    spec = SPECS[name]
+    result = training.train(built, spec, tags={"airflow.run_id": "manual__test"})
+    assert result["registered"], result["reason"]
+    client = mlflow.MlflowClient()
+    version = client.get_model_version(name, result["version"])
+    run = client.get_run(result["run_id"])
+    assert version.run_id == run.info.run_id
+
+    # Params: the chosen candidate, its parameters, the data window.
+    params = run.data.params
+    assert params["candidate"] == result["candidate"] in {c.name for c in spec.candidates}
+    assert {f"model__{k}" for k in result["params"]} <= set(params)
+    assert params["label"] == spec.label and params["table"] == spec.table
+    assert int(params["train_rows"]) > int(params["test_rows"]) > 100
+    assert params["test_as_of"] > params["train_as_of_max"] >= params["train_as_of_min"]
+
+    # Metrics of model and baseline on the test set, the business value, per-segment metrics.
+    metrics = run.data.metrics
+    task_metrics = {"roc_auc", "pr_auc", "log_loss", "brier", "calibration_error"} \
+        if spec.task == "classification" else {"mae", "rmse", "r2"}
+    assert {k.removeprefix("test_") for k in metrics if k.startswith("test_")} == task_metrics
+    assert {k.removeprefix("baseline_test_") for k in metrics if k.startswith("baseline_test_")} == task_metrics
+    assert metrics[f"test_{spec.primary_metric}"] == pytest.approx(result["metrics"][spec.primary_metric])
+    assert metrics["business_profit"] > metrics["business_profit_random"]
+    assert metrics["business_targeted"] == pytest.approx(round(int(params["test_rows"]) * 0.1 + 0.5), abs=1)
+    assert any(k.startswith(f"segment/region/Europe/test_{spec.primary_metric}") for k in metrics)
+    assert any(k.startswith("segment/tenure_band/under 90/") for k in metrics)
+
+    # One nested run per searched configuration.
+    children = client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'")
+    assert len(children) == int(params["configurations"]) == sum(
+        min(spec.search.budget, c.grid_size) for c in spec.candidates)
+    assert all(f"valid_{spec.primary_metric}" in c.data.metrics for c in children)
+
+    # Plots, importance, segments and the model card.
+    plots = ({"roc_curve.png", "pr_curve.png", "calibration_curve.png"} if spec.task == "classification"
+             else {"predicted_vs_actual.png", "residuals.png"}) | {"permutation_importance.png"}
+    assert _artifacts(client, run.info.run_id, "plots") == sorted(f"plots/{p}" for p in plots)
+    local = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="evaluation")
+    importance = json.load(open(f"{local}/permutation_importance.json"))["rows"]
+    assert {r["feature"] for r in importance} == set(spec.feature_names)
+    segments = json.load(open(f"{local}/segments.json"))["segments"]
+    assert {s["segment"] for s in segments} == set(spec.segments)
+    card = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/model_card.md")
+    for section in ("## Intended use", "## Data", "## Test metrics", "## Business value", "## Segments",
+                    "## Limitations"):
+        assert section in card
+    assert f"| {spec.primary_metric} | {result['metrics'][spec.primary_metric]:.4f} |" in card
+
+    # Lineage: datasets with a content digest, the dbt build, the code version, the Airflow run.
+    inputs = {d.dataset.name: d for d in run.inputs.dataset_inputs}
+    assert set(inputs) == {f"{spec.table}:training", f"{spec.table}:testing"}
+    train_input = inputs[f"{spec.table}:training"]
+    train_tags = {t.key: t.value for t in train_input.tags}
+    assert train_tags["rows"] == params["train_rows"]
+    assert (train_tags["as_of_min"], train_tags["as_of_max"]) == (params["train_as_of_min"], params["train_as_of_max"])
+    assert train_input.dataset.digest == train_tags["content_sha256"][:32]
+    assert json.loads(train_input.dataset.source)["uri"].endswith(f"/{built.warehouse_db}/ml/customer_features")
+    tags = run.data.tags
+    assert tags["mlscale.dbt_invocation_id"] == scalar(
+        built, "select invocation_id from ops.dbt_model_builds order by built_at desc limit 1")
+    assert tags["mlscale.git_commit"] == lineage.git_commit(built)
+    assert tags["airflow.run_id"] == "manual__test"
+
+    # The registered version: signature, description and tags.
+    model_info = mlflow.models.get_model_info(f"models:/{name}/{result['version']}")
+    assert model_info.signature.inputs.input_names() == spec.feature_names
+    assert spec.primary_metric in version.description and "baseline" in version.description
+    assert version.tags["train_sha256"] == train_tags["content_sha256"]
+    assert version.tags["mlscale.dbt_invocation_id"] == tags["mlscale.dbt_invocation_id"]
+    assert float(version.tags[f"test_{spec.primary_metric}"]) == pytest.approx(result["metrics"][spec.primary_metric])
+
+
+def test_same_data_and_seed_give_the_same_model(built):
+    spec = SPECS["churn_90d"]
+    first, second = training.train(built, spec), training.train(built, spec)
+    assert first["version"] != second["version"]
+    assert (first["candidate"], first["params"]) == (second["candidate"], second["params"])
+    assert first["metrics"] == second["metrics"]
+    assert first["business"] == second["business"]
+
+
+def _weak_spec(folder):
+    """churn_90d, but the only candidate is a one-split stump (two distinct scores): it cannot beat 50 recency bins."""
+    data = yaml.safe_load((SPECS_DIR / "churn_90d.yml").read_text())
+    data.update(name="churn_weak", features={"numeric": ["age", "recency_days"], "categorical": []},
+                baseline={"feature": "recency_days", "bins": 50}, segments={},
+                business={"top_k_share": 0.1},
+                candidates=[{"name": "hist_gradient_boosting",
+                             "params": {"max_iter": 1, "max_leaf_nodes": 2, "learning_rate": 0.1}}])
+    path = folder / "churn_weak.yml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_a_model_that_does_not_beat_the_baseline_is_logged_not_registered(built, tmp_path):
+    spec = load_spec(_weak_spec(tmp_path))
+    with built_economics(built, spec.name):
+        result = training.train(built, spec)
+    assert not result["registered"] and result["version"] is None
+    assert result["reason"].startswith("test roc_auc") and "vs baseline" in result["reason"]
+    client = mlflow.MlflowClient()
+    run = client.get_run(result["run_id"])
+    assert run.data.tags["mlscale.registered"] == "false"
+    assert run.data.tags["mlscale.baseline_check"] == result["reason"]
+    assert "**not registered**" in mlflow.artifacts.load_text(f"runs:/{result['run_id']}/model_card.md")
+    assert len(run.outputs.model_outputs) == 1  # the model is kept with its run, only not registered
+    assert client.search_model_versions("name='churn_weak'") == []
+
+
+def test_train_dag_skips_and_announces_nothing_when_the_baseline_wins(built, tmp_path, monkeypatch):
+    _weak_spec(tmp_path)
+    monkeypatch.setenv("MLSCALE_SPECS_DIR", str(tmp_path))
+    dagrun.dag_bag.cache_clear()
+    try:
+        with built_economics(built, "churn_weak"):
+            result = dagrun.run_dag(Settings.from_env(), "train_churn_weak")
+    finally:
+        dagrun.dag_bag.cache_clear()
+    assert result.task_states == {"train": "skipped"}
+    assert result.state == "success"
+    assert mlflow.MlflowClient().search_model_versions("name='churn_weak'") == []
+
+
+class built_economics:
+    """Temporarily give `model` the churn economics in reference.model_economics."""
+
+    def __init__(self, settings, model):
+        self.settings, self.model = settings, model
+
+    def _sql(self, sql):
+        import psycopg
+
+        with psycopg.connect(self.settings.dsn(self.settings.warehouse_db)) as conn:
+            conn.execute(sql, (self.model,))
+
+    def __enter__(self):
+        self._sql("insert into reference.model_economics (model, margin_rate, response_rate, contact_cost, campaign)"
+                  " select %s, margin_rate, response_rate, contact_cost, 'test' from reference.model_economics"
+                  " where model = 'churn_90d'")
+
+    def __exit__(self, *exc):
+        self._sql("delete from reference.model_economics where model = %s")
