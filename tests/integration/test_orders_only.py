@@ -12,7 +12,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_orders_only_chain(warehouse):
-    generate(ShopParams(customers=600, days=270, seed=12, feeds=("orders",)), warehouse.landing_dir)
+    generate(ShopParams(customers=2000, days=270, seed=12, feeds=("orders",)), warehouse.landing_dir)
     loaded = ingest_landing(warehouse.dsn(warehouse.warehouse_db), warehouse.landing_dir)
     assert loaded["customers"]["files_loaded"] == 0 and loaded["orders"]["rows_loaded"] > 0
     dbt(warehouse, "build")
