@@ -1,15 +1,34 @@
 """
 DAG factory over the model specs in `include/models/*.yml`: each spec gets its own
-`train_<model>`, `promote_<model>` and `score_<model>` DAGs. Adding a spec file adds its DAGs.
+`train_<model>`, `promote_<model>`, `rollback_<model>` and `score_<model>` DAGs. Adding a spec
+file adds its DAGs.
 """
 
 from __future__ import annotations
 
-from airflow.sdk.exceptions import AirflowSkipException
-from airflow.sdk import Param, dag, get_current_context, task
+from datetime import timedelta
 
-from mlscale.assets import CUSTOMER_FEATURES, PREDICTIONS, START_DATE, candidate_asset, default_args
+from airflow.sdk import Param, TriggerRule, dag, get_current_context, task
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+from mlscale.approval import RecordedApprovalOperator, responder
+from mlscale.assets import CUSTOMER_FEATURES, PREDICTIONS, START_DATE, candidate_asset, default_args, failing_on
 from mlscale.specs import ModelSpec, load_specs
+
+APPROVAL_TIMEOUT = timedelta(days=7)  # no answer in a week: the approve task fails, nothing changes
+APPROVAL_BODY = """
+{% set d = ti.xcom_pull(task_ids='evaluate') %}
+**{{ d['model'] }} v{{ d['version'] }}** passed the Staging and Production gates and is in Staging.
+
+{{ d['reason'] }}
+
+| metric | candidate | reference |
+|---|---|---|
+{% for k, v in d['candidate_metrics'].items() %}| {{ k }} | {{ '%.4f'|format(v) }} | {{ '%.4f'|format(d['production_metrics'][k]) }} |
+{% endfor %}
+Approve to make it Production (current: v{{ d['previous_production'] or 'none' }}); Reject to keep Production as it is.
+"""
+
 
 TRAIN_DOC = """
 ### train_{name} — train `{name}` and register a candidate version
@@ -37,14 +56,38 @@ PROMOTE_DOC = """
 ### promote_{name} — Staging and Production gates for `{name}`
 
 **Owner:** Production Engineer · **Triggered by:** the `{name}_candidate` asset, or by hand
-(param `version`; empty = the newest version without a stage).
+(param `version`; empty = the newest version without a stage). **Approval:** `{approval}`.
 
-The candidate and the current Production version are both re-evaluated now on the latest matured
-as-of date. **Staging gate:** the model loads from the registry and predicts; `{metric}` and the
-spec's other floors ({floors}) hold → stage `Staging`, alias `staging`. **Production gate:** the
-candidate beats Production by at least {margin} on `{metric}` (or there is no Production yet) →
-stage `Production`, alias `production`, the old version `Archived` and aliased `previous_production`.
-Each decision is a row in `ops.model_promotions` and a `promotion` tag on the version.
+1. **evaluate** — the candidate is loaded from the registry (its artifact sha256 checked against the
+   one recorded at registration) and re-evaluated now on the latest matured as-of date.
+   *Staging gate:* floors {floors}; the model's signature matches the current `{table}`; it scores the
+   holdout (smoke test); size ≤ {max_mb} MB; {latency_rows} rows scored in ≤ {max_ms} ms → stage
+   `Staging`, alias `staging`. *Production gate:* current Production is scored on the same rows; the
+   candidate must beat it on `{metric}` by ≥ {margin}, the {confidence:.0%} paired-bootstrap interval of
+   the difference must lie above 0, and no region or tenure segment may lose more than {tolerance}
+   (with no Production yet, it must beat the baseline on those rows). A rejection ends the run here (tasks skipped), with
+   the reason in the log and in `ops.model_promotions`.
+2. **approve** (only with `approval: required`) — waits in the UI's *Required Actions* for a person to
+   Approve or Reject (the triggerer must run). Reject → **record_rejection** audits it; the version
+   stays in Staging (shadow-scored), Production is untouched.
+3. **switch** — under a per-model lock, checks that Production is still the version evaluated against
+   (compare-and-set; otherwise the run fails as *aborted* and changes nothing), then moves the
+   candidate to `Production` (alias `production`), archives the old version and aliases it
+   `previous_production`.
+
+Every decision (promoted, rejected, aborted) is a row in `ops.model_promotions` and a `promotion`
+tag on the version. `rollback_{name}` undoes a promotion.
+"""
+
+ROLLBACK_DOC = """
+### rollback_{name} — put an earlier version of `{name}` back into Production
+
+**Owner:** Production Engineer · **Triggered:** by hand only (param `version`; empty = the version
+aliased `previous_production`).
+
+In one run, under the same per-model lock as promotions: verifies the target's artifact hash, moves
+it to stage `Production` with alias `production`, archives the current version (tagged
+`rolled_back`), and records a `rolled_back` row in `ops.model_promotions`.
 """
 
 SCORE_DOC = """
@@ -52,8 +95,12 @@ SCORE_DOC = """
 
 **Owner:** Production Engineer · **Schedule:** daily, and by hand (param `as_of_date`; empty = latest).
 
-Scores every active customer of the as-of date and replaces that day's rows of `ml.predictions`
-(model, version, as-of date, customer, score, decile) in one transaction: a rerun never duplicates.
+Loads the Production version after checking its artifact sha256 against the one recorded at
+registration (a mismatch fails the run: nothing is scored), reads every active customer of the
+as-of date in chunks, and replaces that day's rows of `ml.predictions` (model, version, as-of date,
+customer, score, decile) in one transaction: a rerun never duplicates. When a version is aliased
+`staging` (a challenger), it scores the same customers into `ml.shadow_predictions`, so champion
+and challenger can be compared once the labels mature.
 """
 
 
@@ -104,31 +151,108 @@ def _promote_dag(spec: ModelSpec):
         schedule=[candidate_asset(spec.name)],
         start_date=START_DATE,
         catchup=False,
-        max_active_runs=1,  # one promotion per model at a time
+        max_active_runs=1,  # one promotion per model at a time (the switch also takes a lock)
         default_args=default_args("production_engineer", retries=1),
         params={"version": Param(None, type=["null", "string"], description="Registered version to promote; empty = newest unstaged")},
         tags=["production-engineer", "promotion", spec.name],
         doc_md=PROMOTE_DOC.format(
-            name=spec.name, metric=spec.primary_metric, floors=spec.promotion.staging.min_metrics,
-            margin=spec.promotion.production.min_improvement,
+            name=spec.name, approval=spec.promotion.approval, table=spec.table, metric=spec.primary_metric,
+            floors=spec.promotion.staging.min_metrics, max_mb=spec.promotion.staging.max_model_mb,
+            latency_rows=spec.promotion.staging.latency_rows, max_ms=spec.promotion.staging.max_batch_ms,
+            margin=spec.promotion.production.min_improvement, tolerance=spec.promotion.production.segment_tolerance,
+            confidence=spec.promotion.production.bootstrap.confidence,
         ),
     )
     def promote_dag():
-        @task
-        def promote() -> dict:
-            """Run the gates and move stages and aliases; record the decision."""
+        @task.short_circuit
+        def evaluate() -> dict | None:
+            """Gates; stage the version. Returns the pending decision, or nothing (downstream skipped) on rejection."""
+            from mlscale import registry
             from mlscale.config import settings
-            from mlscale.registry import decision_dict, promote
             from mlscale.specs import load_specs
 
             context = get_current_context()
-            decision = promote(settings(), load_specs()[spec.name], version=context["params"].get("version"),
-                               airflow_run_id=context["run_id"])
-            return decision_dict(decision)
+            with failing_on(registry.RegistryError):
+                decision = registry.evaluate(settings(), load_specs()[spec.name], context["params"].get("version"),
+                                             context["run_id"])
+            return registry.decision_dict(decision) if decision.decision == "pending" else None
 
-        promote()
+        @task
+        def switch(decision: dict) -> dict:
+            """Compare-and-set under the model's lock, then move stages and aliases."""
+            from mlscale import registry
+            from mlscale.config import settings
+            from mlscale.specs import load_specs
+
+            context = get_current_context()
+            decided_by = responder(context["ti"]) if spec.promotion.approval == "required" else "auto"
+            done = registry.switch(settings(), load_specs()[spec.name], registry.decision_from_dict(decision),
+                                   context["run_id"], decided_by)
+            if done.decision == "aborted":
+                raise AirflowFailException(f"promotion aborted: {done.reason}")
+            return registry.decision_dict(done)
+
+        decision = evaluate()
+        promoted = switch(decision)
+        if spec.promotion.approval == "required":
+            approve = RecordedApprovalOperator(
+                task_id="approve",
+                subject=f"Promote {spec.name} v{{{{ ti.xcom_pull(task_ids='evaluate')['version'] }}}} to Production?",
+                body=APPROVAL_BODY,
+                response_timeout=APPROVAL_TIMEOUT,
+                retries=0,  # an unanswered request fails once; a new promote run asks again
+            )
+
+            @task(trigger_rule=TriggerRule.ALL_SKIPPED)
+            def record_rejection() -> dict:
+                """Runs only when the approver rejected (switch skipped): audit it."""
+                from mlscale import registry
+                from mlscale.config import settings
+                from mlscale.specs import load_specs
+
+                context = get_current_context()
+                ti = context["ti"]
+                done = registry.reject(settings(), load_specs()[spec.name],
+                                       registry.decision_from_dict(ti.xcom_pull(task_ids="evaluate")),
+                                       responder(ti), context["run_id"])
+                return registry.decision_dict(done)
+
+            decision >> approve >> promoted >> record_rejection()
 
     return promote_dag()
+
+
+def _rollback_dag(spec: ModelSpec):
+    @dag(
+        dag_id=f"rollback_{spec.name}",
+        schedule=None,
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        default_args=default_args("production_engineer", retries=1),
+        params={"version": Param(None, type=["null", "string"],
+                                 description="Version to put back into Production; empty = previous_production")},
+        tags=["production-engineer", "rollback", spec.name],
+        doc_md=ROLLBACK_DOC.format(name=spec.name),
+    )
+    def rollback_dag():
+        @task
+        def rollback() -> dict:
+            """Move stage and alias back to the target version; archive the current one; audit."""
+            from mlscale import registry
+            from mlscale.config import settings
+            from mlscale.specs import load_specs
+
+            context = get_current_context()
+            who = getattr(context["dag_run"], "triggering_user_name", None) or "airflow"
+            with failing_on(registry.RegistryError):
+                done = registry.rollback(settings(), load_specs()[spec.name], context["params"].get("version"),
+                                         context["run_id"], decided_by=who)
+            return registry.decision_dict(done)
+
+        rollback()
+
+    return rollback_dag()
 
 
 def _score_dag(spec: ModelSpec):
@@ -149,12 +273,15 @@ def _score_dag(spec: ModelSpec):
             """Score the as-of date with the Production version into ml.predictions."""
             from datetime import date
 
+            from mlscale.artifacts import TamperedArtifact
             from mlscale.config import settings
+            from mlscale.registry import RegistryError
             from mlscale.scoring import score
             from mlscale.specs import load_specs
 
             as_of = get_current_context()["params"].get("as_of_date")
-            return score(settings(), load_specs()[spec.name], date.fromisoformat(as_of) if as_of else None)
+            with failing_on(RegistryError, TamperedArtifact):
+                return score(settings(), load_specs()[spec.name], date.fromisoformat(as_of) if as_of else None)
 
         score()
 
@@ -162,6 +289,6 @@ def _score_dag(spec: ModelSpec):
 
 
 for _spec in load_specs().values():
-    for _factory in (_train_dag, _promote_dag, _score_dag):
+    for _factory in (_train_dag, _promote_dag, _rollback_dag, _score_dag):
         _dag = _factory(_spec)
         globals()[_dag.dag_id] = _dag

@@ -5,6 +5,7 @@ Imported at DAG parse time: reads only the environment, never a database.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from datetime import datetime, timedelta
 
@@ -40,6 +41,17 @@ def log_failure(context) -> None:
     ti = context.get("task_instance")
     log.error("mlscale task failed: dag=%s task=%s run=%s error=%s", ti.dag_id if ti else "?",
               ti.task_id if ti else "?", context.get("run_id"), context.get("exception"))
+
+
+@contextlib.contextmanager
+def failing_on(*errors: type[Exception]):
+    """Inside a task: expected errors (bad input, nothing to do, refused artifact) fail it without retries."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    try:
+        yield
+    except errors as exc:
+        raise AirflowFailException(str(exc)) from exc
 
 
 def default_args(owner: str, retries: int = 2) -> dict:

@@ -73,7 +73,16 @@ def _promote(args) -> None:
     from mlscale.registry import decision_dict, promote
     from mlscale.specs import load_specs
 
-    print(json.dumps(decision_dict(promote(settings(), load_specs()[args.model], args.version)), indent=2))
+    decision = promote(settings(), load_specs()[args.model], args.version, approved_by=args.approved_by)
+    print(json.dumps(decision_dict(decision), indent=2))
+
+
+def _rollback(args) -> None:
+    from mlscale.registry import decision_dict, rollback
+    from mlscale.specs import load_specs
+
+    print(json.dumps(decision_dict(rollback(settings(), load_specs()[args.model], args.version,
+                                            decided_by=f"cli:{os.environ.get('USER', 'unknown')}")), indent=2))
 
 
 def _score(args) -> None:
@@ -148,12 +157,16 @@ def main(argv: list[str] | None = None) -> int:
     q = sub.add_parser("quality", help="run one GX suite from include/gx")
     q.add_argument("suite")
     q.set_defaults(fn=_quality)
-    for name, fn, helptext in (("train", _train, "train a model spec"), ("promote", _promote, "run the promotion gates"),
-                               ("score", _score, "batch-score with the production version")):
+    for name, fn, helptext in (("train", _train, "train a model spec"),
+                               ("promote", _promote, "run the promotion gates and switch (approval: pass --approved-by)"),
+                               ("rollback", _rollback, "put previous_production (or --version) back into Production"),
+                               ("score", _score, "batch-score with the production version (and staging in shadow)")):
         p = sub.add_parser(name, help=helptext)
         p.add_argument("model")
-        if name == "promote":
+        if name in ("promote", "rollback"):
             p.add_argument("--version")
+        if name == "promote":
+            p.add_argument("--approved-by", help="who approved (required for specs with approval: required)")
         if name == "score":
             p.add_argument("--as-of", type=date.fromisoformat)
         p.set_defaults(fn=fn)

@@ -109,8 +109,12 @@ def summary(settings: Settings, times: list[StageTime], landing_note: str) -> st
             "select model, model_version, as_of_date, count(*), round(avg(score)::numeric, 3) from ml.predictions"
             " group by 1, 2, 3 order by as_of_date desc, model limit 5"
         ).fetchall()
+        shadow = conn.execute(
+            "select model, model_version, as_of_date, count(*) from ml.shadow_predictions group by 1, 2, 3"
+            " order by as_of_date desc, model limit 5"
+        ).fetchall() if conn.execute("select to_regclass('ml.shadow_predictions')").fetchone()[0] else []
         decisions = conn.execute(
-            "select to_version, decision, stage, reason from ops.model_promotions order by id desc limit 3"
+            "select model, to_version, decision, stage, reason from ops.model_promotions order by id desc limit 4"
         ).fetchall()
     mlflow.set_tracking_uri(settings.mlflow_uri)
     client = mlflow.MlflowClient()
@@ -122,9 +126,10 @@ def summary(settings: Settings, times: list[StageTime], landing_note: str) -> st
                                 if k.startswith("test_"))
             lines.append(f"  v{v['version']:<3} {v['stage']:<10} aliases={','.join(v['aliases']) or '-':<28} {metrics}")
     lines += ["", "latest promotion decisions (ops.model_promotions):"]
-    lines += [f"  v{v} {d} -> {s}: {r}" for v, d, s, r in decisions] or ["  none"]
+    lines += [f"  {m} v{v} {d} -> {s}: {r[:160]}" for m, v, d, s, r in decisions] or ["  none"]
     lines += ["", "predictions written (ml.predictions):"]
     lines += [f"  {m} v{v} as-of {d}: {n} customers scored, mean score {avg}" for m, v, d, n, avg in preds] or ["  none"]
+    lines += [f"  shadow (ml.shadow_predictions): {m} v{v} as-of {d}: {n} customers" for m, v, d, n in shadow]
     lines += ["", "time per stage:"]
     lines += [f"  {t.name:<28} {t.seconds:7.1f}s  {t.state}" for t in times]
     lines += [

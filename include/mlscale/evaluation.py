@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from mlscale.specs import ModelSpec
+from mlscale.specs import CLASSIFICATION_METRICS, REGRESSION_METRICS, ModelSpec
 
 # Segments smaller than this get a row count but no metrics (too noisy to compare).
 MIN_SEGMENT_ROWS = 30
@@ -30,25 +30,30 @@ def calibration_error(y_true: np.ndarray, prob: np.ndarray, bins: int = 10) -> f
     return float(total / len(prob))
 
 
-def evaluate(spec: ModelSpec, y_true: np.ndarray, scores: np.ndarray) -> dict[str, float]:
-    """The task's metrics for `scores` against `y_true`."""
+def _metrics():
     from sklearn import metrics as m
 
-    y_true, scores = np.asarray(y_true, dtype=float), np.asarray(scores, dtype=float)
-    if spec.task == "classification":
-        clipped = np.clip(scores, 1e-6, 1 - 1e-6)
-        return {
-            "roc_auc": float(m.roc_auc_score(y_true, scores)),
-            "pr_auc": float(m.average_precision_score(y_true, scores)),
-            "log_loss": float(m.log_loss(y_true, clipped, labels=[0, 1])),
-            "brier": float(m.brier_score_loss(y_true, scores)),
-            "calibration_error": calibration_error(y_true, scores),
-        }
     return {
-        "mae": float(m.mean_absolute_error(y_true, scores)),
-        "rmse": float(np.sqrt(m.mean_squared_error(y_true, scores))),
-        "r2": float(m.r2_score(y_true, scores)),
+        "roc_auc": m.roc_auc_score,
+        "pr_auc": m.average_precision_score,
+        "log_loss": lambda y, p: m.log_loss(y, np.clip(p, 1e-6, 1 - 1e-6), labels=[0, 1]),
+        "brier": m.brier_score_loss,
+        "calibration_error": calibration_error,
+        "mae": m.mean_absolute_error,
+        "rmse": lambda y, p: np.sqrt(m.mean_squared_error(y, p)),
+        "r2": m.r2_score,
     }
+
+
+def metric(name: str, y_true: np.ndarray, scores: np.ndarray) -> float:
+    """One metric of `scores` against `y_true`."""
+    return float(_metrics()[name](np.asarray(y_true, dtype=float), np.asarray(scores, dtype=float)))
+
+
+def evaluate(spec: ModelSpec, y_true: np.ndarray, scores: np.ndarray) -> dict[str, float]:
+    """The task's metrics for `scores` against `y_true`."""
+    names = CLASSIFICATION_METRICS if spec.task == "classification" else REGRESSION_METRICS
+    return {name: metric(name, y_true, scores) for name in names}
 
 
 def segment_values(spec: ModelSpec, frame: pd.DataFrame) -> dict[str, pd.Series]:

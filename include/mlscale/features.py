@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
+from collections.abc import Iterator
 from datetime import date
 
 import pandas as pd
@@ -33,17 +35,45 @@ def labelled_query(spec: ModelSpec) -> sql.Composed:
     )
 
 
-def _frame(settings: Settings, spec: ModelSpec, query: sql.Composable) -> pd.DataFrame:
-    buf = io.BytesIO()
+class _CopyStream(io.RawIOBase):
+    """A read-only file over the blocks of a COPY ... TO STDOUT, so pandas parses while PostgreSQL sends."""
+
+    def __init__(self, copy):
+        self._blocks, self._pending = iter(copy), memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while not self._pending:
+            block = next(self._blocks, None)
+            if block is None:
+                return 0
+            self._pending = memoryview(bytes(block))
+        n = min(len(buffer), len(self._pending))
+        buffer[:n], self._pending = self._pending[:n], self._pending[n:]
+        return n
+
+
+@contextlib.contextmanager
+def _copy_out(settings: Settings, query: sql.Composable) -> Iterator[io.BufferedReader]:
+    """The CSV (with header) of `query`, as a file that fills while PostgreSQL sends."""
     with psycopg.connect(settings.dsn(settings.warehouse_db)) as conn, conn.cursor() as cur:
         with cur.copy(sql.SQL("copy ({}) to stdout with (format csv, header true)").format(query)) as copy:
-            for block in copy:
-                buf.write(block)
-    buf.seek(0)
+            yield io.BufferedReader(_CopyStream(copy), buffer_size=1 << 20)
+
+
+def _csv_options(spec: ModelSpec) -> dict:
+    """read_csv options that type the columns as the pipelines expect (NULL -> NaN)."""
     dtypes = {"customer_id": "int64", **{c: "float64" for c in spec.features.numeric},
               **{c: "object" for c in spec.features.categorical}, spec.label: "float64"}
-    return pd.read_csv(buf, dtype=dtypes, parse_dates=["as_of_date"], keep_default_na=False,
-                       na_values={c: [""] for c in dtypes})
+    return {"dtype": dtypes, "parse_dates": ["as_of_date"], "keep_default_na": False,
+            "na_values": {c: [""] for c in dtypes}}
+
+
+def _frame(settings: Settings, spec: ModelSpec, query: sql.Composable) -> pd.DataFrame:
+    with _copy_out(settings, query) as stream:
+        return pd.read_csv(stream, **_csv_options(spec))
 
 
 def labelled(settings: Settings, spec: ModelSpec) -> pd.DataFrame:
@@ -61,8 +91,17 @@ def latest_as_of(settings: Settings, spec: ModelSpec) -> date | None:
     return row[0]
 
 
+def _at_query(spec: ModelSpec, as_of: date) -> sql.Composed:
+    return sql.SQL("{} where as_of_date = {} order by customer_id").format(
+        _select(spec, with_label=False), sql.Literal(as_of))
+
+
 def at(settings: Settings, spec: ModelSpec, as_of: date) -> pd.DataFrame:
     """Feature rows (no label) for one as-of date, ordered by customer."""
-    query = sql.SQL("{} where as_of_date = {} order by customer_id").format(
-        _select(spec, with_label=False), sql.Literal(as_of))
-    return _frame(settings, spec, query)
+    return _frame(settings, spec, _at_query(spec, as_of))
+
+
+def chunks_at(settings: Settings, spec: ModelSpec, as_of: date, rows: int) -> Iterator[pd.DataFrame]:
+    """The rows of `at`, `rows` at a time, parsed while they stream in (memory bounded by `rows`)."""
+    with _copy_out(settings, _at_query(spec, as_of)) as stream:
+        yield from pd.read_csv(stream, chunksize=rows, **_csv_options(spec))

@@ -25,8 +25,9 @@ METRIC_RANGES = {
     "calibration_error": (0.0, 1.0),
     "mae": (0.0, math.inf), "rmse": (0.0, math.inf), "r2": (-math.inf, 1.0),
 }
-CLASSIFICATION_METRICS = {"roc_auc", "pr_auc", "log_loss", "brier", "calibration_error"}
-REGRESSION_METRICS = {"mae", "rmse", "r2"}
+# Every model of a task reports these, in this order.
+CLASSIFICATION_METRICS = ("roc_auc", "pr_auc", "log_loss", "brier", "calibration_error")
+REGRESSION_METRICS = ("mae", "rmse", "r2")
 LOWER_IS_BETTER = {"log_loss", "brier", "calibration_error", "mae", "rmse"}
 ESTIMATORS = {
     "classification": {"logistic_regression", "hist_gradient_boosting"},
@@ -117,14 +118,32 @@ class Business(_Strict):
 
 
 class StagingGate(_Strict):
+    """Absolute checks of a candidate on its own: metric floors, size and batch latency budgets."""
+
     min_metrics: dict[str, float] = {}
+    max_model_mb: float = Field(default=100.0, gt=0)
+    # Milliseconds to score latency_rows rows (median of three runs, after loading).
+    max_batch_ms: float = Field(default=2000.0, gt=0)
+    latency_rows: int = Field(default=10_000, ge=1)
+
+
+class Bootstrap(_Strict):
+    samples: int = Field(default=1000, ge=100, le=20_000)
+    confidence: float = Field(default=0.95, gt=0.5, lt=1)
 
 
 class ProductionGate(_Strict):
+    """The candidate against current Production, both re-evaluated on the same latest matured holdout."""
+
     min_improvement: float = Field(default=0.0, ge=0)
+    bootstrap: Bootstrap = Bootstrap()
+    # Largest drop of the primary metric allowed in any segment slice (absolute, in metric units).
+    segment_tolerance: float = Field(default=0.05, ge=0)
 
 
 class Promotion(_Strict):
+    # required: a person approves in Airflow (Required Actions) before the switch; auto: no wait.
+    approval: Literal["auto", "required"] = "auto"
     staging: StagingGate
     production: ProductionGate
 

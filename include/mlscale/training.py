@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import psycopg
 
-from mlscale import evaluation, features, lineage, model_card, plots
+from mlscale import artifacts, evaluation, features, lineage, model_card, plots
 from mlscale.baseline import BinnedMean
 from mlscale.config import Settings
 from mlscale.evaluation import Economics
@@ -252,6 +252,8 @@ def fit_and_log(settings: Settings, spec: ModelSpec, frame: pd.DataFrame, econom
         version = str(info.registered_model_version) if registered else None
         if registered:
             _describe_version(spec, version, facts, tags)
+            fetched = artifacts.record(spec.name, version)
+            log.info("%s v%s artifact sha256 %s (%d bytes) recorded", spec.name, version, fetched.sha256, fetched.size_bytes)
     if registered:
         log.info("registered %s version %s (run %s): %s; %s", spec.name, version, run.info.run_id, metrics, reason)
     else:

@@ -42,7 +42,7 @@ def test_parse_time_budget(parsed):
 def test_every_spec_has_its_dags(parsed):
     expected = {"ingest_landing", "warehouse_etl"}
     for name in load_specs():
-        expected |= {f"train_{name}", f"promote_{name}", f"score_{name}"}
+        expected |= {f"train_{name}", f"promote_{name}", f"rollback_{name}", f"score_{name}"}
     assert set(parsed["dags"]) == expected
 
 

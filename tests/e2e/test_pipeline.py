@@ -66,10 +66,14 @@ def test_pipeline_end_to_end(warehouse, clean_registry):
                               " max(decile) from ml.predictions group by 1, 2")
     assert scored == [("1", latest_as_of, active, active, 1, 10)]
 
-    # A second candidate takes over; the first is archived and kept as previous_production.
-    for dag_id in (f"train_{MODEL}", f"promote_{MODEL}", f"score_{MODEL}"):
-        dagrun.run_dag(warehouse, dag_id)
+    # Retraining on the same data gives the same model: it passes Staging but is not significantly
+    # better than Production, so version 1 keeps serving and version 2 is scored in shadow.
+    runs = {dag_id: dagrun.run_dag(warehouse, dag_id)
+            for dag_id in (f"train_{MODEL}", f"promote_{MODEL}", f"score_{MODEL}")}
+    assert runs[f"promote_{MODEL}"].task_states == {"evaluate": "success", "switch": "skipped"}
     state = {v["version"]: (v["stage"], v["aliases"]) for v in registry.registry_state(MODEL)}
-    assert state == {"2": ("Production", ["production"]), "1": ("Archived", ["previous_production"])}
-    # Rescoring the same as-of date replaces the rows: no duplicates, now from version 2.
-    assert _rows(warehouse, "select model_version, count(*) from ml.predictions group by 1") == [("2", active)]
+    assert state == {"2": ("Staging", ["staging"]), "1": ("Production", ["production"])}
+    assert _rows(warehouse, "select decision from ops.model_promotions order by id") == [("promoted",), ("rejected",)]
+    # Rescoring the same as-of date replaces the rows: no duplicates; the challenger's go to the shadow table.
+    assert _rows(warehouse, "select model_version, count(*) from ml.predictions group by 1") == [("1", active)]
+    assert _rows(warehouse, "select model_version, count(*) from ml.shadow_predictions group by 1") == [("2", active)]

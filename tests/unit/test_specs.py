@@ -95,8 +95,8 @@ def test_specs_dir_comes_from_the_environment(tmp_path, monkeypatch):
 
 def test_search_space_of_a_candidate():
     cand = load_specs()["churn_90d"].candidates[1]
-    assert cand.space["max_iter"] == [150]  # a scalar is a one-value space
-    assert cand.grid_size == 1 * 2 * 2 * 2
+    assert cand.space["max_iter"] == [300]  # a scalar is a one-value space
+    assert cand.grid_size == 1 * 1 * 2 * 3 * 2 * 2
 
 
 def test_improvement_points_the_right_way():

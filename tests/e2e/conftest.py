@@ -1,0 +1,70 @@
+"""Shared by the promotion and approval tests: a small shop built through Airflow, model variants, registry views."""
+
+import os
+
+import mlflow
+import psycopg
+import pytest
+
+from mlscale import dagrun, registry, training
+from mlscale.datagen import ShopParams, generate
+from mlscale.specs import Baseline, Business, Candidate, Features, load_specs
+from tests.helpers import drop_registered_model, empty_warehouse
+
+MODEL = "churn_90d"
+SPEC = load_specs()[MODEL]
+# The shipped spec with one configuration per candidate: the same features, so the same gates apply.
+FAST = SPEC.model_copy(update={"search": SPEC.search.model_copy(update={"budget": 1})})
+# Two weak features and no floors: registered (it beats the mean), clearly worse than FAST.
+WEAK = SPEC.model_copy(update={
+    "features": Features(numeric=["tenure_days", "age"]), "baseline": Baseline(feature="age", bins=1),
+    "segments": {}, "business": Business(top_k_share=0.1),
+    "candidates": [Candidate(name="logistic_regression", params={"C": 1.0})],
+    "promotion": SPEC.promotion.model_copy(update={"staging": SPEC.promotion.staging.model_copy(update={"min_metrics": {}})}),
+})
+
+
+@pytest.fixture(scope="module")
+def shop(stack, tmp_path_factory):
+    """A small shop through ingest_landing and warehouse_etl, built once for the module."""
+    empty_warehouse(stack)
+    landing = tmp_path_factory.mktemp("landing")
+    generate(ShopParams(customers=600, days=270, seed=41), landing)
+    os.environ["MLSCALE_LANDING_DIR"] = str(landing)
+    try:
+        for dag_id in ("ingest_landing", "warehouse_etl"):
+            dagrun.run_dag(stack, dag_id)
+    finally:
+        os.environ["MLSCALE_LANDING_DIR"] = str(stack.landing_dir)
+    mlflow.set_tracking_uri(stack.mlflow_uri)
+    return stack
+
+
+@pytest.fixture
+def fresh(shop):
+    """No registered versions, no audit rows, no predictions."""
+    drop_registered_model(shop, MODEL)
+    with psycopg.connect(shop.dsn(shop.warehouse_db)) as conn:
+        for table in ("ops.model_promotions", "ml.predictions", "ml.shadow_predictions"):
+            if conn.execute("select to_regclass(%s)", (table,)).fetchone()[0]:
+                conn.execute(f"delete from {table}")
+    return shop
+
+
+def train_version(settings, spec) -> str:
+    """Train `spec` and return the registered version."""
+    result = training.train(settings, spec)
+    assert result["registered"], result["reason"]
+    return result["version"]
+
+
+def registry_state():
+    """version -> (stage, aliases) of every version of MODEL."""
+    return {v["version"]: (v["stage"], v["aliases"]) for v in registry.registry_state(MODEL)}
+
+
+def weak_production_and_better_candidate(settings) -> tuple[str, str]:
+    """Production v1 trained on WEAK, and a clearly better candidate (FAST) registered, not yet promoted."""
+    weak = train_version(settings, WEAK)
+    assert registry.promote(settings, WEAK, weak).decision == "promoted"
+    return weak, train_version(settings, FAST)

@@ -1,0 +1,132 @@
+"""`approval: required`: promote_<model> waits for a person in Airflow's Required Actions, then goes on or stops.
+
+The person is played by this test through the same channel the UI uses: the HITL REST API of a real
+Airflow api-server sharing the metadata database with the dag.test() run.
+"""
+
+import json
+import threading
+import time
+
+import pytest
+import requests
+import yaml
+
+from mlscale import airflow_ui, dagrun, services
+from mlscale.config import Settings
+from mlscale.specs import SPECS_DIR, load_spec
+from tests.e2e.conftest import MODEL, registry_state, weak_production_and_better_candidate
+from tests.helpers import query
+
+pytestmark = pytest.mark.e2e
+API_PORT = 8095
+
+
+@pytest.fixture(scope="module")
+def api(stack, tmp_path_factory):
+    """A real Airflow api-server on the test metadata DB; yields (base URL, bearer token)."""
+    import os
+
+    os.environ["MLSCALE_AIRFLOW_PORT"] = str(API_PORT)
+    env = airflow_ui.ui_env(stack)
+    name = f"airflow-api-server{stack.db_suffix}"
+    services.start_background(stack, name, [str(services.BIN / "airflow"), "api-server", "--port", str(API_PORT)], env)
+    url = f"http://127.0.0.1:{API_PORT}"
+    try:
+        deadline = time.monotonic() + 120
+        while not services.http_ok(f"{url}/api/v2/monitor/health"):
+            assert time.monotonic() < deadline, (stack.log_dir / f"{name}.log").read_text()[-3000:]
+            time.sleep(1)
+        passwords = json.loads((stack.airflow_home / "simple_auth_manager_passwords.json.generated").read_text())
+        token = requests.post(f"{url}/auth/token", json={"username": airflow_ui.ADMIN_USER,
+                                                         "password": passwords[airflow_ui.ADMIN_USER]}, timeout=30)
+        token.raise_for_status()
+        yield url, token.json()["access_token"]
+    finally:
+        services.stop_background(stack, name)
+        os.environ.pop("MLSCALE_AIRFLOW_PORT", None)
+
+
+@pytest.fixture
+def approval_required(fresh, tmp_path, monkeypatch):
+    """The shipped churn_90d spec with approval: required, as the bundle's only spec."""
+    data = yaml.safe_load((SPECS_DIR / f"{MODEL}.yml").read_text())
+    data["promotion"]["approval"] = "required"
+    (tmp_path / f"{MODEL}.yml").write_text(yaml.safe_dump(data))
+    assert load_spec(tmp_path / f"{MODEL}.yml").promotion.approval == "required"
+    monkeypatch.setenv("MLSCALE_SPECS_DIR", str(tmp_path))
+    dagrun.dag_bag.cache_clear()
+    yield Settings.from_env()
+    dagrun.dag_bag.cache_clear()
+
+
+class Approver(threading.Thread):
+    """Waits for the pending approval of promote_<MODEL>, records what the UI would show, then answers."""
+
+    def __init__(self, api, answer: str):
+        super().__init__(daemon=True)
+        self.url, self.token = api
+        self.answer, self.seen, self.error = answer, None, None
+
+    def run(self):
+        headers = {"Authorization": f"Bearer {self.token}"}
+        try:
+            deadline = time.monotonic() + 300
+            while time.monotonic() < deadline:
+                pending = requests.get(f"{self.url}/api/v2/dags/promote_{MODEL}/dagRuns/~/hitlDetails",
+                                       params={"response_received": "false"}, headers=headers, timeout=30)
+                pending.raise_for_status()
+                details = pending.json()["hitl_details"]
+                if details:
+                    self.seen = details[0]
+                    ti = self.seen["task_instance"]
+                    requests.patch(f"{self.url}/api/v2/dags/{ti['dag_id']}/dagRuns/{ti['dag_run_id']}/taskInstances/"
+                                   f"{ti['task_id']}/{ti['map_index']}/hitlDetails",
+                                   json={"chosen_options": [self.answer]}, headers=headers, timeout=30).raise_for_status()
+                    return
+                time.sleep(1)
+            raise TimeoutError("no pending approval appeared")
+        except Exception as exc:  # reported by the test
+            self.error = exc
+
+
+def _promote_with(settings, api, answer: str, version: str):
+    approver = Approver(api, answer)
+    approver.start()
+    run = dagrun.run_dag(settings, f"promote_{MODEL}", conf={"version": version})
+    approver.join(timeout=60)
+    assert approver.error is None, approver.error
+    return run, approver.seen
+
+
+def test_approval_waits_then_promotes_on_approve(approval_required, api):
+    settings = approval_required
+    v1, v2 = weak_production_and_better_candidate(settings)
+
+    run, seen = _promote_with(settings, api, "Approve", v2)
+    # What the approver saw under Required Actions while the task waited.
+    assert seen["task_instance"]["task_id"] == "approve" and seen["task_instance"]["state"] == "awaiting_input"
+    assert seen["subject"] == f"Promote {MODEL} v{v2} to Production?"
+    assert seen["options"] == ["Approve", "Reject"] and "| roc_auc |" in seen["body"]
+    assert run.task_states == {"evaluate": "success", "approve": "success", "switch": "success",
+                               "record_rejection": "skipped"}
+    assert registry_state() == {v2: ("Production", ["production"]), v1: ("Archived", ["previous_production"])}
+    decision, decided_by, reason = query(settings, "select decision, decided_by, reason from ops.model_promotions"
+                                                   " order by id desc limit 1").iloc[0]
+    assert (decision, decided_by) == ("promoted", airflow_ui.ADMIN_USER)
+    assert reason.endswith(f"; approved by {airflow_ui.ADMIN_USER}")
+
+
+def test_approval_rejected_keeps_production(approval_required, api):
+    settings = approval_required
+    v1, v2 = weak_production_and_better_candidate(settings)
+
+    run, _ = _promote_with(settings, api, "Reject", v2)
+    assert run.state == "success"
+    assert run.task_states == {"evaluate": "success", "approve": "success", "switch": "skipped",
+                               "record_rejection": "success"}
+    assert registry_state() == {v2: ("Staging", ["staging"]), v1: ("Production", ["production"])}
+    decision, decided_by, reason = query(settings, "select decision, decided_by, reason from ops.model_promotions"
+                                                   " order by id desc limit 1").iloc[0]
+    assert (decision, decided_by) == ("rejected", airflow_ui.ADMIN_USER)
+    assert reason.startswith(f"rejected by {airflow_ui.ADMIN_USER} at the approval step")

@@ -1,0 +1,142 @@
+"""Promotion, rollback and scoring through Airflow (dag.test) on a real warehouse, MLflow server and PostgreSQL."""
+
+import mlflow
+import numpy as np
+import pytest
+
+from mlscale import dagrun, registry, scoring
+from tests.e2e.conftest import (FAST, MODEL, SPEC, WEAK, registry_state, train_version,
+                                weak_production_and_better_candidate)
+from tests.helpers import query, scalar
+
+pytestmark = pytest.mark.e2e
+def _audit(settings):
+    return [tuple(r) for r in query(settings, "select to_version, decision, stage, decided_by from"
+                                              " ops.model_promotions order by id").itertuples(index=False)]
+
+
+def _artifact_dir(settings, version):
+    """Where the test MLflow server keeps the files of a version."""
+    location = mlflow.MlflowClient().get_model_version_download_uri(MODEL, version)
+    return settings.mlflow_artifacts_dir / location.split("mlflow-artifacts:/", 1)[1]
+
+
+def test_better_candidate_is_promoted_then_rolled_back(fresh):
+    v1, v2 = weak_production_and_better_candidate(fresh)
+
+    run = dagrun.run_dag(fresh, f"promote_{MODEL}", conf={"version": v2})
+    assert run.task_states == {"evaluate": "success", "switch": "success"}
+    assert registry_state() == {v2: ("Production", ["production"]), v1: ("Archived", ["previous_production"])}
+    row = query(fresh, "select * from ops.model_promotions order by id desc limit 1").iloc[0]
+    assert (row.decision, row.from_version, row.to_version, row.airflow_run_id) == ("promoted", v1, v2, run.run_id)
+    checks = row.gates["production"]["checks"]
+    assert checks["bootstrap"]["passed"] and checks["bootstrap"]["low"] > 0
+    assert checks["segments"]["passed"] and checks["margin"]["improvement"] > 0.1
+    assert set(row.gates["staging"]["checks"]) == {
+        "floor_roc_auc", "signature", "smoke_test", "artifact_sha256", "model_size", "batch_latency"}
+    assert row.candidate_metrics["roc_auc"] > row.production_metrics["roc_auc"]
+    tag = mlflow.MlflowClient().get_model_version(MODEL, v2).tags["promotion"]
+    assert tag.startswith("promoted: passed both gates against production v" + v1)
+
+    run = dagrun.run_dag(fresh, f"rollback_{MODEL}")
+    assert run.task_states == {"rollback": "success"}
+    assert registry_state() == {v2: ("Archived", []), v1: ("Production", ["production"])}
+    assert mlflow.MlflowClient().get_model_version(MODEL, v2).tags["rolled_back"] == f"replaced by v{v1}"
+    assert _audit(fresh)[-1][:3] == (v1, "rolled_back", "Production")
+
+    dagrun.run_dag(fresh, f"score_{MODEL}")
+    assert query(fresh, "select distinct model_version from ml.predictions")["model_version"].tolist() == [v1]
+    # Nothing left to roll back to: a clear failure, nothing changed.
+    failed = dagrun.run_dag(fresh, f"rollback_{MODEL}", check=False)
+    assert failed.task_states == {"rollback": "failed"} and registry_state()[v1] == ("Production", ["production"])
+
+
+def test_a_candidate_no_better_than_production_is_rejected_and_shadow_scored(fresh):
+    v1 = train_version(fresh, FAST)
+    assert registry.promote(fresh, FAST, v1).decision == "promoted"
+    v2 = train_version(fresh, FAST)  # same data, same seed: the same model
+
+    run = dagrun.run_dag(fresh, f"promote_{MODEL}", conf={"version": v2})
+    assert run.state == "success" and run.task_states == {"evaluate": "success", "switch": "skipped"}
+    assert registry_state() == {v2: ("Staging", ["staging"]), v1: ("Production", ["production"])}
+    decision, reason = query(fresh, "select decision, reason from ops.model_promotions order by id desc limit 1").iloc[0]
+    assert decision == "rejected"
+    assert reason.startswith(f"production gate against production v{v1}: bootstrap: 95% interval of the improvement"
+                             " [+0.0000, +0.0000] is not above 0")
+
+    # Champion and challenger both score the latest as-of date; a rerun replaces, never duplicates.
+    for attempt in (1, 2):
+        dagrun.run_dag(fresh, f"score_{MODEL}")
+        counts = query(fresh, "select 'p' as t, model_version, count(*) n, count(distinct customer_id) d from ml.predictions"
+                              " group by 2 union all select 's', model_version, count(*), count(distinct customer_id)"
+                              " from ml.shadow_predictions group by 2 order by 1")
+        active = scalar(fresh, "select count(*) from ml.customer_features where as_of_date ="
+                               " (select max(as_of_date) from ml.customer_features)")
+        assert counts.values.tolist() == [["p", v1, active, active], ["s", v2, active, active]], attempt
+    same = scalar(fresh, "select count(*) from ml.predictions p join ml.shadow_predictions s using (model, as_of_date,"
+                         " customer_id) where p.score = s.score")
+    assert same == active  # an identical model scores identically
+
+    # Chunked reading changes nothing: 37 rows at a time gives the same scores (to the last bits BLAS
+    # may round differently for another batch shape) and the same deciles.
+    before = query(fresh, "select customer_id, score, decile from ml.predictions order by customer_id")
+    result = scoring.score(fresh, SPEC, chunk_rows=37)
+    assert result["production"]["replaced"] == active
+    after = query(fresh, "select customer_id, score, decile from ml.predictions order by customer_id")
+    assert after["customer_id"].tolist() == before["customer_id"].tolist()
+    assert after["decile"].tolist() == before["decile"].tolist()
+    assert np.allclose(after["score"], before["score"], rtol=1e-12, atol=1e-15)
+
+
+def test_a_tampered_artifact_is_refused_by_promotion_and_scoring(fresh):
+    v1 = train_version(fresh, FAST)
+    assert registry.promote(fresh, FAST, v1).decision == "promoted"
+    v2 = train_version(fresh, FAST)
+    skops = next(_artifact_dir(fresh, v2).glob("*.skops"))
+    skops.write_bytes(skops.read_bytes() + b"\0")
+
+    run = dagrun.run_dag(fresh, f"promote_{MODEL}", conf={"version": v2})
+    assert run.task_states == {"evaluate": "success", "switch": "skipped"}
+    reason = scalar(fresh, "select reason from ops.model_promotions order by id desc limit 1")
+    assert reason.startswith(f"staging gate: {MODEL} v{v2}: artifact sha256") and "refusing to use it" in reason
+    assert registry_state()[v2] == ("None", []) and registry_state()[v1] == ("Production", ["production"])
+
+    production = next(_artifact_dir(fresh, v1).glob("*.skops"))
+    original = production.read_bytes()
+    production.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
+    try:
+        run = dagrun.run_dag(fresh, f"score_{MODEL}", check=False)
+        assert run.task_states == {"score": "failed"}
+        assert scalar(fresh, "select to_regclass('ml.predictions')") is None or \
+            scalar(fresh, "select count(*) from ml.predictions") == 0
+    finally:
+        production.write_bytes(original)
+
+
+def test_two_promotions_at_once_one_wins_the_other_aborts(fresh):
+    v1 = train_version(fresh, WEAK)
+    assert registry.promote(fresh, WEAK, v1).decision == "promoted"
+    v2, v3 = train_version(fresh, FAST), train_version(fresh, FAST)
+    # Both are evaluated against Production v1 and both pass...
+    first, second = registry.evaluate(fresh, SPEC, v2), registry.evaluate(fresh, SPEC, v3)
+    assert (first.decision, second.decision) == ("pending", "pending")
+
+    # ... while another promotion holds the model's lock, the switch aborts (through Airflow too).
+    with registry.promotion_lock(fresh, MODEL) as held:
+        assert held
+        blocked = registry.switch(fresh, SPEC, registry.decision_from_dict(registry.decision_dict(first)))
+        run = dagrun.run_dag(fresh, f"promote_{MODEL}", conf={"version": v3}, check=False)
+    assert blocked.decision == "aborted" and "holds the lock; nothing changed" in blocked.reason
+    assert run.task_states == {"evaluate": "success", "switch": "failed"}
+    assert registry_state()[v1] == ("Production", ["production"])
+
+    # The first switch wins; the second finds Production changed since its evaluation and aborts.
+    assert registry.switch(fresh, SPEC, first).decision == "promoted"
+    lost = registry.switch(fresh, SPEC, second)
+    assert lost.decision == "aborted"
+    assert lost.reason == (f"Production is now v{v2}, but v{v3} was evaluated against v{v1}; nothing changed "
+                           "(promote it again to re-evaluate)")
+    assert registry_state() == {v3: ("Staging", ["staging"]), v2: ("Production", ["production"]),
+                        v1: ("Archived", ["previous_production"])}
+    assert [(v, d) for v, d, _, _ in _audit(fresh)] == [
+        (v1, "promoted"), (v2, "aborted"), (v3, "aborted"), (v2, "promoted"), (v3, "aborted")]

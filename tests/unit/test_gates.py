@@ -1,0 +1,100 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlscale import gates
+from mlscale.artifacts import tree_sha256
+from mlscale.specs import load_specs
+
+SPEC = load_specs()["churn_90d"]
+
+
+def _holdout(n=600, seed=3):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    frame = pd.DataFrame({"region": rng.choice(["Europe", "Asia Pacific"], n),
+                          "tenure_days": rng.integers(0, 700, n).astype(float), SPEC.label: y.astype(float)})
+    good = np.clip(0.5 + 0.35 * (2 * y - 1) + rng.normal(0, 0.25, n), 0, 1)  # separates the classes well
+    noise = rng.uniform(0, 1, n)  # no signal at all
+    return frame, y, good, noise
+
+
+def test_bootstrap_interval_is_zero_for_identical_models_and_positive_for_a_better_one():
+    frame, y, good, noise = _holdout()
+    same = gates.paired_bootstrap(SPEC, y, good, good, samples=200, confidence=0.95)
+    assert same["low"] == same["high"] == 0.0
+    better = gates.paired_bootstrap(SPEC, y, good, noise, samples=200, confidence=0.95)
+    assert better["low"] > 0.3 and better["samples"] == 200
+    worse = gates.paired_bootstrap(SPEC, y, noise, good, samples=200, confidence=0.95)
+    assert worse["high"] < 0
+
+
+def test_production_gate_passes_a_better_candidate_and_names_each_failed_check():
+    frame, y, good, noise = _holdout()
+    passed = gates.production(SPEC, frame, good, noise, "production v1")
+    assert passed.passed and set(passed.checks) == {"margin", "bootstrap", "segments"}
+    failed = gates.production(SPEC, frame, good, good, "production v1")
+    assert not failed.passed
+    assert not failed.checks["bootstrap"]["passed"] and failed.checks["margin"]["passed"]  # margin 0 is met by a tie
+    assert "bootstrap: 95% interval of the improvement [+0.0000, +0.0000] is not above 0" in failed.reason
+
+
+def test_segment_check_catches_a_slice_that_regresses():
+    frame, y, good, noise = _holdout(n=2000)
+    # The candidate is perfect in Europe but random in Asia Pacific; the reference is good everywhere.
+    europe = (frame["region"] == "Europe").to_numpy()
+    candidate = np.where(europe, y * 0.9 + 0.05, noise)
+    gate = gates.production(SPEC, frame, candidate, good, "production v1")
+    drops = gate.checks["segments"]["drops"]
+    assert drops["region=Asia Pacific"] > 0.3 and drops["region=Europe"] < 0
+    assert not gate.checks["segments"]["passed"]
+    assert "segments: largest drop" in gate.reason and "(region=Asia Pacific) exceeds tolerance 0.05" in gate.reason
+
+
+def test_signature_check_against_the_mart(tmp_path):
+    from mlflow.models import Model, infer_signature
+
+    example = pd.DataFrame({c: [1.0] for c in SPEC.features.numeric} | {c: ["x"] for c in SPEC.features.categorical})
+    Model(signature=infer_signature(example, np.array([0.5]))).save(tmp_path / "MLmodel")
+    mart = {c: "integer" for c in SPEC.features.numeric} | {c: "text" for c in SPEC.features.categorical}
+    assert gates.signature_check(SPEC, tmp_path, mart)["passed"]
+    dropped = {k: v for k, v in mart.items() if k != "age"}
+    assert gates.signature_check(SPEC, tmp_path, dropped)["why"] == "ml.customer_features has no column 'age' any more"
+    retyped = mart | {"region": "integer"}
+    assert "ml.customer_features.region is integer" in gates.signature_check(SPEC, tmp_path, retyped)["why"]
+
+
+def test_tree_hash_changes_with_any_byte_or_name(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "model.skops").write_bytes(b"weights")
+    (tmp_path / "sub" / "MLmodel").write_text("flavors: {}")
+    sha, size = tree_sha256(tmp_path)
+    assert size == len(b"weights") + len("flavors: {}")
+    assert tree_sha256(tmp_path) == (sha, size)
+    (tmp_path / "model.skops").write_bytes(b"weightz")
+    assert tree_sha256(tmp_path)[0] != sha
+    (tmp_path / "model.skops").write_bytes(b"weights")
+    (tmp_path / "model.skops").rename(tmp_path / "other.skops")
+    assert tree_sha256(tmp_path)[0] != sha
+
+
+@pytest.mark.parametrize("rows", [3, 250])
+def test_batch_latency_scores_exactly_the_budgeted_rows(rows):
+    seen = []
+
+    class Model:
+        def predict_proba(self, X):
+            seen.append(len(X))
+            return np.full((len(X), 2), 0.5)
+
+    frame = pd.DataFrame({c: [1.0] * rows for c in SPEC.features.numeric} | {c: ["x"] * rows for c in SPEC.features.categorical})
+    ms = gates.batch_latency_ms(SPEC, Model(), frame, 1000)
+    assert seen == [1000, 1000, 1000] and ms >= 0
+
+
+def test_first_version_only_has_to_beat_the_baseline():
+    frame, y, good, noise = _holdout(n=80)
+    passed = gates.first_version(SPEC, frame, good, noise, "the baseline")
+    assert passed.passed and list(passed.checks) == ["beats_baseline"]
+    failed = gates.first_version(SPEC, frame, noise, good, "the baseline")
+    assert not failed.passed and failed.reason.startswith("beats_baseline: roc_auc")
