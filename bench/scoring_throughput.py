@@ -53,7 +53,7 @@ def fill(settings: Settings, rows: int) -> int:
         conn.execute("create schema if not exists bench")
         conn.execute(f"drop table if exists {TABLE}")
         conn.execute(f"create table {TABLE} as select * from ml.customer_features with no data")
-        conn.execute(f"insert into {TABLE} select f.customer_id + c * 100000000, {others}"
+        conn.execute(f"insert into {TABLE} select f.customer_id + c::bigint * 100000000, {others}"
                      f" from ml.customer_features f, generate_series(0, %s) c where f.as_of_date = %s"
                      f" order by 1 limit %s", (-(-rows // per_copy) - 1, latest, rows))
         conn.execute(f"analyze {TABLE}")

@@ -56,7 +56,7 @@ PROMOTE_DOC = """
 ### promote_{name} — Staging and Production gates for `{name}`
 
 **Owner:** Production Engineer · **Triggered by:** the `{name}_candidate` asset, or by hand
-(param `version`; empty = the newest version without a stage). **Approval:** `{approval}`.
+(param `version`; empty = the newest registered version). **Approval:** `{approval}`.
 
 1. **evaluate** — the candidate is loaded from the registry (its artifact sha256 checked against the
    one recorded at registration) and re-evaluated now on the latest matured as-of date.
@@ -153,7 +153,7 @@ def _promote_dag(spec: ModelSpec):
         catchup=False,
         max_active_runs=1,  # one promotion per model at a time (the switch also takes a lock)
         default_args=default_args("production_engineer", retries=1),
-        params={"version": Param(None, type=["null", "string"], description="Registered version to promote; empty = newest unstaged")},
+        params={"version": Param(None, type=["null", "string"], description="Registered version to promote; empty = the newest one")},
         tags=["production-engineer", "promotion", spec.name],
         doc_md=PROMOTE_DOC.format(
             name=spec.name, approval=spec.promotion.approval, table=spec.table, metric=spec.primary_metric,

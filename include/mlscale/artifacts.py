@@ -61,7 +61,9 @@ def fetch_verified(name: str, version: str) -> Fetched:
 
     recorded = mlflow.MlflowClient().get_model_version(name, version).tags.get(SHA_TAG)
     if not recorded:
-        raise TamperedArtifact(f"{name} v{version} has no {SHA_TAG} tag: it was not registered by mlscale training")
+        raise TamperedArtifact(f"{name} v{version} has no {SHA_TAG} tag: it was not registered by mlscale training "
+                               f"(or before hashes were recorded); if you trust its files, record their hash with "
+                               f"`mlscale record-artifact {name} {version}`")
     fetched = fetch(name, version)
     if fetched.sha256 != recorded:
         raise TamperedArtifact(f"{name} v{version}: artifact sha256 {fetched.sha256} differs from {recorded} "

@@ -85,6 +85,14 @@ def _rollback(args) -> None:
                                             decided_by=f"cli:{os.environ.get('USER', 'unknown')}")), indent=2))
 
 
+def _record_artifact(args) -> None:
+    from mlscale.artifacts import record
+
+    fetched = record(args.model, args.version)
+    print(json.dumps({"model": args.model, "version": args.version, "artifact_sha256": fetched.sha256,
+                      "artifact_bytes": fetched.size_bytes}, indent=2))
+
+
 def _score(args) -> None:
     from mlscale.scoring import score
     from mlscale.specs import load_specs
@@ -170,6 +178,11 @@ def main(argv: list[str] | None = None) -> int:
         if name == "score":
             p.add_argument("--as-of", type=date.fromisoformat)
         p.set_defaults(fn=fn)
+    ra = sub.add_parser("record-artifact", help="trust a registered version's files as they are now: record their sha256"
+                                               " (for versions registered before hashes were recorded)")
+    ra.add_argument("model")
+    ra.add_argument("version")
+    ra.set_defaults(fn=_record_artifact)
     r = sub.add_parser("run-dag", help="run one DAG through Airflow (dag.test) against the metadata DB")
     r.add_argument("dag_id")
     r.add_argument("--conf", help="JSON run conf")

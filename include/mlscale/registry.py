@@ -91,12 +91,19 @@ def alias_version(name: str, alias: str) -> str | None:
         return None
 
 
-def newest_unstaged_version(name: str) -> str:
-    """The most recently registered version that has no stage yet."""
-    versions = [v for v in _client().search_model_versions(f"name='{name}'") if v.current_stage == "None"]
+def newest_candidate(name: str) -> str:
+    """The most recently registered version, if it is not (or no longer) in Production or Archived.
+
+    A version staged by an earlier attempt stays the candidate, so a retried promotion evaluates the same version.
+    """
+    versions = _client().search_model_versions(f"name='{name}'")
     if not versions:
-        raise RegistryError(f"model {name} has no registered version awaiting promotion; run train_{name} first")
-    return str(max(versions, key=lambda v: int(v.version)).version)
+        raise RegistryError(f"model {name} has no registered version; run train_{name} first")
+    newest = max(versions, key=lambda v: int(v.version))
+    if newest.current_stage in ("Production", "Archived"):
+        raise RegistryError(f"the newest version of {name}, v{newest.version}, is already {newest.current_stage}: "
+                            f"nothing awaits promotion (pass a version to promote another one)")
+    return str(newest.version)
 
 
 def mart_columns(settings: Settings, table: str) -> dict[str, str]:
@@ -127,7 +134,7 @@ def evaluate(settings: Settings, spec: ModelSpec, version: str | None = None,
     Returns a `pending` decision when both gates pass: `switch` makes it Production.
     """
     client = _client()
-    version = version or newest_unstaged_version(spec.name)
+    version = version or newest_candidate(spec.name)
     production = alias_version(spec.name, "production")
     decision = Decision(spec.name, version, "rejected", client.get_model_version(spec.name, version).current_stage,
                         "", production)
@@ -154,7 +161,11 @@ def evaluate(settings: Settings, spec: ModelSpec, version: str | None = None,
              ", ".join(f"{k}: {c['why']}" for k, c in staging.checks.items()))
 
     if production and production != version:
-        reference, _ = artifacts.load_verified(spec.name, production)
+        try:
+            reference, _ = artifacts.load_verified(spec.name, production)
+        except artifacts.TamperedArtifact as exc:
+            raise RegistryError(f"Production itself fails its artifact check, so nothing can be compared with it: "
+                                f"{exc}") from exc
         reference_name, check = f"production v{production}", gates.production
     else:
         reference = BinnedMean(spec.baseline.feature, spec.baseline.bins, spec.task).fit(

@@ -4,7 +4,7 @@ import mlflow
 import numpy as np
 import pytest
 
-from mlscale import dagrun, registry, scoring
+from mlscale import artifacts, dagrun, registry, scoring
 from tests.e2e.conftest import (FAST, MODEL, SPEC, WEAK, registry_state, train_version,
                                 weak_production_and_better_candidate)
 from tests.helpers import query, scalar
@@ -59,6 +59,7 @@ def test_a_candidate_no_better_than_production_is_rejected_and_shadow_scored(fre
     run = dagrun.run_dag(fresh, f"promote_{MODEL}", conf={"version": v2})
     assert run.state == "success" and run.task_states == {"evaluate": "success", "switch": "skipped"}
     assert registry_state() == {v2: ("Staging", ["staging"]), v1: ("Production", ["production"])}
+    assert registry.newest_candidate(MODEL) == v2  # a retried promote run evaluates the same version again
     decision, reason = query(fresh, "select decision, reason from ops.model_promotions order by id desc limit 1").iloc[0]
     assert decision == "rejected"
     assert reason.startswith(f"production gate against production v{v1}: bootstrap: 95% interval of the improvement"
@@ -101,6 +102,7 @@ def test_a_tampered_artifact_is_refused_by_promotion_and_scoring(fresh):
     assert reason.startswith(f"staging gate: {MODEL} v{v2}: artifact sha256") and "refusing to use it" in reason
     assert registry_state()[v2] == ("None", []) and registry_state()[v1] == ("Production", ["production"])
 
+    recorded = mlflow.MlflowClient().get_model_version(MODEL, v1).tags[artifacts.SHA_TAG]
     production = next(_artifact_dir(fresh, v1).glob("*.skops"))
     original = production.read_bytes()
     production.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
@@ -111,6 +113,14 @@ def test_a_tampered_artifact_is_refused_by_promotion_and_scoring(fresh):
             scalar(fresh, "select count(*) from ml.predictions") == 0
     finally:
         production.write_bytes(original)
+
+    # A version without a recorded hash (registered before hashes existed) is refused until an operator
+    # records one; then it serves again.
+    mlflow.MlflowClient().delete_model_version_tag(MODEL, v1, artifacts.SHA_TAG)
+    run = dagrun.run_dag(fresh, f"score_{MODEL}", check=False)
+    assert run.task_states == {"score": "failed"}
+    assert artifacts.record(MODEL, v1).sha256 == recorded
+    assert dagrun.run_dag(fresh, f"score_{MODEL}").task_states == {"score": "success"}
 
 
 def test_two_promotions_at_once_one_wins_the_other_aborts(fresh):
