@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,9 +21,9 @@ class TamperedArtifact(RuntimeError):
 
 @dataclass(frozen=True)
 class Fetched:
-    path: Path  # local copy of the model directory
     sha256: str
     size_bytes: int
+    signature_inputs: dict[str, str]  # input column -> type, from the model's MLmodel file
 
 
 def tree_sha256(folder: Path) -> tuple[str, int]:
@@ -34,14 +36,29 @@ def tree_sha256(folder: Path) -> tuple[str, int]:
     return h.hexdigest(), size
 
 
-def fetch(name: str, version: str, dst: Path | None = None) -> Fetched:
-    """Download the files of `models:/<name>/<version>` and hash them."""
+def signature_inputs(model_dir: Path) -> dict[str, str]:
+    """Input column -> type of the signature in a model folder's MLmodel file ({} without a signature)."""
+    from mlflow.models import Model
+
+    signature = Model.load(str(model_dir)).signature
+    return {c.name: str(c.type) for c in signature.inputs.inputs} if signature else {}
+
+
+@contextlib.contextmanager
+def _download(name: str, version: str) -> Iterator[tuple[Path, Fetched]]:
+    """The files of `models:/<name>/<version>` in a temporary folder (removed afterwards), and their facts."""
     import mlflow
 
-    dst = dst or Path(tempfile.mkdtemp(prefix=f"mlscale-{name}-v{version}-"))
-    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=str(dst)))
-    sha, size = tree_sha256(local)
-    return Fetched(local, sha, size)
+    with tempfile.TemporaryDirectory(prefix=f"mlscale-{name}-v{version}-") as tmp:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=tmp))
+        sha, size = tree_sha256(local)
+        yield local, Fetched(sha, size, signature_inputs(local))
+
+
+def fetch(name: str, version: str) -> Fetched:
+    """Download the files of a version and hash them (nothing is kept on disk)."""
+    with _download(name, version) as (_, fetched):
+        return fetched
 
 
 def record(name: str, version: str) -> Fetched:
@@ -55,8 +72,7 @@ def record(name: str, version: str) -> Fetched:
     return fetched
 
 
-def fetch_verified(name: str, version: str) -> Fetched:
-    """Download a version and check its hash against the one recorded at registration."""
+def _recorded_sha(name: str, version: str) -> str:
     import mlflow
 
     recorded = mlflow.MlflowClient().get_model_version(name, version).tags.get(SHA_TAG)
@@ -64,10 +80,20 @@ def fetch_verified(name: str, version: str) -> Fetched:
         raise TamperedArtifact(f"{name} v{version} has no {SHA_TAG} tag: it was not registered by mlscale training "
                                f"(or before hashes were recorded); if you trust its files, record their hash with "
                                f"`mlscale record-artifact {name} {version}`")
-    fetched = fetch(name, version)
+    return recorded
+
+
+def _verify(name: str, version: str, fetched: Fetched, recorded: str) -> None:
     if fetched.sha256 != recorded:
         raise TamperedArtifact(f"{name} v{version}: artifact sha256 {fetched.sha256} differs from {recorded} "
                                "recorded at registration; refusing to use it")
+
+
+def fetch_verified(name: str, version: str) -> Fetched:
+    """Download a version and check its hash against the one recorded at registration."""
+    recorded = _recorded_sha(name, version)
+    fetched = fetch(name, version)
+    _verify(name, version, fetched, recorded)
     return fetched
 
 
@@ -75,6 +101,8 @@ def load_verified(name: str, version: str):
     """The scikit-learn model of a version, loaded from the very files whose hash was checked."""
     import mlflow.sklearn
 
-    fetched = fetch_verified(name, version)
-    log.info("%s v%s: artifact sha256 %s verified (%d bytes)", name, version, fetched.sha256[:12], fetched.size_bytes)
-    return mlflow.sklearn.load_model(str(fetched.path)), fetched
+    recorded = _recorded_sha(name, version)
+    with _download(name, version) as (folder, fetched):
+        _verify(name, version, fetched, recorded)
+        log.info("%s v%s: artifact sha256 %s verified (%d bytes)", name, version, fetched.sha256[:12], fetched.size_bytes)
+        return mlflow.sklearn.load_model(str(folder)), fetched

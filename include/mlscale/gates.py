@@ -31,12 +31,8 @@ def _gate(checks: dict) -> Gate:
     return Gate(passed=not failed, checks=checks, reason="; ".join(failed))
 
 
-def signature_check(spec: ModelSpec, model_dir, mart_columns: dict[str, str]) -> dict:
+def signature_check(spec: ModelSpec, inputs: dict[str, str], mart_columns: dict[str, str]) -> dict:
     """The model's input signature is the spec's features, and the mart still has each with a compatible type."""
-    from mlflow.models import Model
-
-    signature = Model.load(str(model_dir)).signature
-    inputs = {c.name: str(c.type) for c in signature.inputs.inputs} if signature else {}
     problems = []
     if list(inputs) != spec.feature_names:
         problems.append(f"inputs {list(inputs)} are not the spec's features {spec.feature_names}")
@@ -73,7 +69,7 @@ def staging(spec: ModelSpec, model, fetched: Fetched, holdout: pd.DataFrame, sco
         ok = improvement(metric, metrics[metric], floor) >= 0
         checks[f"floor_{metric}"] = {"passed": ok, "value": metrics[metric], "floor": floor,
                                      "why": f"{metric}={metrics[metric]:.4f} {'meets' if ok else 'worse than'} floor {floor}"}
-    checks["signature"] = signature_check(spec, fetched.path, mart_columns)
+    checks["signature"] = signature_check(spec, fetched.signature_inputs, mart_columns)
     finite = bool(np.isfinite(scores).all()) and len(scores) == len(holdout)
     checks["smoke_test"] = {"passed": finite, "rows": len(holdout),
                             "why": "loaded from the registry and scored the holdout" if finite else "non-finite or missing scores"}

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from mlscale import gates
-from mlscale.artifacts import tree_sha256
+from mlscale.artifacts import signature_inputs, tree_sha256
 from mlscale.specs import load_specs
 
 SPEC = load_specs()["churn_90d"]
@@ -56,12 +56,13 @@ def test_signature_check_against_the_mart(tmp_path):
 
     example = pd.DataFrame({c: [1.0] for c in SPEC.features.numeric} | {c: ["x"] for c in SPEC.features.categorical})
     Model(signature=infer_signature(example, np.array([0.5]))).save(tmp_path / "MLmodel")
+    inputs = signature_inputs(tmp_path)
     mart = {c: "integer" for c in SPEC.features.numeric} | {c: "text" for c in SPEC.features.categorical}
-    assert gates.signature_check(SPEC, tmp_path, mart)["passed"]
+    assert gates.signature_check(SPEC, inputs, mart)["passed"]
     dropped = {k: v for k, v in mart.items() if k != "age"}
-    assert gates.signature_check(SPEC, tmp_path, dropped)["why"] == "ml.customer_features has no column 'age' any more"
+    assert gates.signature_check(SPEC, inputs, dropped)["why"] == "ml.customer_features has no column 'age' any more"
     retyped = mart | {"region": "integer"}
-    assert "ml.customer_features.region is integer" in gates.signature_check(SPEC, tmp_path, retyped)["why"]
+    assert "ml.customer_features.region is integer" in gates.signature_check(SPEC, inputs, retyped)["why"]
 
 
 def test_tree_hash_changes_with_any_byte_or_name(tmp_path):
