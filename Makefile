@@ -6,11 +6,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: help setup demo test test-fast up down lock clean-state
+.PHONY: help setup demo simulate test test-fast up down lock clean-state
 
 help:
 	@echo "make demo   set up (venv, PostgreSQL, MLflow, Airflow DB) and run the whole pipeline"
 	@echo "make test   set up, then run the test suite"
+	@echo "make simulate  replay 26 weeks: monitoring, retraining, rolling vs frozen model (about 20 minutes)"
 	@echo "make up     start the Airflow UI (:8080) and the MLflow UI (:5000)"
 	@echo "make down   stop what these targets started"
 	@echo "make lock   re-resolve requirements.txt into requirements.lock"
@@ -29,6 +30,10 @@ setup: $(INSTALLED)
 
 demo: $(INSTALLED)
 	$(BIN)/mlscale demo
+
+# Its own databases (*_sim), MLflow server and landing folder: the demo's state is never touched.
+simulate: $(INSTALLED)
+	$(BIN)/mlscale simulate --days 182 --step weekly
 
 test: $(INSTALLED)
 	$(BIN)/python -m pytest

@@ -1,7 +1,7 @@
 """
 DAG factory over the model specs in `include/models/*.yml`: each spec gets its own
-`train_<model>`, `promote_<model>`, `rollback_<model>` and `score_<model>` DAGs. Adding a spec
-file adds its DAGs.
+`monitor_<model>`, `train_<model>`, `promote_<model>`, `rollback_<model>` and `score_<model>` DAGs.
+Adding a spec file adds its DAGs.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from airflow.sdk import Param, TriggerRule, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from mlscale.approval import RecordedApprovalOperator, responder
-from mlscale.assets import CUSTOMER_FEATURES, PREDICTIONS, START_DATE, candidate_asset, default_args, failing_on
+from mlscale.assets import (CUSTOMER_FEATURES, PREDICTIONS, START_DATE, candidate_asset, default_args, failing_on,
+                            retrain_asset)
 from mlscale.specs import ModelSpec, load_specs
 
 APPROVAL_TIMEOUT = timedelta(days=7)  # no answer in a week: the approve task fails, nothing changes
@@ -33,7 +34,9 @@ Approve to make it Production (current: v{{ d['previous_production'] or 'none' }
 TRAIN_DOC = """
 ### train_{name} — train `{name}` and register a candidate version
 
-**Owner:** Data Scientist · **Triggered by:** the `ml.customer_features` asset (a finished `warehouse_etl`).
+**Owner:** Data Scientist · **Triggered by:** the `{name}_retrain` asset, which `monitor_{name}` updates
+when it finds drift, a drop in realised performance or a model past its age (the reason is in the
+event and becomes the run's `mlscale.retrain_reason` tag), or by hand.
 
 {description}
 
@@ -104,12 +107,77 @@ and challenger can be compared once the labels mature.
 """
 
 
+MONITOR_DOC = """
+### monitor_{name} — is Production `{name}` still fit for today's data?
+
+**Owner:** Production Engineer · **Triggered by:** the `ml.customer_features` asset (each finished
+`warehouse_etl`, so daily with daily deliveries), and by hand.
+
+**monitor** checks the Production version on the newest as-of date of `{table}`:
+- *feature drift*: population stability index (PSI) of each feature against the customers the version
+  was trained to score ({bins} quantile bins of that reference, logged with the model); breach above {feature_psi};
+- *prediction drift*: PSI of today's scores against the reference scores; breach above {prediction_psi};
+- *realised performance*: `{metric}` of the newest predictions in `ml.predictions` whose labels have now
+  matured, against the version's test `{metric}`; breach when it is worse by more than {max_drop};
+- *age* (scheduled retraining): breach when the version's data is {max_age} or more days behind.
+
+Every check is a row in `ops.model_monitoring` and a metric in the MLflow experiment `{name}_monitoring`.
+**request_retrain** then updates the `{name}_retrain` asset with the reason, which triggers `train_{name}`
+(and so a new staged promotion, where a worse candidate leaves Production untouched). It is skipped
+when nothing breached, or when a retrain was requested less than {cooldown} days ago.
+"""
+
+
+def _monitor_dag(spec: ModelSpec):
+    retrain = retrain_asset(spec.name)
+    m = spec.monitoring
+
+    @dag(
+        dag_id=f"monitor_{spec.name}",
+        schedule=[CUSTOMER_FEATURES],
+        start_date=START_DATE,
+        catchup=False,
+        max_active_runs=1,
+        default_args=default_args("production_engineer", retries=1),
+        tags=["production-engineer", "monitoring", spec.name],
+        doc_md=MONITOR_DOC.format(
+            name=spec.name, table=spec.table, bins=m.bins, feature_psi=m.feature_psi, prediction_psi=m.prediction_psi,
+            metric=spec.primary_metric, max_drop=m.max_metric_drop, cooldown=m.min_days_between_retrains,
+            max_age=m.max_model_age_days or "(never: no scheduled retraining)",
+        ),
+    )
+    def monitor_dag():
+        @task
+        def monitor() -> dict:
+            """Drift, realised performance and age of the Production version; recorded and logged."""
+            from mlscale.config import settings
+            from mlscale.monitoring import monitor
+            from mlscale.specs import load_specs
+
+            return monitor(settings(), load_specs()[spec.name], get_current_context()["run_id"]).to_dict()
+
+        @task(outlets=[retrain])
+        def request_retrain(report: dict) -> str:
+            """Update the retrain asset (reason in the event) when monitoring asks for it; else skip."""
+            if not report["retrain"]:
+                raise AirflowSkipException(f"no retrain: {report['reason']}")
+            get_current_context()["outlet_events"][retrain].extra = {
+                "model": spec.name, "production_version": report["version"], "as_of_date": report["as_of_date"],
+                "reason": report["reason"]}
+            return report["reason"]
+
+        request_retrain(monitor())
+
+    return monitor_dag()
+
+
 def _train_dag(spec: ModelSpec):
     candidate = candidate_asset(spec.name)
+    retrain = retrain_asset(spec.name)
 
     @dag(
         dag_id=f"train_{spec.name}",
-        schedule=[CUSTOMER_FEATURES],
+        schedule=[retrain],
         start_date=START_DATE,
         catchup=False,
         max_active_runs=1,
@@ -131,8 +199,11 @@ def _train_dag(spec: ModelSpec):
             from mlscale.training import train
 
             context = get_current_context()
+            events = context["triggering_asset_events"].get(retrain, [])
+            reason = events[-1].extra.get("reason", "") if events else f"manual run ({context['run_id']})"
             result = train(settings(), load_specs()[spec.name],
-                           tags={"airflow.dag_id": context["dag"].dag_id, "airflow.run_id": context["run_id"]})
+                           tags={"airflow.dag_id": context["dag"].dag_id, "airflow.run_id": context["run_id"],
+                                 "mlscale.retrain_reason": reason[:5000]})
             if not result["registered"]:
                 # Skipped, not failed: training worked, the model is just not worth promoting. No asset event.
                 raise AirflowSkipException(f"not registered: does not beat the baseline: {result['reason']}")
@@ -289,6 +360,6 @@ def _score_dag(spec: ModelSpec):
 
 
 for _spec in load_specs().values():
-    for _factory in (_train_dag, _promote_dag, _rollback_dag, _score_dag):
+    for _factory in (_monitor_dag, _train_dag, _promote_dag, _rollback_dag, _score_dag):
         _dag = _factory(_spec)
         globals()[_dag.dag_id] = _dag

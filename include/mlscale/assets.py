@@ -30,6 +30,11 @@ def candidate_asset(model: str) -> Asset:
     return Asset(name=f"{model}_candidate", uri=f"mlflow://registry/{model}/candidate")
 
 
+def retrain_asset(model: str) -> Asset:
+    """monitor_<model> asks for a new version of `model` (event extra: reason, production_version, as_of_date)."""
+    return Asset(name=f"{model}_retrain", uri=f"mlflow://registry/{model}/retrain")
+
+
 RAW_ORDERS = table_asset("raw", "orders")
 RAW_CUSTOMERS = table_asset("raw", "customers")
 CUSTOMER_FEATURES = table_asset("ml", "customer_features")

@@ -120,6 +120,25 @@ def _demo(args) -> None:
     print(f"demo finished in {time.monotonic() - t0:.1f}s")
 
 
+def _monitor(args) -> None:
+    from mlscale.monitoring import monitor
+    from mlscale.specs import load_specs
+
+    print(json.dumps(monitor(settings(), load_specs()[args.model]).to_dict(), indent=2, default=str))
+
+
+def _simulate(args) -> None:
+    from mlscale.setup import setup
+    from mlscale.simulation import Scenario, replay_settings, simulate
+    from mlscale.specs import load_specs
+
+    s = setup(replay_settings(settings()))
+    scenario = Scenario(customers=args.customers, seed=args.seed, history_days=args.history_days, days=args.days,
+                        step_days={"weekly": 7, "daily": 1}[args.step], concept_drift_day=args.concept_drift_day,
+                        data_drift_day=args.data_drift_day)
+    simulate(s, load_specs()[args.model], scenario, args.out or s.root / "reports" / "simulation")
+
+
 def _up(args) -> None:
     from mlscale.airflow_ui import up
 
@@ -130,6 +149,10 @@ def _down(args) -> None:
     from mlscale.airflow_ui import down
 
     down(settings())
+
+
+def _optional_int(text: str) -> int | None:
+    return None if text.lower() == "none" else int(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -192,6 +215,22 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--days", type=int, default=300)
     d.add_argument("--seed", type=int, default=42)
     d.set_defaults(fn=_demo)
+    m = sub.add_parser("monitor", help="drift and realised performance of the Production version (what monitor_<model> runs)")
+    m.add_argument("model")
+    m.set_defaults(fn=_monitor)
+    sim = sub.add_parser("simulate", help="replay N days in steps (land, ETL, score, monitor, retrain, promote); "
+                                          "rolling retraining against a frozen first model -> CSV and PNG")
+    sim.add_argument("--days", type=int, default=182, help="days to simulate after the history")
+    sim.add_argument("--step", choices=["weekly", "daily"], default="weekly")
+    sim.add_argument("--model", default="churn_90d")
+    sim.add_argument("--customers", type=int, default=3000)
+    sim.add_argument("--seed", type=int, default=42)
+    sim.add_argument("--history-days", type=int, default=300, help="days before the first step (first model)")
+    sim.add_argument("--concept-drift-day", type=_optional_int, default=240,
+                     help="day the drivers of churn change ('none' for no concept drift)")
+    sim.add_argument("--data-drift-day", type=_optional_int, default=None, help="day prices rise by 30%% (data drift)")
+    sim.add_argument("--out", type=Path, default=None, help="folder for the CSV, PNG and log (default: reports/simulation)")
+    sim.set_defaults(fn=_simulate)
     sub.add_parser("up", help="start the Airflow UI (api-server, scheduler, dag-processor, triggerer)").set_defaults(fn=_up)
     sub.add_parser("down", help="stop what `up` and `setup` started").set_defaults(fn=_down)
 

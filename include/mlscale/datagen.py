@@ -4,7 +4,8 @@ Every customer has a hidden lifetime; they order, browse and open tickets while 
 their engagement fades in its last weeks, so recency, frequency, sessions and tickets all carry
 churn signal. Each day is drawn from its own random stream (seed, day), so any range of days can
 be (re)generated on its own and memory stays bounded by one day's rows plus one row per customer.
-Knobs in `DirtyData` add the problems real deliveries have.
+Knobs in `DirtyData` add the problems real deliveries have; knobs in `Drift` change the world
+at a given day (data drift: prices rise; concept drift: the drivers of churn change).
 """
 
 from __future__ import annotations
@@ -49,6 +50,22 @@ class DirtyData:
 
 
 @dataclass(frozen=True)
+class Drift:
+    """How the world changes; all off by default. Days count from the shop's start."""
+
+    # Data drift: from this day, prices are higher by price_increase (0.3 = +30%), and the feature
+    # distributions that follow spend (amounts, average order value) shift; churn does not change.
+    data_drift_day: int | None = None
+    price_increase: float = 0.3
+    # Concept drift: from this day, a competitor wins the most frequent buyers (the top third by order
+    # rate): each of them still active, and each who signs up later, leaves after a while (mean
+    # competitor_days) and abruptly, without the fading engagement that announced churn so far. A model
+    # trained before the day ranks them as the most loyal; one trained on later labels learns otherwise.
+    concept_drift_day: int | None = None
+    competitor_days: float = 60.0
+
+
+@dataclass(frozen=True)
 class ShopParams:
     """Size and shape of the generated shop."""
 
@@ -59,6 +76,7 @@ class ShopParams:
     sparse_share: float = 0.4  # share of customers missing each optional attribute
     feeds: tuple[str, ...] = FEEDS
     dirty: DirtyData = field(default_factory=DirtyData)
+    drift: Drift = field(default_factory=Drift)
 
     def day(self, d: int) -> date:
         return self.start + timedelta(days=d)
@@ -77,6 +95,7 @@ class Population:
     country: np.ndarray
     birth_year: np.ndarray
     channel: np.ndarray
+    abrupt: np.ndarray  # leaves without fading engagement first (concept drift)
 
 
 def population(params: ShopParams) -> Population:
@@ -96,8 +115,23 @@ def population(params: ShopParams) -> Population:
         country=_sparse(rng, rng.choice(COUNTRIES, n), params.sparse_share),
         birth_year=_sparse(rng, rng.integers(1950, 2006, n), params.sparse_share),
         channel=_sparse(rng, CHANNELS[channel_idx], params.sparse_share),
+        abrupt=np.zeros(n, dtype=bool),
     )
+    if params.drift.concept_drift_day is not None:
+        _competitor(pop, params)
     return pop
+
+
+def _competitor(pop: Population, params: ShopParams) -> None:
+    """Concept drift: frequent buyers alive at (or signing up after) the drift day leave soon, abruptly."""
+    rng = np.random.default_rng([params.seed, 4])
+    day = params.drift.concept_drift_day
+    frequent = pop.order_rate > np.quantile(pop.order_rate, 2 / 3)
+    lured = frequent & (pop.end_day > day)
+    start = np.maximum(pop.signup_day, day)
+    leave = (start + 1 + rng.exponential(params.drift.competitor_days, len(start))).astype(np.int32)
+    pop.end_day = np.where(lured, np.minimum(pop.end_day, leave), pop.end_day)
+    pop.abrupt = lured
 
 
 def _sparse(rng: np.random.Generator, values: np.ndarray, share: float) -> np.ndarray:
@@ -117,9 +151,10 @@ def products(params: ShopParams) -> pd.DataFrame:
 
 
 def _fade(pop: Population, d: int, idx: np.ndarray) -> np.ndarray:
-    """1 while a customer is engaged, falling to 0.2 over the last FADE_DAYS of their lifetime."""
+    """1 while a customer is engaged, falling to 0.2 over the last FADE_DAYS of their lifetime
+    (except for those who leave abruptly)."""
     left = (pop.end_day[idx] - d).astype(float)
-    return np.clip(0.2 + 0.8 * left / FADE_DAYS, 0.2, 1.0)
+    return np.where(pop.abrupt[idx], 1.0, np.clip(0.2 + 0.8 * left / FADE_DAYS, 0.2, 1.0))
 
 
 def _timestamps(rng: np.random.Generator, day: date, n: int) -> pd.Series:
@@ -143,6 +178,8 @@ def simulate_day(params: ShopParams, pop: Population, catalogue: pd.DataFrame, d
     product_idx = rng.zipf(1.3, len(line_order)) % N_PRODUCTS
     quantity = 1 + rng.poisson(0.3, len(line_order))
     price = catalogue["unit_price"].to_numpy()[product_idx] * rng.uniform(0.85, 1.0, len(line_order))
+    if params.drift.data_drift_day is not None and d >= params.drift.data_drift_day:
+        price = price * (1 + params.drift.price_increase)
     line_amount = np.round(price, 2) * quantity
     amounts = np.round(np.bincount(line_order, weights=line_amount, minlength=n), 2)
     order_channel = ORDER_CHANNELS[rng.choice(3, n, p=[0.55, 0.35, 0.1])].astype(object)

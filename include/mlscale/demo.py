@@ -21,9 +21,14 @@ log = logging.getLogger(__name__)
 
 
 def pipeline() -> list[str]:
-    """The DAGs of one pass, in order: ingest, ETL, then train, promote and score each model spec."""
+    """The DAGs of one pass, in order: ingest, ETL, then monitor, train, promote and score each model spec."""
     return ["ingest_landing", "warehouse_etl",
-            *(f"{step}_{name}" for name in load_specs() for step in ("train", "promote", "score"))]
+            *(f"{step}_{name}" for name in load_specs() for step in ("monitor", "train", "promote", "score"))]
+
+
+# What the scheduler does with asset events, for runs one after another: a DAG whose asset was not
+# updated does not run. <step>: (the task that updates the asset, the steps it triggers).
+TRIGGERS = {"monitor": ("request_retrain", ("train", "promote")), "train": ("train", ("promote",))}
 
 
 @dataclass
@@ -68,9 +73,13 @@ def run_pipeline(settings: Settings, dag_ids: list[str] | None = None) -> list[S
     logfile = settings.log_dir / "demo_dag_runs.log"
     logfile.parent.mkdir(parents=True, exist_ok=True)
     print(f"  running the DAGs through Airflow (task logs: {logfile})", flush=True)
-    times = []
+    times, not_triggered = [], {}
     for dag_id in dag_ids or pipeline():
         print(f"  {dag_id:<28}", end=" ", flush=True)
+        if dag_id in not_triggered:
+            print(f"not triggered: {not_triggered[dag_id]}", flush=True)
+            times.append(StageTime(dag_id, 0.0, "not triggered"))
+            continue
         try:
             with output_to(logfile):
                 result = dagrun.run_dag(settings, dag_id)
@@ -79,6 +88,11 @@ def run_pipeline(settings: Settings, dag_ids: list[str] | None = None) -> list[S
             raise
         print(f"{result.state} in {result.seconds:.1f}s", flush=True)
         times.append(StageTime(dag_id, result.seconds, result.state))
+        step, _, model = dag_id.partition("_")
+        if step in TRIGGERS and result.task_states.get(TRIGGERS[step][0]) != "success":
+            task, downstream = TRIGGERS[step]
+            why = f"{dag_id}.{task} was {result.task_states.get(task)}"
+            not_triggered.update({f"{d}_{model}": why for d in downstream if f"{d}_{model}" not in not_triggered})
     return times
 
 
@@ -113,6 +127,10 @@ def summary(settings: Settings, times: list[StageTime], landing_note: str) -> st
             "select model, model_version, as_of_date, count(*) from ml.shadow_predictions group by 1, 2, 3"
             " order by as_of_date desc, model limit 5"
         ).fetchall() if conn.execute("select to_regclass('ml.shadow_predictions')").fetchone()[0] else []
+        monitored = conn.execute(
+            "select distinct on (model) model, model_version, as_of_date, subject, detail from ops.model_monitoring"
+            " where check_name = 'decision' order by model, id desc"
+        ).fetchall() if conn.execute("select to_regclass('ops.model_monitoring')").fetchone()[0] else []
         decisions = conn.execute(
             "select model, to_version, decision, stage, reason from ops.model_promotions order by id desc limit 4"
         ).fetchall()
@@ -125,6 +143,9 @@ def summary(settings: Settings, times: list[StageTime], landing_note: str) -> st
             metrics = ", ".join(f"{k.removeprefix('test_')}={val:.3f}" for k, val in sorted(run.data.metrics.items())
                                 if k.startswith("test_"))
             lines.append(f"  v{v['version']:<3} {v['stage']:<10} aliases={','.join(v['aliases']) or '-':<28} {metrics}")
+    lines += ["", "latest monitoring decision per model (ops.model_monitoring; MLflow experiments <model>_monitoring):"]
+    lines += [f"  {m} (Production v{v or '-'}) as-of {d}: {what}: {detail[:160]}"
+              for m, v, d, what, detail in monitored] or ["  none"]
     lines += ["", "latest promotion decisions (ops.model_promotions):"]
     lines += [f"  {m} v{v} {d} -> {s}: {r[:160]}" for m, v, d, s, r in decisions] or ["  none"]
     lines += ["", "predictions written (ml.predictions):"]

@@ -91,6 +91,26 @@ def alias_version(name: str, alias: str) -> str | None:
         return None
 
 
+def forget(settings: Settings, name: str) -> None:
+    """Delete registered model `name` and all its versions (a replay starts from an empty registry)."""
+    import mlflow
+
+    mlflow.set_tracking_uri(settings.mlflow_uri)
+    client = _client()
+    if client.search_registered_models(f"name='{name}'"):
+        client.delete_registered_model(name)
+
+
+def version_tags(name: str, version: str) -> dict[str, str]:
+    """The tags of a registered version (test metrics, training range, artifact hash, lineage)."""
+    return dict(_client().get_model_version(name, version).tags)
+
+
+def version_run_id(name: str, version: str) -> str:
+    """The MLflow run that logged a registered version."""
+    return _client().get_model_version(name, version).run_id
+
+
 def newest_candidate(name: str) -> str:
     """The most recently registered version, if it is not (or no longer) in Production or Archived.
 

@@ -148,6 +148,28 @@ class Promotion(_Strict):
     production: ProductionGate
 
 
+class Monitoring(_Strict):
+    """What monitor_<model> checks each day, and when it asks train_<model> for a new version.
+
+    Ages and intervals count in data days (as-of dates of the feature table), so a replayed past
+    behaves like the present.
+    """
+
+    # Population stability index of a feature (or of the scores) against the Production version's
+    # training data, in `bins` quantile bins of that data; above the threshold is drift.
+    feature_psi: float = Field(default=0.25, gt=0)
+    prediction_psi: float = Field(default=0.25, gt=0)
+    bins: int = Field(default=10, ge=2, le=50)
+    # Realised primary metric of the newest matured predictions this far worse than the version's test metric.
+    max_metric_drop: float = Field(default=0.05, ge=0)
+    # Scheduled retraining: a Production version trained on data this many days older than the newest
+    # as-of date is retrained even without drift (null: only on a breach).
+    max_model_age_days: int | None = Field(default=None, ge=1)
+    # After asking for a retrain, wait this many days before asking again (a rejected candidate is not
+    # retried on the same evidence every day).
+    min_days_between_retrains: int = Field(default=28, ge=0)
+
+
 class ModelSpec(_Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     description: str
@@ -165,6 +187,7 @@ class ModelSpec(_Strict):
     segments: dict[str, Segment] = {}
     business: Business
     promotion: Promotion
+    monitoring: Monitoring = Monitoring()
 
     @model_validator(mode="after")
     def _consistent(self):

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import psycopg
 
-from mlscale import artifacts, evaluation, features, lineage, model_card, plots
+from mlscale import artifacts, drift, evaluation, features, lineage, model_card, plots
 from mlscale.baseline import BinnedMean
 from mlscale.config import Settings
 from mlscale.evaluation import Economics
@@ -111,10 +111,15 @@ def train(settings: Settings, spec: ModelSpec, tags: dict[str, str] | None = Non
     """Read the spec's matured rows and lineage from the warehouse, then fit_and_log."""
     frame = features.labelled(settings, spec)
     dbt_build = lineage.last_dbt_build(settings, spec.table)
+    newest = features.latest_as_of(settings, spec)
     run_tags = {"mlscale.dbt_invocation_id": dbt_build.get("invocation_id", "unknown"),
-                "mlscale.git_commit": lineage.git_commit(settings), **(tags or {})}
+                "mlscale.git_commit": lineage.git_commit(settings),
+                # The newest as-of date when trained: monitoring measures the model's age in data days from it.
+                "mlscale.data_as_of": str(newest), **(tags or {})}
     run_tags["mlflow.source.git.commit"] = run_tags["mlscale.git_commit"]
-    return fit_and_log(settings, spec, frame, load_economics(settings, spec.name), run_tags)
+    # Monitoring's reference: the customers the model was about to score when it was trained.
+    reference = features.at(settings, spec, newest)
+    return fit_and_log(settings, spec, frame, load_economics(settings, spec.name), run_tags, reference)
 
 
 def _search(spec: ModelSpec, fit_part: pd.DataFrame, valid_part: pd.DataFrame) -> tuple[Candidate, dict, int]:
@@ -149,14 +154,18 @@ def _importance(spec: ModelSpec, model, test: pd.DataFrame) -> list[dict]:
             for f, m, s in zip(spec.feature_names, result.importances_mean, result.importances_std)]
 
 
-def _metric_key(*parts: str) -> str:
+def metric_key(*parts: str) -> str:
     """An MLflow metric key from free text (segment values may hold anything)."""
     return "/".join("".join(c if c.isalnum() or c in "_-. " else "_" for c in p) for p in parts)
 
 
 def fit_and_log(settings: Settings, spec: ModelSpec, frame: pd.DataFrame, economics: Economics,
-                tags: dict[str, str]) -> dict:
-    """Search, refit, test against the baseline, log everything to MLflow; register only if it beats the baseline."""
+                tags: dict[str, str], reference: pd.DataFrame | None = None) -> dict:
+    """Search, refit, test against the baseline, log everything to MLflow; register only if it beats the baseline.
+
+    `reference` is the population monitoring compares later ones with (the newest as-of date's rows when
+    trained; default: the test rows).
+    """
     import mlflow
     from mlflow.models import infer_signature
 
@@ -231,7 +240,7 @@ def fit_and_log(settings: Settings, spec: ModelSpec, frame: pd.DataFrame, econom
             **{f"baseline_test_{k}": v for k, v in baseline_metrics.items()},
             **{f"business_{k}": v for k, v in business.items()},
             "baseline_business_profit": baseline_business["profit"],
-            **{_metric_key("segment", s["segment"], s["value"], f"test_{k}"): v
+            **{metric_key("segment", s["segment"], s["value"], f"test_{k}"): v
                for s in segments for k, v in s["metrics"].items()},
         })
         figures = (plots.classification if spec.task == "classification" else plots.regression)(y_test, scores, baseline_scores)
@@ -242,6 +251,9 @@ def fit_and_log(settings: Settings, spec: ModelSpec, frame: pd.DataFrame, econom
                         "evaluation/permutation_importance.json")
         mlflow.log_dict({"primary_metric": metric, "segments": segments}, "evaluation/segments.json")
         mlflow.log_text(model_card.render(spec, facts), "model_card.md")
+        ref = split.test if reference is None else reference
+        mlflow.log_dict(drift.profile(spec, ref, predict(spec, model, ref[spec.feature_names]), spec.monitoring.bins),
+                        drift.PROFILE_PATH)
 
         example = X_test.head(5)
         signature = infer_signature(example, predict(spec, model, example))

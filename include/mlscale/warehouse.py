@@ -21,6 +21,45 @@ class StaleSource(RuntimeError):
     """A source is older than its error threshold: the run must not build on it."""
 
 
+class DbtFailed(RuntimeError):
+    """A dbt command failed; the message ends with dbt's own output."""
+
+
+def dbt(settings: Settings, *args: str) -> str:
+    """Run the dbt CLI on the settings' warehouse; return its output, raise DbtFailed when it fails."""
+    res = subprocess.run([str(Path(sys.executable).parent / "dbt"), *args, "--project-dir", str(settings.dbt_project_dir)],
+                         env={**os.environ, **settings.service_env()}, capture_output=True, text=True,
+                         cwd=settings.dbt_project_dir)
+    if res.returncode != 0:
+        raise DbtFailed(f"dbt {' '.join(args)} failed:\n{res.stdout[-4000:]}{res.stderr[-2000:]}")
+    return res.stdout
+
+
+def drop_schemas(settings: Settings) -> None:
+    """Empty the warehouse: drop every schema but the system ones (a replay starts from nothing)."""
+    with psycopg.connect(settings.dsn(settings.warehouse_db), autocommit=True) as conn:
+        schemas = [r[0] for r in conn.execute(
+            "select nspname from pg_namespace where nspname not in ('public', 'information_schema')"
+            " and nspname not like 'pg\\_%'")]
+        for schema in schemas:
+            conn.execute(f'drop schema "{schema}" cascade')
+
+
+def run_etl(settings: Settings, run_id: str) -> dict:
+    """warehouse_etl's steps in one process, for replays: claim, raw gate, dbt build, feature gate, publish.
+
+    The DAG runs the same functions as tasks (dbt one model per task, through Cosmos). Source freshness
+    is left out: a replay loads every file the moment it is written, so its sources are always fresh.
+    """
+    from mlscale.quality import gate, raw_suites
+
+    claimed = claim_batch(settings, run_id)
+    raw = gate(settings, raw_suites(settings), run_id)
+    dbt(settings, "build")
+    marts = gate(settings, ["mart_customer_features"], run_id)
+    return {"claimed": claimed, "published": publish_batch(settings, run_id), "raw_checks": raw, "mart_checks": marts}
+
+
 def claim_batch(settings: Settings, run_id: str) -> int:
     """Claim every loaded file no ETL run has published yet (including those of failed runs); return the count."""
     with psycopg.connect(settings.dsn(settings.warehouse_db)) as conn:

@@ -42,6 +42,8 @@ dags = {
         "min_retries": min(t.retries for t in dag.tasks),
         "catchup": dag.catchup,
         "tasks": sorted(t.task_id for t in dag.tasks),
+        # An asset schedule is AssetAll(assets...): the names of the assets it waits for.
+        "assets": sorted(a.name for a in getattr(getattr(dag.timetable, "asset_condition", None), "objects", ())),
     }
     for dag_id, dag in bag.dags.items()
 }

@@ -42,8 +42,17 @@ def test_parse_time_budget(parsed):
 def test_every_spec_has_its_dags(parsed):
     expected = {"ingest_landing", "warehouse_etl"}
     for name in load_specs():
-        expected |= {f"train_{name}", f"promote_{name}", f"rollback_{name}", f"score_{name}"}
+        expected |= {f"monitor_{name}", f"train_{name}", f"promote_{name}", f"rollback_{name}", f"score_{name}"}
     assert set(parsed["dags"]) == expected
+
+
+def test_assets_chain_monitoring_training_and_promotion(parsed):
+    dags = parsed["dags"]
+    for name in load_specs():
+        assert dags[f"monitor_{name}"]["assets"] == ["ml.customer_features"]
+        assert dags[f"train_{name}"]["assets"] == [f"{name}_retrain"]  # only monitoring (or a person) retrains
+        assert dags[f"promote_{name}"]["assets"] == [f"{name}_candidate"]
+    assert dags["warehouse_etl"]["assets"] == ["raw.orders"]
 
 
 def test_every_dag_has_owner_tags_retries_and_docs(parsed):

@@ -35,7 +35,8 @@ def test_pipeline_end_to_end(warehouse, clean_registry):
     stats = generate(PARAMS, warehouse.landing_dir)
 
     runs = {}
-    for dag_id in ("ingest_landing", "warehouse_etl", f"train_{MODEL}", f"promote_{MODEL}", f"score_{MODEL}"):
+    for dag_id in ("ingest_landing", "warehouse_etl", f"monitor_{MODEL}", f"train_{MODEL}", f"promote_{MODEL}",
+                   f"score_{MODEL}"):
         runs[dag_id] = dagrun.run_dag(warehouse, dag_id)
         assert runs[dag_id].state == "success", runs[dag_id].task_states
 
@@ -66,7 +67,15 @@ def test_pipeline_end_to_end(warehouse, clean_registry):
                               " max(decile) from ml.predictions group by 1, 2")
     assert scored == [("1", latest_as_of, active, active, 1, 10)]
 
-    # Retraining on the same data gives the same model: it passes Staging but is not significantly
+    # No Production yet: monitoring asked for the first model.
+    assert runs[f"monitor_{MODEL}"].task_states == {"monitor": "success", "request_retrain": "success"}
+    assert _rows(warehouse, "select detail from ops.model_monitoring where check_name = 'decision'") == \
+        [(f"{MODEL} has no Production version yet",)]
+    # With version 1 serving the population it was trained on, monitoring asks for nothing.
+    run = dagrun.run_dag(warehouse, f"monitor_{MODEL}")
+    assert run.task_states == {"monitor": "success", "request_retrain": "skipped"}
+
+    # Retraining (by hand) on the same data gives the same model: it passes Staging but is not significantly
     # better than Production, so version 1 keeps serving and version 2 is scored in shadow.
     runs = {dag_id: dagrun.run_dag(warehouse, dag_id)
             for dag_id in (f"train_{MODEL}", f"promote_{MODEL}", f"score_{MODEL}")}

@@ -1,10 +1,12 @@
 import filecmp
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from mlscale.contract import load_contract
-from mlscale.datagen import FEEDS, DirtyData, ShopParams, generate, population, read_landing
+from mlscale.datagen import (FEEDS, ORDER_ID_STRIDE, DirtyData, Drift, ShopParams, generate, population,
+                             read_landing)
 
 SMALL = ShopParams(customers=300, days=60, seed=3)
 
@@ -102,3 +104,27 @@ def test_dirty_data_knobs(tmp_path):
         frame = pd.read_csv(path, dtype=str, on_bad_lines="skip")
         late.append((~frame["ordered_at"].str.startswith(path.parent.name.removeprefix("dt="))).sum())
     assert sum(late) > 0.05 * len(orders)
+
+
+def test_data_drift_raises_prices_from_its_day_and_changes_nothing_else(tmp_path):
+    drifted = ShopParams(customers=300, days=60, seed=3, drift=Drift(data_drift_day=40, price_increase=0.5))
+    generate(SMALL, tmp_path / "a")
+    generate(drifted, tmp_path / "b")
+    before, after = read_landing(tmp_path / "a", "order_items"), read_landing(tmp_path / "b", "order_items")
+    assert before[["order_id", "line_no", "product_id", "quantity"]].equals(after[["order_id", "line_no", "product_id", "quantity"]])
+    day = before["order_id"].astype(int) // ORDER_ID_STRIDE
+    ratio = after["unit_price"].astype(float) / before["unit_price"].astype(float)
+    assert (ratio[day < 40] == 1).all()
+    assert ratio[day >= 40].between(1.49, 1.51).all()  # prices are rounded to cents
+
+
+def test_concept_drift_ends_frequent_buyers_lifetimes_abruptly_after_its_day():
+    calm = population(SMALL)
+    shifted = population(ShopParams(customers=300, days=60, seed=3, drift=Drift(concept_drift_day=30)))
+    frequent = calm.order_rate > np.quantile(calm.order_rate, 2 / 3)
+    lured = frequent & (calm.end_day > 30)
+    assert (shifted.abrupt == lured).all() and lured.sum() > 30
+    assert (shifted.end_day[lured] <= calm.end_day[lured]).all()
+    assert (shifted.end_day[lured] > np.maximum(calm.signup_day[lured], 30)).all()  # they leave after the drift day
+    assert (shifted.end_day[~lured] == calm.end_day[~lured]).all()
+    assert (shifted.end_day[lured] < calm.end_day[lured]).mean() > 0.5  # most of them leave sooner

@@ -67,6 +67,10 @@ def test_every_spec_has_economics_in_the_dbt_seed():
     ({"intended_use": None}, r"intended_use: Field required"),
     ({"colour": "red"}, r"colour: Extra inputs are not permitted"),
     ({"task": "ranking"}, r"task: Input should be 'classification' or 'regression'"),
+    ({"monitoring__feature_psi": 0}, r"monitoring\.feature_psi: Input should be greater than 0"),
+    ({"monitoring__bins": 1}, r"monitoring\.bins: Input should be greater than or equal to 2"),
+    ({"monitoring__max_model_age_days": 0}, r"monitoring\.max_model_age_days: Input should be greater than or equal to 1"),
+    ({"monitoring__retrain_on": "drift"}, r"monitoring\.retrain_on: Extra inputs are not permitted"),
 ])
 def test_each_bad_spec_names_file_field_and_problem(tmp_path, changes, message):
     with pytest.raises(SpecError, match=r"churn_90d\.yml: .*" + message):
@@ -103,3 +107,9 @@ def test_improvement_points_the_right_way():
     assert improvement("roc_auc", 0.8, 0.75) == pytest.approx(0.05)
     assert improvement("log_loss", 0.30, 0.35) == pytest.approx(0.05)
     assert improvement("rmse", 12.0, 10.0) == pytest.approx(-2.0)
+
+
+def test_monitoring_section_is_optional_with_defaults(tmp_path):
+    spec = load_spec(_write(tmp_path, monitoring=None))
+    assert (spec.monitoring.feature_psi, spec.monitoring.max_model_age_days) == (0.25, None)
+    assert load_specs()["churn_90d"].monitoring.max_model_age_days == 91
