@@ -211,28 +211,37 @@ def realised(settings: Settings, spec: ModelSpec, frozen: str) -> pd.DataFrame:
 
 
 def plot(spec: ModelSpec, scenario: Scenario, shop: datagen.ShopParams, table: pd.DataFrame):
-    """Realised metric per as-of date for both policies, with the drift days and the promotions marked."""
+    """Realised metric per as-of date for both policies, with drift days, retrains and promotions marked."""
     from matplotlib.figure import Figure
 
     metric = spec.primary_metric
-    fig = Figure(figsize=(9, 4.5))
+    fig = Figure(figsize=(9, 4.8))
     ax = fig.subplots()
     x = pd.to_datetime(table["as_of_date"])
     ax.plot(x, table[f"rolling_{metric}"], marker="o", ms=3, label="rolling retraining (monitor -> train -> promote)")
     ax.plot(x, table[f"frozen_{metric}"], marker="o", ms=3, ls="--", label="frozen first model")
-    for day, what in ((scenario.concept_drift_day, "concept drift"), (scenario.data_drift_day, "data drift")):
-        if day is not None:
-            ax.axvline(pd.Timestamp(shop.day(day)), color="grey", ls=":")
-            ax.annotate(what, (pd.Timestamp(shop.day(day)), 0.02), xycoords=("data", "axes fraction"),
-                        rotation=90, color="grey", fontsize=8)
+    asked = table[table["retrain"].astype(bool) & ~table["outcome"].fillna("").str.contains("promoted")]
+    ax.plot(pd.to_datetime(asked["as_of_date"]), asked[f"rolling_{metric}"], "x", color="grey", ms=8,
+            label="retrain asked, candidate rejected")
     changed = table["production_version"].ne(table["production_version"].shift()) & (table.index > 0)
     for _, row in table[changed].iterrows():
-        ax.axvline(pd.Timestamp(row["as_of_date"]), color="green", alpha=0.4)
-        ax.annotate(f"v{row['production_version']}", (pd.Timestamp(row["as_of_date"]), 0.95),
-                    xycoords=("data", "axes fraction"), color="green", fontsize=8)
-    ax.set(title=f"{spec.name}: realised {metric} of each week's predictions, judged once labels matured",
-           xlabel="as-of date of the predictions", ylabel=f"realised {metric}")
+        ax.axvline(pd.Timestamp(row["as_of_date"]), color="green", alpha=0.5)
+        ax.annotate(f" v{row['production_version']} in Production", (pd.Timestamp(row["as_of_date"]), 0.97),
+                    xycoords=("data", "axes fraction"), color="green", fontsize=8, va="top")
+    notes = []
+    for day, what in ((scenario.concept_drift_day, "concept drift"), (scenario.data_drift_day, "data drift")):
+        if day is None:
+            continue
+        when = pd.Timestamp(shop.day(day))
+        if when >= x.min():
+            ax.axvline(when, color="grey", ls=":")
+            ax.annotate(f" {what}", (when, 0.03), xycoords=("data", "axes fraction"), color="grey", fontsize=8)
+        else:
+            notes.append(f"{what} on {when.date()}, before the first step")
+    title = f"{spec.name}: realised {metric} of each week's predictions, judged once labels matured"
+    ax.set(title=title + (f"\n({'; '.join(notes)})" if notes else ""), xlabel="as-of date of the predictions",
+           ylabel=f"realised {metric}")
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower left", fontsize=8)
+    ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     return fig
