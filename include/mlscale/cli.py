@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     sim.add_argument("--customers", type=int, default=3000)
     sim.add_argument("--seed", type=int, default=42)
     sim.add_argument("--history-days", type=int, default=300, help="days before the first step (first model)")
-    sim.add_argument("--concept-drift-day", type=_optional_int, default=240,
+    sim.add_argument("--concept-drift-day", type=_optional_int, default=210,
                      help="day the drivers of churn change ('none' for no concept drift)")
     sim.add_argument("--data-drift-day", type=_optional_int, default=None, help="day prices rise by 30%% (data drift)")
     sim.add_argument("--out", type=Path, default=None, help="folder for the CSV, PNG and log (default: reports/simulation)")

@@ -44,9 +44,9 @@ class Scenario:
     history_days: int = 300  # before the first step; the first model is trained on them
     days: int = 182  # simulated after the history
     step_days: int = 7
-    # Default: the competitor arrives 60 days before the first step, late enough that the first model's
-    # labels (at least one horizon older than its test date) never saw it.
-    concept_drift_day: int | None = 240
+    # Default: the competitor arrives 90 days before the first step: the first model's labels end one
+    # label horizon before its test date, so they never saw it; models trained weeks later have.
+    concept_drift_day: int | None = 210
     data_drift_day: int | None = None
     price_increase: float = 0.3
 
