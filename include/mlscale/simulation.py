@@ -222,7 +222,7 @@ def plot(spec: ModelSpec, scenario: Scenario, shop: datagen.ShopParams, table: p
     ax.plot(x, table[f"frozen_{metric}"], marker="o", ms=3, ls="--", label="frozen first model")
     asked = table[table["retrain"].astype(bool) & ~table["outcome"].fillna("").str.contains("promoted")]
     ax.plot(pd.to_datetime(asked["as_of_date"]), asked[f"rolling_{metric}"], "x", color="grey", ms=8,
-            label="retrain asked, candidate rejected")
+            label="retrain asked, candidate not promoted")
     changed = table["production_version"].ne(table["production_version"].shift()) & (table.index > 0)
     for _, row in table[changed].iterrows():
         ax.axvline(pd.Timestamp(row["as_of_date"]), color="green", alpha=0.5)
