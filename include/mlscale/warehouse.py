@@ -25,11 +25,16 @@ class DbtFailed(RuntimeError):
     """A dbt command failed; the message ends with dbt's own output."""
 
 
+def _run_dbt(settings: Settings, *args: str) -> subprocess.CompletedProcess:
+    """The dbt CLI of this venv on the settings' warehouse and project, output captured."""
+    return subprocess.run([str(Path(sys.executable).parent / "dbt"), *args, "--project-dir", str(settings.dbt_project_dir)],
+                          env={**os.environ, **settings.service_env()}, capture_output=True, text=True,
+                          cwd=settings.dbt_project_dir)
+
+
 def dbt(settings: Settings, *args: str) -> str:
     """Run the dbt CLI on the settings' warehouse; return its output, raise DbtFailed when it fails."""
-    res = subprocess.run([str(Path(sys.executable).parent / "dbt"), *args, "--project-dir", str(settings.dbt_project_dir)],
-                         env={**os.environ, **settings.service_env()}, capture_output=True, text=True,
-                         cwd=settings.dbt_project_dir)
+    res = _run_dbt(settings, *args)
     if res.returncode != 0:
         raise DbtFailed(f"dbt {' '.join(args)} failed:\n{res.stdout[-4000:]}{res.stderr[-2000:]}")
     return res.stdout
@@ -86,12 +91,7 @@ def publish_batch(settings: Settings, run_id: str) -> int:
 def source_freshness(settings: Settings) -> dict[str, str]:
     """`dbt source freshness`; return status per source, raise StaleSource when any is past its error threshold."""
     with tempfile.TemporaryDirectory(prefix="mlscale-freshness-") as target:
-        res = subprocess.run(
-            [str(Path(sys.executable).parent / "dbt"), "source", "freshness", "--project-dir",
-             str(settings.dbt_project_dir), "--target-path", target],
-            env={**os.environ, **settings.service_env()}, capture_output=True, text=True,
-            cwd=settings.dbt_project_dir,
-        )
+        res = _run_dbt(settings, "source", "freshness", "--target-path", target)  # fails on a stale source
         sources_json = Path(target) / "sources.json"
         if not sources_json.exists():
             raise RuntimeError(f"dbt source freshness did not run:\n{res.stdout[-3000:]}{res.stderr[-2000:]}")
