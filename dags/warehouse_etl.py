@@ -105,6 +105,8 @@ def warehouse_etl():
         ),
         render_config=RenderConfig(
             load_method=LoadMode.DBT_MANIFEST,
+            # The KPI marts read scoring's predictions: business_report builds them (selectors.yml).
+            exclude=["tag:kpi"],
             test_behavior=TestBehavior.BUILD,
             # relationships tests get their own task after both models (see test_indirect_selection)
             should_detach_multiple_parents_tests=True,

@@ -136,7 +136,15 @@ def _simulate(args) -> None:
     scenario = Scenario(customers=args.customers, seed=args.seed, history_days=args.history_days, days=args.days,
                         step_days={"weekly": 7, "daily": 1}[args.step], concept_drift_day=args.concept_drift_day,
                         data_drift_day=args.data_drift_day)
-    simulate(s, load_specs()[args.model], scenario, args.out or s.root / "reports" / "simulation")
+    simulate(s, load_specs()[args.model], scenario, args.out or s.reports_dir)
+
+
+def _report(args) -> None:
+    from mlscale.reporting import report
+    from mlscale.specs import load_specs
+
+    out = report(settings(), load_specs(), args.out, build=not args.no_build)
+    print(f"business report: {out['path']} (MLflow run {out['run_id']})")
 
 
 def _up(args) -> None:
@@ -231,6 +239,10 @@ def main(argv: list[str] | None = None) -> int:
     sim.add_argument("--data-drift-day", type=_optional_int, default=None, help="day prices rise by 30%% (data drift)")
     sim.add_argument("--out", type=Path, default=None, help="folder for the CSV, PNG and log (default: reports/simulation)")
     sim.set_defaults(fn=_simulate)
+    rp = sub.add_parser("report", help="build the KPI marts and render the business report (what business_report runs)")
+    rp.add_argument("--out", type=Path, default=None, help="folder for business_report.html (default: MLSCALE_REPORTS_DIR, reports/)")
+    rp.add_argument("--no-build", action="store_true", help="render from the KPI marts as they are (no dbt build)")
+    rp.set_defaults(fn=_report)
     sub.add_parser("up", help="start the Airflow UI (api-server, scheduler, dag-processor, triggerer)").set_defaults(fn=_up)
     sub.add_parser("down", help="stop what `up` and `setup` started").set_defaults(fn=_down)
 

@@ -20,6 +20,7 @@ class Settings:
     root: Path
     state_dir: Path
     landing_dir: Path
+    reports_dir: Path
     pg_dsn_override: str | None
     db_suffix: str
     mlflow_host: str
@@ -35,6 +36,7 @@ class Settings:
             root=root,
             state_dir=state_dir,
             landing_dir=Path(env.get("MLSCALE_LANDING_DIR", root / "landing")),
+            reports_dir=Path(env.get("MLSCALE_REPORTS_DIR", root / "reports")),
             pg_dsn_override=env.get("MLSCALE_PG_DSN") or None,
             db_suffix=env.get("MLSCALE_DB_SUFFIX", ""),
             mlflow_host=env.get("MLSCALE_MLFLOW_HOST", "127.0.0.1"),
@@ -146,6 +148,7 @@ class Settings:
             "MLSCALE_DB_SUFFIX": self.db_suffix,
             "MLSCALE_STATE_DIR": str(self.state_dir),
             "MLSCALE_LANDING_DIR": str(self.landing_dir),
+            "MLSCALE_REPORTS_DIR": str(self.reports_dir),
             "MLSCALE_MLFLOW_PORT": str(self.mlflow_port),
             "DBT_PROFILES_DIR": str(self.dbt_project_dir),
             "DBT_SEND_ANONYMOUS_USAGE_STATS": "False",

@@ -47,6 +47,13 @@ def deciles(scores: np.ndarray) -> np.ndarray:
     return (ranks * 10 // len(scores)) + 1
 
 
+def create_tables(settings: Settings) -> None:
+    """Create ml.predictions and ml.shadow_predictions if no scoring run has yet (readers need them to exist)."""
+    with psycopg.connect(settings.dsn(settings.warehouse_db)) as conn:
+        for table in TABLES.values():
+            conn.execute(sql.SQL(PREDICTIONS_DDL.format(table=table)))
+
+
 def _write(conn, table: str, spec: ModelSpec, version: str, as_of: date, ids: np.ndarray, scores: np.ndarray,
            chunk_rows: int) -> int:
     """Replace the (model, as-of date) rows of ml.<table> (COPY, CSV in chunks); return how many were replaced."""

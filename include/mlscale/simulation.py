@@ -22,7 +22,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from mlscale import artifacts, datagen, evaluation, features, monitoring, registry, scoring, training, warehouse
+from mlscale import (artifacts, datagen, evaluation, features, monitoring, registry, reporting, scoring, training,
+                     warehouse)
 from mlscale.config import Settings
 from mlscale.ingest import ingest_landing
 from mlscale.specs import ModelSpec
@@ -70,6 +71,7 @@ class Outcome:
     rolling_final: float  # mean realised metric over the last quarter of steps
     frozen_final: float
     seconds: float
+    report: Path  # the business report of the replayed shop (reporting.report)
 
 
 class _Replay:
@@ -107,7 +109,8 @@ def replay_settings(settings: Settings) -> Settings:
     """The replay's own namespace next to the given one: databases `*_sim`, its own MLflow server
     (port + 66) and landing folder, so a replay never touches the demo's warehouse or registry."""
     return dataclasses.replace(settings, db_suffix=f"{settings.db_suffix}_sim", mlflow_port=settings.mlflow_port + 66,
-                               landing_dir=settings.state_dir / "simulation" / "landing")
+                               landing_dir=settings.state_dir / "simulation" / "landing",
+                               reports_dir=settings.reports_dir / "simulation")
 
 
 def reset(settings: Settings, spec: ModelSpec) -> None:
@@ -172,13 +175,16 @@ def simulate(settings: Settings, spec: ModelSpec, scenario: Scenario, out_dir: P
     table = pd.DataFrame(rows).merge(realised(settings, spec, frozen), on="as_of_date", how="left")
     metric = spec.primary_metric
     last = table.tail(max(1, len(table) // 4))
+    with replay.quiet():
+        business = reporting.report(settings, {spec.name: spec}, out_dir)
     outcome = Outcome(csv=out_dir / f"{spec.name}.csv", png=out_dir / f"{spec.name}.png", table=table,
                       frozen_version=frozen, rolling_final=float(last[f"rolling_{metric}"].mean()),
-                      frozen_final=float(last[f"frozen_{metric}"].mean()), seconds=time.monotonic() - t0)
+                      frozen_final=float(last[f"frozen_{metric}"].mean()), seconds=time.monotonic() - t0,
+                      report=Path(business["path"]))
     table.to_csv(outcome.csv, index=False)
     plot(spec, scenario, replay.shop, table).savefig(outcome.png, dpi=110)
     echo(f"  realised {metric} over the last {len(last)} steps: rolling {outcome.rolling_final:.4f}, "
-         f"frozen v{frozen} {outcome.frozen_final:.4f}; {outcome.csv}, {outcome.png} "
+         f"frozen v{frozen} {outcome.frozen_final:.4f}; {outcome.csv}, {outcome.png}, {outcome.report} "
          f"({outcome.seconds / 60:.1f} min)")
     return outcome
 

@@ -40,7 +40,7 @@ def test_parse_time_budget(parsed):
 
 
 def test_every_spec_has_its_dags(parsed):
-    expected = {"ingest_landing", "warehouse_etl"}
+    expected = {"ingest_landing", "warehouse_etl", "business_report"}
     for name in load_specs():
         expected |= {f"monitor_{name}", f"train_{name}", f"promote_{name}", f"rollback_{name}", f"score_{name}"}
     assert set(parsed["dags"]) == expected
@@ -53,10 +53,11 @@ def test_assets_chain_monitoring_training_and_promotion(parsed):
         assert dags[f"train_{name}"]["assets"] == [f"{name}_retrain"]  # only monitoring (or a person) retrains
         assert dags[f"promote_{name}"]["assets"] == [f"{name}_candidate"]
     assert dags["warehouse_etl"]["assets"] == ["raw.orders"]
+    assert dags["business_report"]["assets"] == ["ml.predictions"]  # after any scoring run
 
 
 def test_every_dag_has_owner_tags_retries_and_docs(parsed):
-    roles = {"data_engineer", "data_scientist", "production_engineer"}
+    roles = {"data_engineer", "data_scientist", "production_engineer", "business_analyst"}
     for dag_id, dag in parsed["dags"].items():
         assert dag["owners"] and set(dag["owners"]) <= roles, (dag_id, dag["owners"])
         assert dag["tags"], dag_id
@@ -71,9 +72,13 @@ def test_dbt_models_render_as_tasks_with_their_tests(parsed, manifest):
     from mlscale.config import Settings
 
     nodes = json.loads(Settings.from_env().dbt_manifest.read_text())["nodes"].values()
-    models = {n["name"] for n in nodes if n["resource_type"] == "model"}
+    models = {n["name"] for n in nodes if n["resource_type"] == "model" and "kpi" not in n["tags"]}
+    kpi_models = {n["name"] for n in nodes if n["resource_type"] == "model" and "kpi" in n["tags"]}
     tasks = parsed["dags"]["warehouse_etl"]["tasks"]
     assert {f"dbt.{m}_model_build" for m in models} <= set(tasks)
+    # The KPI marts read scoring's predictions: business_report builds them, warehouse_etl does not.
+    assert {"kpi_daily", "kpi_model_value", "int_matured_predictions"} <= kpi_models
+    assert not [t for t in tasks if any(m in t for m in kpi_models)]
     assert "dbt.customers_snapshot_snapshot_build" in tasks and "dbt.country_regions_seed_build" in tasks
     # Tests on two models (relationships) run in their own task, once both are built.
     assert any(t.startswith("dbt.relationships_fct_orders_customer_id") for t in tasks)

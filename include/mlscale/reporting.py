@@ -1,0 +1,430 @@
+"""The business report: what the shop is doing and what each model version is worth, as one HTML file.
+
+`build_kpis` builds the KPI marts (dbt tag `kpi`: kpi_daily, kpi_churn_rate, kpi_retention_cohorts,
+kpi_revenue_at_risk, kpi_model_value, kpi_model_lift) after scoring; `collect` reads them together with the
+model registry, the promotion audit (`ops.model_promotions`) and the monitoring log (`ops.model_monitoring`);
+`render` writes self-contained HTML (plots inline as PNG); `report` does all three, writes
+`reports/business_report.html` and logs it to the MLflow experiment `business_report`.
+`model_overview` and `kpi_summary` also feed the Airflow "ML models" page (plugins/ml_models.py).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+import psycopg
+import matplotlib.dates as mdates
+from matplotlib.figure import Figure
+
+from mlscale import registry, scoring
+from mlscale.config import Settings
+from mlscale.specs import ModelSpec
+
+log = logging.getLogger(__name__)
+
+EXPERIMENT = "business_report"
+FILENAME = "business_report.html"
+KPI_TABLES = ("kpi_daily", "kpi_churn_rate", "kpi_retention_cohorts", "kpi_revenue_at_risk", "kpi_model_value",
+              "kpi_model_lift")
+RETENTION_MONTHS = 7  # cohort columns shown: months 0..6
+
+
+# --- building and reading the marts --------------------------------------------------------------
+
+def campaigns(specs: dict[str, ModelSpec]) -> dict[str, dict]:
+    """The dbt var model_campaigns: per model, the label, the campaign's value column and top-k share."""
+    return {name: {"label": s.label, "value_column": s.business.value_column, "top_k_share": s.business.top_k_share}
+            for name, s in specs.items()}
+
+
+def build_kpis(settings: Settings, specs: dict[str, ModelSpec]) -> str:
+    """`dbt build --select tag:kpi` with the specs' campaigns; creates ml.predictions first if nothing was scored yet."""
+    from mlscale.warehouse import dbt
+
+    scoring.create_tables(settings)
+    out = dbt(settings, "build", "--select", "tag:kpi", "--vars", json.dumps({"model_campaigns": campaigns(specs)}))
+    log.info("KPI marts built: %s", out.strip().splitlines()[-1].split("  ", 1)[-1] if out.strip() else "")
+    return out
+
+
+def _frame(conn, query: str, params: tuple = ()) -> pd.DataFrame:
+    cur = conn.execute(query, params)
+    return pd.DataFrame(cur.fetchall(), columns=[c.name for c in cur.description])
+
+
+def _exists(conn, table: str) -> bool:
+    return conn.execute("select to_regclass(%s)", (table,)).fetchone()[0] is not None
+
+
+def read_kpis(settings: Settings) -> dict[str, pd.DataFrame]:
+    """Every KPI mart as a DataFrame (numbers as floats); a mart not built yet reads as empty."""
+    out = {}
+    with psycopg.connect(settings.dsn(settings.warehouse_db)) as conn:
+        for table in KPI_TABLES:
+            frame = _frame(conn, f"select * from kpi.{table}") if _exists(conn, f"kpi.{table}") else pd.DataFrame()
+            for col in frame.columns:
+                if frame[col].dtype == object and len(frame) and hasattr(frame[col].iloc[0], "as_integer_ratio"):
+                    frame[col] = frame[col].astype(float)
+            out[table] = frame
+    return out
+
+
+def kpi_summary(kpis: dict[str, pd.DataFrame]) -> dict:
+    """The headline numbers: revenue of the last 30 days (and the 30 before), active customers, churn, risk, value."""
+    out: dict = {}
+    daily = kpis["kpi_daily"].sort_values("day") if len(kpis["kpi_daily"]) else None
+    if daily is not None:
+        out["last_day"] = str(daily["day"].iloc[-1])
+        out["revenue_30d"] = round(float(daily["revenue"].tail(30).sum()), 2)
+        out["revenue_prev_30d"] = round(float(daily["revenue"].iloc[-60:-30].sum()), 2)
+        out["active_customers"] = int(daily["active_customers"].iloc[-1])
+        out["new_customers_30d"] = int(daily["new_customers"].tail(30).sum())
+    churn = kpis["kpi_churn_rate"]
+    if len(churn):
+        last = churn.sort_values("as_of_date").iloc[-1]
+        out["churn_rate"], out["churn_as_of"] = float(last["churn_rate"]), str(last["as_of_date"])
+    risk = kpis["kpi_revenue_at_risk"]
+    if len(risk):
+        last = risk.sort_values("as_of_date").iloc[-1]
+        out.update(revenue_at_risk=float(last["revenue_at_risk"]), predicted_churners=int(last["predicted_churners"]),
+                   risk_as_of=str(last["as_of_date"]),
+                   revenue_at_risk_share=float(last["revenue_at_risk"] / last["scored_revenue_90d"])
+                   if last["scored_revenue_90d"] else 0.0)
+    value = kpis["kpi_model_value"]
+    if len(value):
+        out["value_by_model"] = {m: round(float(g["profit_uplift"].sum()), 2) for m, g in value.groupby("model")}
+    return out
+
+
+def value_by_version(kpis: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """kpi_model_value summed per (model, version): matured dates, targeted customers, profit, random, uplift."""
+    value = kpis["kpi_model_value"]
+    if not len(value):
+        return pd.DataFrame(columns=["model", "model_version", "dates", "first_as_of", "last_as_of", "targeted_customers",
+                                     "profit", "profit_random", "profit_uplift"])
+    return (value.groupby(["model", "model_version"], as_index=False)
+            .agg(dates=("as_of_date", "count"), first_as_of=("as_of_date", "min"), last_as_of=("as_of_date", "max"),
+                 targeted_customers=("targeted_customers", "sum"), profit=("profit", "sum"),
+                 profit_random=("profit_random", "sum"), profit_uplift=("profit_uplift", "sum"))
+            .round(2).sort_values(["model", "first_as_of"]))
+
+
+# --- the registry, the audit and the monitoring log ---------------------------------------------
+
+def model_overview(settings: Settings, spec: ModelSpec, max_versions: int = 20) -> dict:
+    """One model for people: Production/Staging versions, each version's test metrics and MLflow run,
+    the promotion history and the latest monitoring decision."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient(settings.mlflow_uri)
+    versions = []
+    try:
+        state = registry.registry_state(spec.name)[:max_versions]
+    except MlflowException:
+        state = []
+    for v in state:
+        mv = client.get_model_version(spec.name, v["version"])
+        run = client.get_run(mv.run_id) if mv.run_id else None
+        metrics = run.data.metrics if run else {}
+        versions.append({
+            **v, "run_id": mv.run_id, "experiment_id": run.info.experiment_id if run else None,
+            "created": datetime.fromtimestamp(mv.creation_timestamp / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M"),
+            "data_as_of": (mv.tags or {}).get("mlscale.data_as_of", ""),
+            "test_metrics": {k.removeprefix("test_"): metrics[k] for k in sorted(metrics) if k.startswith("test_")},
+            "profit_uplift": metrics.get("business_profit_uplift"),
+        })
+    roles = {alias: next((v["version"] for v in versions if alias in v["aliases"]), None)
+             for alias in ("production", "staging")}
+    with psycopg.connect(settings.dsn(settings.warehouse_db)) as conn:
+        promotions = _frame(
+            conn, "select decided_at, from_version, to_version, stage, decision, reason, decided_by, gates"
+                  " from ops.model_promotions where model = %s order by id desc", (spec.name,)
+        ) if _exists(conn, "ops.model_promotions") else pd.DataFrame()
+        monitoring = _frame(
+            conn, "select as_of_date, model_version, check_name, subject, value, threshold, breach, detail"
+                  " from ops.model_monitoring where model = %s and checked_at ="
+                  " (select max(checked_at) from ops.model_monitoring where model = %s) order by id",
+            (spec.name, spec.name)) if _exists(conn, "ops.model_monitoring") else pd.DataFrame()
+    status = None
+    if len(monitoring):
+        decision = monitoring[monitoring["check_name"] == "decision"].iloc[-1]
+        checks = monitoring[monitoring["check_name"] != "decision"]
+        status = {"as_of_date": str(decision["as_of_date"]), "version": decision["model_version"],
+                  "retrain": bool(decision["breach"]), "reason": decision["detail"], "checks": len(checks),
+                  "breaches": checks[checks["breach"]][["check_name", "subject", "value", "threshold", "detail"]]
+                  .to_dict("records")}
+    return {"name": spec.name, "description": spec.description, "task": spec.task, "primary_metric": spec.primary_metric,
+            "production": roles["production"], "staging": roles["staging"], "versions": versions,
+            "promotions": promotions.to_dict("records"), "monitoring": status}
+
+
+# --- collecting and rendering --------------------------------------------------------------------
+
+@dataclass
+class ReportData:
+    kpis: dict[str, pd.DataFrame]
+    summary: dict
+    models: list[dict]
+    mlflow_uri: str
+    generated_at: str = field(default_factory=lambda: datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
+
+
+def collect(settings: Settings, specs: dict[str, ModelSpec]) -> ReportData:
+    kpis = read_kpis(settings)
+    return ReportData(kpis=kpis, summary=kpi_summary(kpis), models=[model_overview(settings, s) for s in specs.values()],
+                      mlflow_uri=settings.mlflow_uri)
+
+
+def _png(fig: Figure) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    return f'<img alt="{html.escape(fig.axes[0].get_title())}" src="data:image/png;base64,' \
+           f'{base64.b64encode(buf.getvalue()).decode()}">'
+
+
+def _fig(title: str, xlabel: str, ylabel: str, width: float = 7.5):
+    fig = Figure(figsize=(width, 3.4), layout="constrained")
+    ax = fig.add_subplot()
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    ax.grid(alpha=0.3)
+    return fig, ax
+
+
+def _dates(ax) -> None:
+    """Readable date ticks on the x axis."""
+    locator = mdates.AutoDateLocator()
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+
+
+def _cell(value, fmt: str | None) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return ""
+    return fmt.format(value) if fmt else str(value)
+
+
+def table_html(frame: pd.DataFrame, formats: dict[str, str] | None = None, links: tuple[str, ...] = ()) -> str:
+    """A DataFrame as an HTML table (escaped; NULLs blank; `formats` maps columns to format strings;
+    the values of `links` columns are URLs, shown as links)."""
+    if not len(frame):
+        return "<p class=empty>Nothing recorded yet.</p>"
+    formats = formats or {}
+
+    def td(column, value) -> str:
+        text = html.escape(_cell(value, formats.get(column)))
+        return f"<td><a href='{text}' target=_blank rel=noopener>open</a></td>" if column in links and text else f"<td>{text}</td>"
+
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
+    body = "".join("<tr>" + "".join(td(c, v) for c, v in row.items()) + "</tr>" for _, row in frame.iterrows())
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _version(number: str | None) -> str:
+    return f"v{number}" if number else "none"
+
+
+def _eur(v: float) -> str:
+    return f"{v:,.0f} EUR"
+
+
+def tiles_html(s: dict) -> str:
+    tiles = []
+    if "revenue_30d" in s:
+        change = (s["revenue_30d"] / s["revenue_prev_30d"] - 1) if s["revenue_prev_30d"] else None
+        tiles.append(("Revenue, last 30 days", _eur(s["revenue_30d"]),
+                      f"{change:+.1%} on the 30 days before" if change is not None else f"to {s['last_day']}"))
+        tiles.append(("Active customers", f"{s['active_customers']:,}", f"with a recent order, on {s['last_day']}"))
+    if "churn_rate" in s:
+        tiles.append(("Churn rate", f"{s['churn_rate']:.1%}", f"of customers active on {s['churn_as_of']} (90-day outcome)"))
+    if "revenue_at_risk" in s:
+        tiles.append(("Revenue at risk", _eur(s["revenue_at_risk"]),
+                      f"{s['predicted_churners']:,} predicted churners on {s['risk_as_of']} "
+                      f"({s['revenue_at_risk_share']:.0%} of scored spend)"))
+    for model, uplift in s.get("value_by_model", {}).items():
+        tiles.append((f"Value added by {model}", _eur(uplift), "campaign profit over random targeting, to date"))
+    return "<div class=tiles>" + "".join(
+        f"<div class=tile><div class=label>{html.escape(a)}</div><div class=value>{html.escape(b)}</div>"
+        f"<div class=note>{html.escape(c)}</div></div>" for a, b, c in tiles) + "</div>"
+
+
+def _kpi_section(k: dict[str, pd.DataFrame]) -> str:
+    parts = ["<h2>Business KPIs</h2>"]
+    daily = k["kpi_daily"]
+    if len(daily):
+        daily = daily.sort_values("day")
+        x = pd.to_datetime(daily["day"])
+        fig, ax = _fig("Revenue per day", "day", "EUR")
+        ax.bar(x, daily["revenue"], width=1.0, color="#9ecae1", label="revenue")
+        ax.plot(x, daily["revenue"].rolling(7, min_periods=1).mean(), color="#08519c", label="7-day average")
+        ax.legend()
+        _dates(ax)
+        parts.append(_png(fig))
+        fig, ax = _fig("Active customers (a recent order)", "day", "customers")
+        ax.plot(x, daily["active_customers"], color="#31a354")
+        _dates(ax)
+        parts.append(_png(fig))
+    churn = k["kpi_churn_rate"]
+    if len(churn):
+        churn = churn.sort_values("as_of_date")
+        fig, ax = _fig("Churn rate: active customers with no order in the next 90 days", "as-of date", "share")
+        ax.plot(pd.to_datetime(churn["as_of_date"]), churn["churn_rate"], marker="o", ms=3, color="#de2d26")
+        _dates(ax)
+        parts.append(_png(fig))
+    risk = k["kpi_revenue_at_risk"]
+    if len(risk):
+        risk = risk.sort_values("as_of_date")
+        fig, ax = _fig("Revenue at risk: last-90-day spend of predicted churners", "scoring date", "EUR")
+        x = pd.to_datetime(risk["as_of_date"])
+        ax.plot(x, risk["revenue_at_risk"], marker="o", ms=3, label="predicted churners")
+        ax.plot(x, risk["expected_revenue_at_risk"], marker="o", ms=3, ls="--", label="probability-weighted, everyone")
+        ax.legend()
+        _dates(ax)
+        parts.append(_png(fig))
+    parts.append("<h3>Retention by first-order month</h3><p>Share of each month's new customers who ordered again "
+                 "N months later.</p>" + _retention_table(k["kpi_retention_cohorts"]))
+    return "\n".join(parts)
+
+
+def _retention_table(cohorts: pd.DataFrame) -> str:
+    if not len(cohorts):
+        return "<p class=empty>No orders yet.</p>"
+    grid = cohorts[cohorts["months_since_first_order"] < RETENTION_MONTHS].pivot(
+        index=["cohort_month", "cohort_customers"], columns="months_since_first_order", values="retention_rate")
+    head = "<th>cohort</th><th>customers</th>" + "".join(f"<th>month {m}</th>" for m in range(RETENTION_MONTHS))
+    rows = []
+    for (month, size), row in grid.sort_index().iterrows():
+        cells = "".join(
+            f'<td style="background: rgba(49,130,189,{row.get(m, 0) or 0:.2f})">{row[m]:.0%}</td>'
+            if m in row and row[m] == row[m] else "<td></td>" for m in range(RETENTION_MONTHS))
+        rows.append(f"<tr><td>{str(month)[:7]}</td><td>{int(size):,}</td>{cells}</tr>")
+    return f"<table class=cohorts><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _model_section(model: dict, k: dict[str, pd.DataFrame], mlflow_uri: str) -> str:
+    name, metric = model["name"], model["primary_metric"]
+    parts = [f"<h2>Model {html.escape(name)}</h2><p>{html.escape(model['description'])}</p>",
+             f"<p>Production: <b>{_version(model['production'])}</b> · Staging: <b>{_version(model['staging'])}</b></p>"]
+    versions = [v for v in model["versions"] if metric in v["test_metrics"]]
+    if versions:
+        fig, ax = _fig(f"{metric} of each version on its test data (higher is better)" if metric != "rmse" else
+                       f"{metric} of each version on its test data (lower is better)", "version", metric, width=6)
+        values = [v["test_metrics"][metric] for v in reversed(versions)]
+        bars = ax.bar([f"v{v['version']}" for v in reversed(versions)], values,
+                      color=["#31a354" if "production" in v["aliases"] else "#bdbdbd" for v in reversed(versions)])
+        ax.bar_label(bars, fmt="%.4f", fontsize=8)
+        ax.set_ylim(min(values) * 0.9, max(values) * 1.05)  # differences between versions are small: zoom in
+        parts.append(_png(fig))
+    rows = pd.DataFrame([{
+        "version": f"v{v['version']}", "role": ", ".join(v["aliases"]) or v["stage"].lower(), "trained on data to": v["data_as_of"],
+        f"test {metric}": v["test_metrics"].get(metric), "expected uplift (test)": v["profit_uplift"],
+        "MLflow run": f"{mlflow_uri}/#/experiments/{v['experiment_id']}/runs/{v['run_id']}"} for v in model["versions"]])
+    parts.append("<h3>Versions</h3>" + table_html(rows, {f"test {metric}": "{:.4f}", "expected uplift (test)": "{:,.0f}"},
+                                                  links=("MLflow run",)))
+
+    value = value_by_version(k)
+    value = value[value["model"] == name].drop(columns="model")
+    parts.append("<h3>Value delivered per version</h3><p>Profit of the campaign on each version's top-scored customers "
+                 "once the outcome is known (90 days after scoring), against contacting as many customers at random. "
+                 "Economics: dbt seed <code>model_economics</code>.</p>")
+    if len(value):
+        fig, ax = _fig("Campaign profit per Production version", "version", "EUR (matured scoring dates)", width=6)
+        labels = [f"v{v}" for v in value["model_version"]]
+        xs = range(len(labels))
+        ax.bar([x - 0.2 for x in xs], value["profit"], width=0.4, label="targeted by the model")
+        ax.bar([x + 0.2 for x in xs], value["profit_random"], width=0.4, label="random targeting", color="#bdbdbd")
+        ax.set_xticks(list(xs), labels)
+        ax.legend()
+        parts.append(_png(fig))
+    value = value.assign(model_version="v" + value["model_version"]).rename(columns={
+        "model_version": "version", "dates": "matured scoring dates", "first_as_of": "first", "last_as_of": "last",
+        "targeted_customers": "customers contacted", "profit": "profit (EUR)", "profit_random": "at random (EUR)",
+        "profit_uplift": "value added (EUR)"})
+    parts.append(table_html(value, {c: "{:,.2f}" for c in ("profit (EUR)", "at random (EUR)", "value added (EUR)")}))
+
+    lift = k["kpi_model_lift"]
+    lift = lift[lift["model"] == name] if len(lift) else lift
+    parts.append("<h3>Lift and gain</h3><p>How much more of the outcome (churners, or spend) each score decile holds "
+                 "than average, and the share of the whole outcome reached by contacting the top deciles.</p>")
+    if len(lift):
+        fig = Figure(figsize=(9, 3.4), layout="constrained")
+        ax1, ax2 = fig.subplots(1, 2)
+        for version, g in lift.sort_values("decile").groupby("model_version"):
+            ax1.plot(g["decile"], g["lift"], marker="o", ms=3, label=f"v{version}")
+            ax2.plot([0, *g["cumulative_share_contacted"]], [0, *g["cumulative_gain"]], marker="o", ms=3, label=f"v{version}")
+        ax1.axhline(1, color="k", ls=":", label="random")
+        ax2.plot([0, 1], [0, 1], "k:", label="random")
+        ax1.set(title=f"Lift by score decile ({name})", xlabel="decile (1 = highest scores)", ylabel="lift")
+        ax2.set(title=f"Cumulative gain ({name})", xlabel="share of customers contacted", ylabel="share of outcome")
+        for ax in (ax1, ax2):
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
+        parts.append(_png(fig))
+    else:
+        parts.append("<p class=empty>No matured predictions yet: lift appears 90 days after the first scoring.</p>")
+
+    promotions = pd.DataFrame(model["promotions"])
+    if len(promotions):
+        promotions = promotions[["decided_at", "from_version", "to_version", "stage", "decision", "decided_by", "reason"]]
+        promotions["decided_at"] = promotions["decided_at"].map(lambda t: t.strftime("%Y-%m-%d %H:%M"))
+    parts.append("<h3>Promotion history</h3>" + table_html(promotions))
+    status = model["monitoring"]
+    if status:
+        parts.append(f"<h3>Monitoring</h3><p>Last check on data to {status['as_of_date']} (v{status['version']}): "
+                     f"{status['checks']} checks, {len(status['breaches'])} breached; decision: "
+                     f"<b>{'retrain' if status['retrain'] else 'keep'}</b>. {html.escape(status['reason'])}</p>")
+    return "\n".join(parts)
+
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; color: #222; }
+h1 { margin-bottom: 0; } h2 { border-bottom: 2px solid #ddd; padding-bottom: .2rem; margin-top: 2.5rem; }
+.sub { color: #666; margin-top: .3rem; }
+.tiles { display: flex; flex-wrap: wrap; gap: .8rem; margin: 1.5rem 0; }
+.tile { border: 1px solid #ddd; border-radius: 6px; padding: .7rem 1rem; min-width: 190px; flex: 1; }
+.tile .label { color: #666; font-size: .85rem; } .tile .value { font-size: 1.5rem; font-weight: 600; }
+.tile .note { color: #888; font-size: .75rem; }
+table { border-collapse: collapse; margin: .5rem 0 1rem; font-size: .85rem; }
+th, td { border: 1px solid #ddd; padding: .25rem .5rem; text-align: left; }
+th { background: #f4f4f4; } .empty { color: #888; font-style: italic; } img { max-width: 100%; display: block; }
+"""
+
+
+def render(data: ReportData) -> str:
+    """The whole report as one HTML document (no external files, no scripts)."""
+    sections = [_kpi_section(data.kpis), *(_model_section(m, data.kpis, data.mlflow_uri) for m in data.models)]
+    return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>mlscale business report</title>"
+            f"<style>{STYLE}</style></head><body><h1>Business report</h1>"
+            f"<p class=sub>Generated {data.generated_at} from the KPI marts (dbt tag kpi), the MLflow registry and the "
+            f"promotion and monitoring logs.</p>{tiles_html(data.summary)}{''.join(sections)}</body></html>")
+
+
+def report(settings: Settings, specs: dict[str, ModelSpec], out_dir: Path | None = None, build: bool = True) -> dict:
+    """Build the KPI marts, render the report to <out_dir>/business_report.html, log it to MLflow; return where."""
+    import mlflow
+
+    if build:
+        build_kpis(settings, specs)
+    data = collect(settings, specs)
+    out_dir = out_dir or settings.reports_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / FILENAME
+    tmp = path.with_suffix(".html.tmp")
+    tmp.write_text(render(data))
+    tmp.replace(path)  # readers see the old report or the new one, never half of it
+    mlflow.set_tracking_uri(settings.mlflow_uri)
+    mlflow.set_experiment(EXPERIMENT)
+    with mlflow.start_run(run_name=f"report {data.generated_at}") as run:
+        mlflow.log_metrics({k: float(v) for k, v in data.summary.items() if isinstance(v, (int, float))})
+        mlflow.log_metrics({f"value_{m}": v for m, v in data.summary.get("value_by_model", {}).items()})
+        mlflow.log_artifact(str(path))
+    log.info("business report written to %s and logged to MLflow run %s", path, run.info.run_id)
+    return {"path": str(path), "run_id": run.info.run_id, "summary": data.summary}

@@ -1,0 +1,12 @@
+"""Airflow plugin: the "ML models" page in the Airflow UI's Browse menu (logic: include/mlscale/models_page.py)."""
+
+from airflow.plugins_manager import AirflowPlugin
+
+from mlscale.models_page import app
+
+
+class MLModelsPlugin(AirflowPlugin):
+    name = "mlscale_ml_models"
+    fastapi_apps = [{"app": app, "url_prefix": "/mlscale", "name": "mlscale ML models"}]
+    external_views = [{"name": "ML models", "href": "mlscale/models", "url_route": "ml-models",
+                       "destination": "nav", "category": "browse"}]
