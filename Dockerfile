@@ -23,7 +23,7 @@ COPY dags ./dags
 COPY plugins ./plugins
 COPY dbt_project ./dbt_project
 RUN pip install --no-cache-dir --no-deps -e . \
- && mkdir -p "$AIRFLOW_HOME" /opt/mlscale/landing /opt/mlscale/.mlscale \
+ && mkdir -p "$AIRFLOW_HOME" /opt/mlscale/landing /opt/mlscale/reports /opt/mlscale/.mlscale \
  && chown -R mlscale /opt/mlscale "$AIRFLOW_HOME"
 
 USER mlscale

@@ -35,7 +35,13 @@ demo: $(INSTALLED)
 simulate: $(INSTALLED)
 	$(BIN)/mlscale simulate --days 182 --step weekly
 
-test: $(INSTALLED)
+# The browser tests drive Debian's Chromium (no browser downloads on this network).
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	@echo "installing Debian's chromium for the browser tests (apt-get, needs root) ..."
+	apt-get install -y -q chromium > /dev/null || { apt-get update -q > /dev/null && apt-get install -y -q chromium > /dev/null; }
+
+test: $(INSTALLED) $(CHROMIUM)
 	$(BIN)/python -m pytest
 
 up: $(INSTALLED)

@@ -6,9 +6,12 @@ The environment is exported here, at import, so Airflow reads it before anything
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("MLSCALE_DB_SUFFIX", "_test")
 os.environ.setdefault("MLSCALE_MLFLOW_PORT", "5055")
+# Reports the tests write (business report, browser screenshots) are kept here as test artifacts.
+os.environ.setdefault("MLSCALE_REPORTS_DIR", str(Path(__file__).resolve().parents[1] / "reports" / "test"))
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 
 import pytest  # noqa: E402

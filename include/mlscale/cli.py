@@ -147,6 +147,13 @@ def _report(args) -> None:
     print(f"business report: {out['path']} (MLflow run {out['run_id']})")
 
 
+def _dbt_docs(args) -> None:
+    from mlscale.reporting import dbt_docs
+    from mlscale.specs import load_specs
+
+    print(f"dbt docs (every model, column, test and the report exposure): {dbt_docs(settings(), load_specs())}")
+
+
 def _up(args) -> None:
     from mlscale.airflow_ui import up
 
@@ -243,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     rp.add_argument("--out", type=Path, default=None, help="folder for business_report.html (default: MLSCALE_REPORTS_DIR, reports/)")
     rp.add_argument("--no-build", action="store_true", help="render from the KPI marts as they are (no dbt build)")
     rp.set_defaults(fn=_report)
+    sub.add_parser("dbt-docs", help="dbt docs generate --static: the warehouse documented in one HTML file"
+                   ).set_defaults(fn=_dbt_docs)
     sub.add_parser("up", help="start the Airflow UI (api-server, scheduler, dag-processor, triggerer)").set_defaults(fn=_up)
     sub.add_parser("down", help="stop what `up` and `setup` started").set_defaults(fn=_down)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psycopg
 
-from mlscale import datagen, dagrun, quality, registry
+from mlscale import datagen, dagrun, quality, registry, reporting
 from mlscale.config import Settings
 from mlscale.specs import load_specs
 
@@ -21,9 +21,10 @@ log = logging.getLogger(__name__)
 
 
 def pipeline() -> list[str]:
-    """The DAGs of one pass, in order: ingest, ETL, then monitor, train, promote and score each model spec."""
+    """The DAGs of one pass, in order: ingest, ETL, monitor, train, promote and score each model spec, the report."""
     return ["ingest_landing", "warehouse_etl",
-            *(f"{step}_{name}" for name in load_specs() for step in ("monitor", "train", "promote", "score"))]
+            *(f"{step}_{name}" for name in load_specs() for step in ("monitor", "train", "promote", "score")),
+            "business_report"]
 
 
 # What the scheduler does with asset events, for runs one after another: a DAG whose asset was not
@@ -160,6 +161,7 @@ def summary(settings: Settings, times: list[StageTime], landing_note: str) -> st
         f"  warehouse           psql \"{settings.dsn(settings.warehouse_db)}\"  (schemas raw, staging, intermediate, core, ml, ops)",
         f"  landing files       {settings.landing_dir}",
         f"  GX Data Docs        {quality.docs_index(settings)}",
+        f"  business report     {settings.reports_dir / reporting.FILENAME}  (also in the Airflow UI: Browse > ML models)",
         f"  service logs        {settings.log_dir}",
         "  Airflow UI          make up  (then http://127.0.0.1:8080)",
         "=" * 72,

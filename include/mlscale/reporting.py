@@ -55,6 +55,16 @@ def build_kpis(settings: Settings, specs: dict[str, ModelSpec]) -> str:
     return out
 
 
+def dbt_docs(settings: Settings, specs: dict[str, ModelSpec]) -> Path:
+    """`dbt docs generate --static` over every node, the KPI marts and the report's exposure included: one HTML
+    file (dbt_project/target/static_index.html) that opens in a browser without a server."""
+    from mlscale.warehouse import dbt
+
+    dbt(settings, "docs", "generate", "--static", "--select", "fqn:*",
+        "--vars", json.dumps({"model_campaigns": campaigns(specs)}))
+    return settings.dbt_project_dir / "target" / "static_index.html"
+
+
 def _frame(conn, query: str, params: tuple = ()) -> pd.DataFrame:
     cur = conn.execute(query, params)
     return pd.DataFrame(cur.fetchall(), columns=[c.name for c in cur.description])
@@ -398,13 +408,24 @@ th { background: #f4f4f4; } .empty { color: #888; font-style: italic; } img { ma
 """
 
 
+READING_GUIDE = """<details open><summary>How to read this report</summary><ul>
+<li>Each model scores every active customer once a week. The <b>Production</b> version is the one whose
+scores the business acts on; a <b>Staging</b> version is a challenger scored alongside, not acted on.</li>
+<li>A model's <b>campaign</b> contacts the customers it ranks highest (for churn: a retention offer; for spend: an
+upsell). Its <b>value added</b> is the profit of that campaign minus the profit of contacting as many customers
+picked at random, counted once we know what the customers did (90 days after the scores).</li>
+<li><b>Lift</b> says how many times more churners (or spend) the top-scored tenth of customers holds than an
+average tenth; the <b>gain</b> curve shows the share of all churners (or spend) reached by contacting the top
+part of the list.</li></ul></details>"""
+
+
 def render(data: ReportData) -> str:
     """The whole report as one HTML document (no external files, no scripts)."""
     sections = [_kpi_section(data.kpis), *(_model_section(m, data.kpis, data.mlflow_uri) for m in data.models)]
     return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>mlscale business report</title>"
             f"<style>{STYLE}</style></head><body><h1>Business report</h1>"
             f"<p class=sub>Generated {data.generated_at} from the KPI marts (dbt tag kpi), the MLflow registry and the "
-            f"promotion and monitoring logs.</p>{tiles_html(data.summary)}{''.join(sections)}</body></html>")
+            f"promotion and monitoring logs.</p>{READING_GUIDE}{tiles_html(data.summary)}{''.join(sections)}</body></html>")
 
 
 def report(settings: Settings, specs: dict[str, ModelSpec], out_dir: Path | None = None, build: bool = True) -> dict:

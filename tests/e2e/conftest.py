@@ -1,12 +1,15 @@
 """Shared by the promotion and approval tests: a small shop built through Airflow, model variants, registry views."""
 
+import contextlib
+import json
 import os
+import time
 
 import mlflow
 import psycopg
 import pytest
 
-from mlscale import dagrun, registry, training
+from mlscale import airflow_ui, dagrun, registry, services, training
 from mlscale.datagen import ShopParams, generate
 from mlscale.specs import Baseline, Business, Candidate, Features, load_specs
 from tests.helpers import drop_registered_model, empty_warehouse
@@ -68,3 +71,23 @@ def weak_production_and_better_candidate(settings) -> tuple[str, str]:
     weak = train_version(settings, WEAK)
     assert registry.promote(settings, WEAK, weak).decision == "promoted"
     return weak, train_version(settings, FAST)
+
+
+@contextlib.contextmanager
+def api_server(settings, port: int):
+    """A real Airflow api-server (UI, REST API, plugins) on the settings' metadata DB; yields (URL, admin password)."""
+    os.environ["MLSCALE_AIRFLOW_PORT"] = str(port)
+    env = airflow_ui.ui_env(settings)
+    name = f"airflow-api-server{settings.db_suffix}"
+    services.start_background(settings, name, [str(services.BIN / "airflow"), "api-server", "--port", str(port)], env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while not services.http_ok(f"{url}/api/v2/monitor/health"):
+            assert time.monotonic() < deadline, (settings.log_dir / f"{name}.log").read_text()[-3000:]
+            time.sleep(1)
+        passwords = json.loads((settings.airflow_home / "simple_auth_manager_passwords.json.generated").read_text())
+        yield url, passwords[airflow_ui.ADMIN_USER]
+    finally:
+        services.stop_background(settings, name)
+        os.environ.pop("MLSCALE_AIRFLOW_PORT", None)

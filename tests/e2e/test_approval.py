@@ -4,7 +4,6 @@ The person is played by this test through the same channel the UI uses: the HITL
 Airflow api-server sharing the metadata database with the dag.test() run.
 """
 
-import json
 import threading
 import time
 
@@ -12,10 +11,10 @@ import pytest
 import requests
 import yaml
 
-from mlscale import airflow_ui, dagrun, services
+from mlscale import airflow_ui, dagrun
 from mlscale.config import Settings
 from mlscale.specs import SPECS_DIR, load_spec
-from tests.e2e.conftest import MODEL, registry_state, weak_production_and_better_candidate
+from tests.e2e.conftest import MODEL, api_server, registry_state, weak_production_and_better_candidate
 from tests.helpers import query
 
 pytestmark = pytest.mark.e2e
@@ -23,28 +22,13 @@ API_PORT = 8095
 
 
 @pytest.fixture(scope="module")
-def api(stack, tmp_path_factory):
+def api(stack):
     """A real Airflow api-server on the test metadata DB; yields (base URL, bearer token)."""
-    import os
-
-    os.environ["MLSCALE_AIRFLOW_PORT"] = str(API_PORT)
-    env = airflow_ui.ui_env(stack)
-    name = f"airflow-api-server{stack.db_suffix}"
-    services.start_background(stack, name, [str(services.BIN / "airflow"), "api-server", "--port", str(API_PORT)], env)
-    url = f"http://127.0.0.1:{API_PORT}"
-    try:
-        deadline = time.monotonic() + 120
-        while not services.http_ok(f"{url}/api/v2/monitor/health"):
-            assert time.monotonic() < deadline, (stack.log_dir / f"{name}.log").read_text()[-3000:]
-            time.sleep(1)
-        passwords = json.loads((stack.airflow_home / "simple_auth_manager_passwords.json.generated").read_text())
-        token = requests.post(f"{url}/auth/token", json={"username": airflow_ui.ADMIN_USER,
-                                                         "password": passwords[airflow_ui.ADMIN_USER]}, timeout=30)
+    with api_server(stack, API_PORT) as (url, password):
+        token = requests.post(f"{url}/auth/token", json={"username": airflow_ui.ADMIN_USER, "password": password},
+                              timeout=30)
         token.raise_for_status()
         yield url, token.json()["access_token"]
-    finally:
-        services.stop_background(stack, name)
-        os.environ.pop("MLSCALE_AIRFLOW_PORT", None)
 
 
 @pytest.fixture

@@ -36,7 +36,7 @@ def test_pipeline_end_to_end(warehouse, clean_registry):
 
     runs = {}
     for dag_id in ("ingest_landing", "warehouse_etl", f"monitor_{MODEL}", f"train_{MODEL}", f"promote_{MODEL}",
-                   f"score_{MODEL}"):
+                   f"score_{MODEL}", "business_report"):
         runs[dag_id] = dagrun.run_dag(warehouse, dag_id)
         assert runs[dag_id].state == "success", runs[dag_id].task_states
 
@@ -66,6 +66,13 @@ def test_pipeline_end_to_end(warehouse, clean_registry):
     scored = _rows(warehouse, "select model_version, as_of_date, count(*), count(distinct customer_id), min(decile),"
                               " max(decile) from ml.predictions group by 1, 2")
     assert scored == [("1", latest_as_of, active, active, 1, 10)]
+
+    # The KPI marts and the report: revenue at risk of that scoring; no value yet (its outcome lies ahead).
+    assert runs["business_report"].task_states == {"build_kpis": "success", "render_report": "success"}
+    assert _rows(warehouse, "select as_of_date, model_version, scored_customers from kpi.kpi_revenue_at_risk") == \
+        [(latest_as_of, "1", active)]
+    assert _rows(warehouse, "select count(*) from kpi.kpi_model_value")[0][0] == 0
+    assert "<h1>Business report</h1>" in (warehouse.reports_dir / "business_report.html").read_text()
 
     # No Production yet: monitoring asked for the first model.
     assert runs[f"monitor_{MODEL}"].task_states == {"monitor": "success", "request_retrain": "success"}

@@ -17,6 +17,7 @@ def test_replay_settings_never_share_the_demo_namespace(stack):
     sim = replay_settings(stack)
     assert (sim.warehouse_db, sim.mlflow_db) == (f"{stack.warehouse_db}_sim", f"{stack.mlflow_db}_sim")
     assert sim.mlflow_port != stack.mlflow_port and sim.landing_dir != stack.landing_dir
+    assert sim.reports_dir == stack.reports_dir / "simulation"
 
 
 def test_under_concept_drift_rolling_retraining_ends_better_than_the_frozen_model(warehouse, tmp_path, monkeypatch):
@@ -55,3 +56,9 @@ def test_under_concept_drift_rolling_retraining_ends_better_than_the_frozen_mode
     assert table["outcome"].fillna("").str.contains("promoted").any() and not frozen_serving.all()
     assert outcome.rolling_final > outcome.frozen_final
     assert outcome.png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and outcome.png.stat().st_size > 10_000
+    # The replay's business report values each version that served, from the replay's KPI marts.
+    page = outcome.report.read_text()
+    served = query(warehouse, "select model_version, sum(profit_uplift) as uplift from kpi.kpi_model_value group by 1")
+    assert sorted(served["model_version"]) == sorted(table["production_version"].astype(str).unique())
+    for version, uplift in zip(served["model_version"], served["uplift"]):
+        assert f"<td>v{version}</td>" in page and f"<td>{float(uplift):,.2f}</td>" in page

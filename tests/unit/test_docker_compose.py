@@ -57,3 +57,10 @@ def test_databases_match_the_settings():
     created = set(re.findall(r"CREATE DATABASE (\w+);", (ROOT / "docker" / "postgres-init.sql").read_text()))
     s = Settings.from_env({})
     assert created == {s.warehouse_db, s.airflow_db, s.mlflow_db}
+
+
+def test_workers_and_the_ui_share_the_reports_folder():
+    """business_report writes the report on a worker; the ML models page on the api-server serves it."""
+    for name in ("airflow-worker", "airflow-apiserver"):
+        env = SERVICES[name]["environment"]
+        assert f"reports:{env['MLSCALE_REPORTS_DIR']}" in SERVICES[name]["volumes"], name
