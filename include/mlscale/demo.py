@@ -158,7 +158,7 @@ def summary(settings: Settings, times: list[StageTime], landing_note: str) -> st
         "",
         "where to look:",
         f"  MLflow UI           {settings.mlflow_uri}  (experiments and registered models: {', '.join(load_specs())})",
-        f"  warehouse           psql \"{settings.dsn(settings.warehouse_db)}\"  (schemas raw, staging, intermediate, core, ml, ops)",
+        f"  warehouse           psql \"{settings.dsn(settings.warehouse_db)}\"  (schemas raw, staging, intermediate, core, ml, kpi, ops)",
         f"  landing files       {settings.landing_dir}",
         f"  GX Data Docs        {quality.docs_index(settings)}",
         f"  business report     {settings.reports_dir / reporting.FILENAME}  (also in the Airflow UI: Browse > ML models)",

@@ -137,6 +137,10 @@ def ensure_tables(conn: psycopg.Connection, feeds: dict[str, Feed]) -> None:
         for name, type_ in columns:
             conn.execute(sql.SQL("alter table raw.{} add column if not exists {} {}").format(
                 table, sql.Identifier(name), sql.SQL(type_)))
+        # Incremental dbt models read only the keys and loads that changed: both need an index.
+        for suffix, cols in (("key", feed.key), ("loaded_at", ("_loaded_at",))):
+            conn.execute(sql.SQL("create index if not exists {} on raw.{} ({})").format(
+                sql.Identifier(f"{feed.name}_{suffix}_idx"), table, sql.SQL(", ").join(map(sql.Identifier, cols))))
     conn.commit()
 
 

@@ -91,7 +91,7 @@ def publish_batch(settings: Settings, run_id: str) -> int:
 def source_freshness(settings: Settings) -> dict[str, str]:
     """`dbt source freshness`; return status per source, raise StaleSource when any is past its error threshold."""
     with tempfile.TemporaryDirectory(prefix="mlscale-freshness-") as target:
-        res = _run_dbt(settings, "source", "freshness", "--target-path", target)  # fails on a stale source
+        res = _run_dbt(settings, "source", "freshness", "--select", "source:*", "--target-path", target)  # fails if stale
         sources_json = Path(target) / "sources.json"
         if not sources_json.exists():
             raise RuntimeError(f"dbt source freshness did not run:\n{res.stdout[-3000:]}{res.stderr[-2000:]}")

@@ -57,3 +57,40 @@ def test_customer_changes_become_scd2_versions(warehouse):
     current = query(warehouse, "select customer_id, country from staging.stg_shop__customers")
     merged = dim[dim["is_current"]].merge(current, on="customer_id", suffixes=("", "_latest"))
     assert (merged["country"].fillna("") == merged["country_latest"].fillna("")).all()
+
+
+def _checksum(settings, table: str, where: str = "true") -> str:
+    """Checksum of the rows, without observed_last_day (the data horizon when the row was computed, which
+    a full refresh sets to today's on every row)."""
+    return query(settings, f"select md5(coalesce(string_agg((to_jsonb(t) - 'observed_last_day')::text, '|'"
+                           f" order by (to_jsonb(t) - 'observed_last_day')::text), '')) as c"
+                           f" from {table} as t where {where}")["c"][0]
+
+
+def test_rows_months_late_reach_the_features_without_a_full_refresh(warehouse):
+    """Orders of a day 100 days back arrive with the next days: the incremental build equals a full refresh,
+    and as-of dates that can see neither the new days nor the late ones are left alone."""
+    params = ShopParams(customers=200, days=260, seed=12)
+    generate(params, warehouse.landing_dir, days=range(0, 250))
+    ingest_landing(warehouse.dsn(warehouse.warehouse_db), warehouse.landing_dir)
+    dbt(warehouse, "build")
+    first_as_of = query(warehouse, f"select min(as_of_date) as d from {FEATURES}")["d"][0]
+    # A marker on the first as-of date (before the late day's label window): a bounded run keeps it.
+    query(warehouse, f"update {FEATURES} set tenure_days = -1 where as_of_date = '{first_as_of}' returning 1")
+
+    generate(params, warehouse.landing_dir, days=range(250, 253))
+    late_day = sorted((warehouse.landing_dir / "orders").iterdir())[150]  # 100 days before the new ones
+    original = (late_day / "orders.csv").read_text().splitlines()
+    late = [original[0]] + [f"9{line}" for line in original[1:]]  # the same orders again under new ids
+    (late_day / "late_delivery.csv").write_text("\n".join(late) + "\n")
+    ingest_landing(warehouse.dsn(warehouse.warehouse_db), warehouse.landing_dir)
+    dbt(warehouse, "build")
+    assert query(warehouse, "select count(*) as n from core.fct_orders where order_id >= 9000000000")["n"][0] == \
+        len(late) - 1
+    assert query(warehouse, f"select count(*) as n from {FEATURES} where tenure_days = -1")["n"][0] > 0
+    rest = f"as_of_date > '{first_as_of}'"
+    incremental = {t: _checksum(warehouse, t, rest if t == FEATURES else "true")
+                   for t in ("intermediate.int_customer_days", FEATURES)}
+
+    dbt(warehouse, "build", "--full-refresh")
+    assert {t: _checksum(warehouse, t, rest if t == FEATURES else "true") for t in incremental} == incremental

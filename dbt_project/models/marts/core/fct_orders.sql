@@ -6,7 +6,27 @@
         on_schema_change='fail',
     )
 }}
-{#- One row per order. Incremental: merges orders loaded (or whose lines were loaded) since the last run. -#}
+{#-
+  One row per order. Incremental: merges the orders loaded (or whose lines were loaded) since the last
+  run, reading the staging views only for those keys (pushed below their dedupe window, see
+  int_customer_days).
+-#}
+{% if is_incremental() %}
+{%- set since = "(select coalesce(max(_loaded_at), '-infinity'::timestamptz) from " ~ this ~ ")" -%}
+with changed as (
+    select order_id from {{ source('shop', 'orders') }} where _loaded_at > {{ since }}
+    union
+    select order_id from {{ source('shop', 'order_items') }} where _loaded_at > {{ since }}
+),
+
+orders as (
+    select * from {{ ref('stg_shop__orders') }} where order_id = any(array(select order_id from changed))
+),
+
+items as (
+    select * from {{ ref('stg_shop__order_items') }} where order_id = any(array(select order_id from changed))
+),
+{% else %}
 with orders as (
     select * from {{ ref('stg_shop__orders') }}
 ),
@@ -14,6 +34,7 @@ with orders as (
 items as (
     select * from {{ ref('stg_shop__order_items') }}
 ),
+{% endif %}
 
 lines as (
     select order_id, count(*)::integer as n_lines, sum(quantity)::integer as n_items, max(_loaded_at) as _loaded_at
@@ -33,6 +54,3 @@ select
     greatest(o._loaded_at, l._loaded_at) as _loaded_at
 from orders as o
 left join lines as l on l.order_id = o.order_id
-{% if is_incremental() %}
-where greatest(o._loaded_at, l._loaded_at) > (select coalesce(max(_loaded_at), '-infinity') from {{ this }})
-{% endif %}

@@ -4,14 +4,19 @@
         unique_key='as_of_date',
         incremental_strategy='delete+insert',
         on_schema_change='fail',
+        pre_hook="{{ build_log_ddl() }}",
+        post_hook="{{ record_build(watermark='(select max(_max_loaded_at) from ' ~ ref('int_customer_days') ~ ')') }}",
     )
 }}
 {#-
   Point-in-time features: one row per active customer (an order in the active window) per as-of
   date. Every feature uses only activity strictly before the as-of date; labels look at the
   label_horizon_days from the as-of date on and stay NULL until that window has fully passed.
-  Incremental: a run recomputes only the as-of dates whose features or labels can have changed
-  (those after the previous data horizon minus the label horizon and a late-row allowance).
+  Incremental: a run recomputes only the as-of dates whose features or labels can have changed: those
+  after the previous data horizon minus the label horizon (and late_row_allowance_days), and those that
+  see a day of int_customer_days loaded since the last build (the watermark in ops.dbt_model_builds): a
+  day t feeds the features of as-of dates after it and the labels of the horizon before it, so late rows
+  of any age land as a full refresh would put them.
 -#}
 {%- set horizon = var('label_horizon_days') -%}
 {%- set window = var('active_window_days') -%}
@@ -37,10 +42,21 @@ as_of_dates as (
             interval '{{ var('feature_cadence_days') }} days'
         ) as as_of_date
     {% if is_incremental() %}
-    where as_of_date > (
-        select coalesce(max(observed_last_day), '-infinity'::date)
-            - {{ horizon }} - {{ var('late_row_allowance_days') }}
-        from {{ this }}
+    where as_of_date > least(
+        (
+            select coalesce(max(observed_last_day), '-infinity'::date)
+                - {{ horizon }} - {{ var('late_row_allowance_days') }}
+            from {{ this }}
+        ),
+        (
+            select coalesce(min(activity_date), 'infinity'::date) - {{ horizon }}
+            from {{ ref('int_customer_days') }}
+            where _max_loaded_at > (
+                select coalesce(max(watermark), '-infinity'::timestamptz)
+                from ops.dbt_model_builds
+                where relation = '{{ this.identifier }}'
+            )
+        )
     )
     {% endif %}
 ),
