@@ -10,7 +10,6 @@ bearer token); a browser without one is sent to Airflow's login page and back.
 from __future__ import annotations
 
 import html
-import logging
 
 import pandas as pd
 from fastapi import Depends, FastAPI, HTTPException, Request
@@ -20,7 +19,6 @@ from mlscale import reporting
 from mlscale.config import settings
 from mlscale.specs import load_specs
 
-log = logging.getLogger(__name__)
 HISTORY_ROWS = 10
 
 

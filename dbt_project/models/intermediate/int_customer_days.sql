@@ -4,11 +4,17 @@
         unique_key=['customer_id', 'activity_date'],
         incremental_strategy='delete+insert',
         on_schema_change='fail',
+        indexes=[
+            {'columns': ['customer_id', 'activity_date'], 'unique': True},
+            {'columns': ['activity_date']},
+            {'columns': ['_max_loaded_at']},
+        ],
     )
 }}
 {#-
   One row per customer per day with any activity: orders, items, tickets, sessions. Incremental:
-  a run recomputes only the days that received rows since the last run (late rows included).
+  a run recomputes only the days that received rows since the last run (late rows included). The unique
+  index on (customer_id, activity_date) is its uniqueness check, enforced on every write.
   The staging views deduplicate by key with a window over every delivery; an incremental run reads
   them only for the keys of the touched days (`key = any(array(...))`, which PostgreSQL pushes below
   the window onto the raw tables' key indexes), so its cost follows the new data, not the history.

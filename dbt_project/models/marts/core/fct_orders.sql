@@ -4,6 +4,7 @@
         unique_key='order_id',
         incremental_strategy='merge',
         on_schema_change='fail',
+        indexes=[{'columns': ['order_id'], 'unique': True}, {'columns': ['_loaded_at']}],
     )
 }}
 {#-

@@ -4,6 +4,11 @@
         unique_key='as_of_date',
         incremental_strategy='delete+insert',
         on_schema_change='fail',
+        indexes=[
+            {'columns': ['customer_id', 'as_of_date'], 'unique': True},
+            {'columns': ['as_of_date']},
+            {'columns': ['observed_last_day']},
+        ],
         pre_hook="{{ build_log_ddl() }}",
         post_hook="{{ record_build(watermark='(select max(_max_loaded_at) from ' ~ ref('int_customer_days') ~ ')') }}",
     )
