@@ -20,20 +20,17 @@ from __future__ import annotations
 
 from airflow.sdk import dag, task
 
-from mlscale.assets import PREDICTIONS, START_DATE, default_args, failing_on, table_asset
+from mlscale.assets import PREDICTIONS, dag_args, failing_on, table_asset
 
 KPI_MODEL_VALUE = table_asset("kpi", "kpi_model_value")
 
 
-@dag(
+@dag(**dag_args(
+    "business_analyst",
     schedule=[PREDICTIONS],
-    start_date=START_DATE,
-    catchup=False,
-    max_active_runs=1,
-    default_args=default_args("business_analyst"),
     tags=["business-analyst", "dbt", "report"],
     doc_md=__doc__,
-)
+))
 def business_report():
     @task(outlets=[KPI_MODEL_VALUE])
     def build_kpis() -> str:

@@ -16,18 +16,15 @@ from __future__ import annotations
 
 from airflow.sdk import dag, task
 
-from mlscale.assets import RAW_CUSTOMERS, RAW_ORDERS, START_DATE, default_args
+from mlscale.assets import RAW_CUSTOMERS, RAW_ORDERS, dag_args
 
 
-@dag(
+@dag(**dag_args(
+    "data_engineer",
     schedule="@daily",
-    start_date=START_DATE,
-    catchup=False,
-    max_active_runs=1,
-    default_args=default_args("data_engineer"),
     tags=["data-engineer", "ingest"],
     doc_md=__doc__,
-)
+))
 def ingest_landing():
     @task(outlets=[RAW_ORDERS, RAW_CUSTOMERS])
     def load_landing_files() -> dict:

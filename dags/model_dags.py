@@ -12,8 +12,7 @@ from airflow.sdk import Param, TriggerRule, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from mlscale.approval import RecordedApprovalOperator, responder
-from mlscale.assets import (CUSTOMER_FEATURES, PREDICTIONS, START_DATE, candidate_asset, default_args, failing_on,
-                            retrain_asset)
+from mlscale.assets import CUSTOMER_FEATURES, PREDICTIONS, candidate_asset, dag_args, failing_on, retrain_asset
 from mlscale.specs import ModelSpec, load_specs
 
 APPROVAL_TIMEOUT = timedelta(days=7)  # no answer in a week: the approve task fails, nothing changes
@@ -132,20 +131,17 @@ def _monitor_dag(spec: ModelSpec):
     retrain = retrain_asset(spec.name)
     m = spec.monitoring
 
-    @dag(
+    @dag(**dag_args(
+        "production_engineer", retries=1,
         dag_id=f"monitor_{spec.name}",
         schedule=[CUSTOMER_FEATURES],
-        start_date=START_DATE,
-        catchup=False,
-        max_active_runs=1,
-        default_args=default_args("production_engineer", retries=1),
         tags=["production-engineer", "monitoring", spec.name],
         doc_md=MONITOR_DOC.format(
             name=spec.name, table=spec.table, bins=m.bins, feature_psi=m.feature_psi, prediction_psi=m.prediction_psi,
             metric=spec.primary_metric, max_drop=m.max_metric_drop, cooldown=m.min_days_between_retrains,
             max_age=m.max_model_age_days or "(never: no scheduled retraining)",
         ),
-    )
+    ))
     def monitor_dag():
         @task
         def monitor() -> dict:
@@ -175,13 +171,10 @@ def _train_dag(spec: ModelSpec):
     candidate = candidate_asset(spec.name)
     retrain = retrain_asset(spec.name)
 
-    @dag(
+    @dag(**dag_args(
+        "data_scientist", retries=1,
         dag_id=f"train_{spec.name}",
         schedule=[retrain],
-        start_date=START_DATE,
-        catchup=False,
-        max_active_runs=1,
-        default_args=default_args("data_scientist", retries=1),
         tags=["data-scientist", "training", spec.name],
         doc_md=TRAIN_DOC.format(
             name=spec.name, description=spec.description, table=spec.table, label=spec.label,
@@ -189,7 +182,7 @@ def _train_dag(spec: ModelSpec):
             valid=spec.split.validation_as_of_dates, metric=spec.primary_metric, budget=spec.search.budget,
             baseline=f"training label mean per bin of {spec.baseline.feature}",
         ),
-    )
+    ))
     def train_dag():
         @task(outlets=[candidate])
         def train() -> dict:
@@ -217,13 +210,11 @@ def _train_dag(spec: ModelSpec):
 
 
 def _promote_dag(spec: ModelSpec):
-    @dag(
+    # One run at a time (dag_args): one promotion per model at a time; the switch also takes a lock.
+    @dag(**dag_args(
+        "production_engineer", retries=1,
         dag_id=f"promote_{spec.name}",
         schedule=[candidate_asset(spec.name)],
-        start_date=START_DATE,
-        catchup=False,
-        max_active_runs=1,  # one promotion per model at a time (the switch also takes a lock)
-        default_args=default_args("production_engineer", retries=1),
         params={"version": Param(None, type=["null", "string"], description="Registered version to promote; empty = the newest one")},
         tags=["production-engineer", "promotion", spec.name],
         doc_md=PROMOTE_DOC.format(
@@ -233,7 +224,7 @@ def _promote_dag(spec: ModelSpec):
             margin=spec.promotion.production.min_improvement, tolerance=spec.promotion.production.segment_tolerance,
             confidence=spec.promotion.production.bootstrap.confidence,
         ),
-    )
+    ))
     def promote_dag():
         @task.short_circuit
         def evaluate() -> dict | None:
@@ -294,18 +285,15 @@ def _promote_dag(spec: ModelSpec):
 
 
 def _rollback_dag(spec: ModelSpec):
-    @dag(
+    @dag(**dag_args(
+        "production_engineer", retries=1,
         dag_id=f"rollback_{spec.name}",
         schedule=None,
-        start_date=START_DATE,
-        catchup=False,
-        max_active_runs=1,
-        default_args=default_args("production_engineer", retries=1),
         params={"version": Param(None, type=["null", "string"],
                                  description="Version to put back into Production; empty = previous_production")},
         tags=["production-engineer", "rollback", spec.name],
         doc_md=ROLLBACK_DOC.format(name=spec.name),
-    )
+    ))
     def rollback_dag():
         @task
         def rollback() -> dict:
@@ -327,17 +315,14 @@ def _rollback_dag(spec: ModelSpec):
 
 
 def _score_dag(spec: ModelSpec):
-    @dag(
+    @dag(**dag_args(
+        "production_engineer",
         dag_id=f"score_{spec.name}",
         schedule="@daily",
-        start_date=START_DATE,
-        catchup=False,
-        max_active_runs=1,
-        default_args=default_args("production_engineer"),
         params={"as_of_date": Param(None, type=["null", "string"], format="date", description="As-of date to score; empty = latest")},
         tags=["production-engineer", "scoring", spec.name],
         doc_md=SCORE_DOC.format(name=spec.name),
-    )
+    ))
     def score_dag():
         @task(outlets=[PREDICTIONS])
         def score() -> dict:

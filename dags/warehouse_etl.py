@@ -30,7 +30,7 @@ from airflow.sdk import dag, get_current_context, task
 from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
 from cosmos.constants import InvocationMode, LoadMode, TestBehavior, TestIndirectSelection
 
-from mlscale.assets import CUSTOMER_FEATURES, RAW_ORDERS, START_DATE, default_args
+from mlscale.assets import CUSTOMER_FEATURES, RAW_ORDERS, dag_args
 from mlscale.config import settings
 
 SETTINGS = settings()
@@ -49,15 +49,12 @@ def _quality_gate(suites: list[str] | None = None) -> dict:
         raise AirflowFailException(str(exc)) from exc
 
 
-@dag(
+@dag(**dag_args(
+    "data_engineer",
     schedule=[RAW_ORDERS],
-    start_date=START_DATE,
-    catchup=False,
-    max_active_runs=1,
-    default_args=default_args("data_engineer"),
     tags=["data-engineer", "dbt", "quality"],
     doc_md=__doc__,
-)
+))
 def warehouse_etl():
     @task
     def claim_batch() -> int:

@@ -59,6 +59,13 @@ def failing_on(*errors: type[Exception]):
         raise AirflowFailException(str(exc)) from exc
 
 
+def dag_args(owner: str, retries: int = 2, **own) -> dict:
+    """@dag arguments every mlscale DAG shares (start date, no catchup, one run at a time, the owner's
+    default_args), with the DAG's own (dag_id, schedule, params, tags, doc_md)."""
+    return {"start_date": START_DATE, "catchup": False, "max_active_runs": 1,
+            "default_args": default_args(owner, retries), **own}
+
+
 def default_args(owner: str, retries: int = 2) -> dict:
     """default_args for an mlscale DAG owned by `owner` (the role)."""
     return {
