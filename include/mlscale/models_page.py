@@ -15,7 +15,7 @@ import pandas as pd
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 
-from mlscale import reporting
+from mlscale import reporting, services
 from mlscale.config import settings
 from mlscale.specs import load_specs
 
@@ -59,6 +59,11 @@ def _version_line(model: dict, role: str, mlflow_uri: str) -> str:
             f"<small>test: {html.escape(metrics)}</small></p>")
 
 
+def _unavailable(name: str, error: str) -> str:
+    return (f"<section class=model id='model-{html.escape(name)}'><h2>{html.escape(name)}</h2>"
+            f"<p class=error>{html.escape(error)}</p></section>")
+
+
 def _model(model: dict, mlflow_uri: str) -> str:
     promotions = pd.DataFrame(model["promotions"])
     latest = model["promotions"][0] if model["promotions"] else None
@@ -91,7 +96,10 @@ def render_page(s=None) -> str:
     s = s or settings()
     specs = load_specs()
     kpis = reporting.read_kpis(s)
-    models = [reporting.model_overview(s, spec) for spec in specs.values()]
+    # The MLflow client retries a server that is down for minutes: ask its health endpoint first.
+    registry_up = services.http_ok(f"{s.mlflow_uri}/health")
+    down = f"The model registry at {s.mlflow_uri} does not answer; is the MLflow server running?"
+    models = {name: reporting.model_overview(s, spec) if registry_up else down for name, spec in specs.items()}
     report = s.reports_dir / reporting.FILENAME
     report_link = ("<a href='report' target=_blank>Open the business report</a>" if report.exists()
                    else "No business report yet: run the <code>business_report</code> DAG.")
@@ -99,7 +107,8 @@ def render_page(s=None) -> str:
             f"<style>{reporting.STYLE}</style></head><body><h1>ML models</h1>"
             f"<p class=sub>{report_link} · <a href='{s.mlflow_uri}' target=_blank rel=noopener>MLflow</a></p>"
             f"{reporting.tiles_html(reporting.kpi_summary(kpis))}"
-            f"{''.join(_model(m, s.mlflow_uri) for m in models)}</body></html>")
+            + "".join(_unavailable(name, m) if isinstance(m, str) else _model(m, s.mlflow_uri) for name, m in models.items())
+            + "</body></html>")
 
 
 app = FastAPI(title="mlscale ML models", docs_url=None, redoc_url=None, openapi_url=None)

@@ -404,7 +404,7 @@ h1 { margin-bottom: 0; } h2 { border-bottom: 2px solid #ddd; padding-bottom: .2r
 .tile .note { color: #888; font-size: .75rem; }
 table { border-collapse: collapse; margin: .5rem 0 1rem; font-size: .85rem; }
 th, td { border: 1px solid #ddd; padding: .25rem .5rem; text-align: left; }
-th { background: #f4f4f4; } .empty { color: #888; font-style: italic; } img { max-width: 100%; display: block; }
+th { background: #f4f4f4; } .empty { color: #888; font-style: italic; } .error { color: #b00020; } img { max-width: 100%; display: block; }
 """
 
 
