@@ -310,14 +310,17 @@ def _finish(settings: Settings, client, decision: Decision, airflow_run_id: str 
     return decision
 
 
+def model_versions(name: str) -> list:
+    """Every version of `name` (MLflow ModelVersion, aliases included), newest first."""
+    client = _client()
+    found = sorted(client.search_model_versions(f"name='{name}'"), key=lambda v: -int(v.version))
+    return [client.get_model_version(name, v.version) for v in found]  # search results omit aliases
+
+
 def registry_state(name: str) -> list[dict]:
     """Every version of `name` with its stage and aliases, newest first."""
-    client = _client()
-    out = []
-    for v in sorted(client.search_model_versions(f"name='{name}'"), key=lambda v: -int(v.version)):
-        full = client.get_model_version(name, v.version)  # search results omit aliases
-        out.append({"version": str(v.version), "stage": full.current_stage, "aliases": sorted(full.aliases or [])})
-    return out
+    return [{"version": str(v.version), "stage": v.current_stage, "aliases": sorted(v.aliases or [])}
+            for v in model_versions(name)]
 
 
 def decision_dict(decision: Decision) -> dict:

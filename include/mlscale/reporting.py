@@ -133,20 +133,15 @@ def model_overview(settings: Settings, spec: ModelSpec, max_versions: int = 20) 
     """One model for people: Production/Staging versions, each version's test metrics and MLflow run,
     the promotion history and the latest monitoring decision."""
     from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
 
     client = MlflowClient(settings.mlflow_uri)
     versions = []
-    try:
-        state = registry.registry_state(spec.name)[:max_versions]
-    except MlflowException:
-        state = []
-    for v in state:
-        mv = client.get_model_version(spec.name, v["version"])
+    for mv in registry.model_versions(spec.name)[:max_versions]:
         run = client.get_run(mv.run_id) if mv.run_id else None
         metrics = run.data.metrics if run else {}
         versions.append({
-            **v, "run_id": mv.run_id, "experiment_id": run.info.experiment_id if run else None,
+            "version": str(mv.version), "stage": mv.current_stage, "aliases": sorted(mv.aliases or []),
+            "run_id": mv.run_id, "experiment_id": run.info.experiment_id if run else None,
             "created": datetime.fromtimestamp(mv.creation_timestamp / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M"),
             "data_as_of": (mv.tags or {}).get("mlscale.data_as_of", ""),
             "test_metrics": {k.removeprefix("test_"): metrics[k] for k in sorted(metrics) if k.startswith("test_")},

@@ -6,6 +6,7 @@ Airflow api-server sharing the metadata database with the dag.test() run.
 
 import threading
 import time
+from datetime import datetime, timezone
 
 import pytest
 import requests
@@ -45,12 +46,16 @@ def approval_required(fresh, tmp_path, monkeypatch):
 
 
 class Approver(threading.Thread):
-    """Waits for the pending approval of promote_<MODEL>, records what the UI would show, then answers."""
+    """Waits for the pending approval of promote_<MODEL>, records what the UI would show, then answers.
+
+    Only an approval asked for after it started counts: a run that was killed while waiting (an interrupted
+    test session) leaves its own pending approval in the shared test metadata DB."""
 
     def __init__(self, api, answer: str):
         super().__init__(daemon=True)
         self.url, self.token = api
         self.answer, self.seen, self.error = answer, None, None
+        self.started = datetime.now(timezone.utc)
 
     def run(self):
         headers = {"Authorization": f"Bearer {self.token}"}
@@ -60,7 +65,8 @@ class Approver(threading.Thread):
                 pending = requests.get(f"{self.url}/api/v2/dags/promote_{MODEL}/dagRuns/~/hitlDetails",
                                        params={"response_received": "false"}, headers=headers, timeout=30)
                 pending.raise_for_status()
-                details = pending.json()["hitl_details"]
+                details = [d for d in pending.json()["hitl_details"]
+                           if datetime.fromisoformat(d["created_at"]) >= self.started]
                 if details:
                     self.seen = details[0]
                     ti = self.seen["task_instance"]
