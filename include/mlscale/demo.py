@@ -14,6 +14,7 @@ import psycopg
 
 from mlscale import datagen, dagrun, quality, registry, reporting
 from mlscale.config import Settings
+from mlscale.postgres import table_exists
 from mlscale.specs import load_specs
 
 log = logging.getLogger(__name__)
@@ -127,11 +128,11 @@ def summary(settings: Settings, times: list[StageTime], landing_note: str) -> st
         shadow = conn.execute(
             "select model, model_version, as_of_date, count(*) from ml.shadow_predictions group by 1, 2, 3"
             " order by as_of_date desc, model limit 5"
-        ).fetchall() if conn.execute("select to_regclass('ml.shadow_predictions')").fetchone()[0] else []
+        ).fetchall() if table_exists(conn, "ml.shadow_predictions") else []
         monitored = conn.execute(
             "select distinct on (model) model, model_version, as_of_date, subject, detail from ops.model_monitoring"
             " where check_name = 'decision' order by model, id desc"
-        ).fetchall() if conn.execute("select to_regclass('ops.model_monitoring')").fetchone()[0] else []
+        ).fetchall() if table_exists(conn, "ops.model_monitoring") else []
         decisions = conn.execute(
             "select model, to_version, decision, stage, reason from ops.model_promotions order by id desc limit 4"
         ).fetchall()

@@ -12,6 +12,7 @@ import psycopg
 from mlflow.data.dataset_source import DatasetSource
 
 from mlscale.config import Settings
+from mlscale.postgres import table_exists
 
 # The post-hook macro record_build (dbt_project/macros) writes one row here per build of a feature mart.
 BUILDS_TABLE = "ops.dbt_model_builds"
@@ -79,7 +80,7 @@ def last_dbt_build(settings: Settings, table: str) -> dict[str, str]:
     """The dbt invocation that last built `schema.table` (from the record_build post-hook), or {}."""
     relation = table.split(".")[1]
     with psycopg.connect(settings.dsn(settings.warehouse_db)) as conn:
-        if conn.execute("select to_regclass(%s)", (BUILDS_TABLE,)).fetchone()[0] is None:
+        if not table_exists(conn, BUILDS_TABLE):
             return {}
         row = conn.execute(f"select invocation_id, built_at from {BUILDS_TABLE} where relation = %s"
                            " order by built_at desc limit 1", (relation,)).fetchone()

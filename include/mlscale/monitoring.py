@@ -21,6 +21,7 @@ from psycopg import sql
 from mlscale import artifacts, evaluation, features, registry, training
 from mlscale.drift import PROFILE_PATH, categorical_psi, numeric_psi
 from mlscale.config import Settings
+from mlscale.postgres import table_exists
 from mlscale.specs import ModelSpec, improvement
 
 log = logging.getLogger(__name__)
@@ -96,7 +97,7 @@ def realised_check(settings: Settings, spec: ModelSpec, production: str) -> Chec
     metric = spec.primary_metric
     schema, table = spec.table.split(".")
     with psycopg.connect(settings.dsn(settings.warehouse_db)) as conn:
-        if conn.execute("select to_regclass('ml.predictions')").fetchone()[0] is None:
+        if not table_exists(conn, "ml.predictions"):
             return None
         rows = conn.execute(sql.SQL(
             "with matured as (select max(p.as_of_date) as as_of_date from ml.predictions p"

@@ -26,6 +26,11 @@ class PostgresUnavailable(RuntimeError):
     """No PostgreSQL server could be reached or started; the message says what to do."""
 
 
+def table_exists(conn: psycopg.Connection, table: str) -> bool:
+    """True when `schema.table` exists (readers of tables another step creates check first)."""
+    return conn.execute("select to_regclass(%s)", (table,)).fetchone()[0] is not None
+
+
 def connect(settings: Settings, dbname: str, **kwargs) -> psycopg.Connection:
     """Open a psycopg 3 connection to `dbname` on the configured server."""
     return psycopg.connect(settings.dsn(dbname), **kwargs)

@@ -26,6 +26,7 @@ from matplotlib.figure import Figure
 
 from mlscale import registry, scoring
 from mlscale.config import Settings
+from mlscale.postgres import table_exists
 from mlscale.specs import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -70,16 +71,12 @@ def _frame(conn, query: str, params: tuple = ()) -> pd.DataFrame:
     return pd.DataFrame(cur.fetchall(), columns=[c.name for c in cur.description])
 
 
-def _exists(conn, table: str) -> bool:
-    return conn.execute("select to_regclass(%s)", (table,)).fetchone()[0] is not None
-
-
 def read_kpis(settings: Settings) -> dict[str, pd.DataFrame]:
     """Every KPI mart as a DataFrame (numbers as floats); a mart not built yet reads as empty."""
     out = {}
     with psycopg.connect(settings.dsn(settings.warehouse_db)) as conn:
         for table in KPI_TABLES:
-            frame = _frame(conn, f"select * from kpi.{table}") if _exists(conn, f"kpi.{table}") else pd.DataFrame()
+            frame = _frame(conn, f"select * from kpi.{table}") if table_exists(conn, f"kpi.{table}") else pd.DataFrame()
             for col in frame.columns:
                 if frame[col].dtype == object and len(frame) and hasattr(frame[col].iloc[0], "as_integer_ratio"):
                     frame[col] = frame[col].astype(float)
@@ -153,12 +150,12 @@ def model_overview(settings: Settings, spec: ModelSpec, max_versions: int = 20) 
         promotions = _frame(
             conn, "select decided_at, from_version, to_version, stage, decision, reason, decided_by, gates"
                   " from ops.model_promotions where model = %s order by id desc", (spec.name,)
-        ) if _exists(conn, "ops.model_promotions") else pd.DataFrame()
+        ) if table_exists(conn, "ops.model_promotions") else pd.DataFrame()
         monitoring = _frame(
             conn, "select as_of_date, model_version, check_name, subject, value, threshold, breach, detail"
                   " from ops.model_monitoring where model = %s and checked_at ="
                   " (select max(checked_at) from ops.model_monitoring where model = %s) order by id",
-            (spec.name, spec.name)) if _exists(conn, "ops.model_monitoring") else pd.DataFrame()
+            (spec.name, spec.name)) if table_exists(conn, "ops.model_monitoring") else pd.DataFrame()
     status = None
     if len(monitoring):
         decision = monitoring[monitoring["check_name"] == "decision"].iloc[-1]

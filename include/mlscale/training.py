@@ -18,6 +18,7 @@ import psycopg
 from mlscale import artifacts, drift, evaluation, features, lineage, model_card, plots
 from mlscale.baseline import BinnedMean
 from mlscale.config import Settings
+from mlscale.postgres import table_exists
 from mlscale.evaluation import Economics
 from mlscale.specs import Candidate, ModelSpec, improvement
 
@@ -97,7 +98,7 @@ def predict(spec: ModelSpec, model, X: pd.DataFrame) -> np.ndarray:
 def load_economics(settings: Settings, model: str) -> Economics:
     """The model's row of the dbt seed model_economics (reference.model_economics)."""
     with psycopg.connect(settings.dsn(settings.warehouse_db)) as conn:
-        if conn.execute("select to_regclass('reference.model_economics')").fetchone()[0] is None:
+        if not table_exists(conn, "reference.model_economics"):
             raise LookupError("reference.model_economics is missing: run warehouse_etl (dbt build loads the seed)")
         row = conn.execute("select margin_rate, response_rate, contact_cost from reference.model_economics"
                            " where model = %s", (model,)).fetchone()

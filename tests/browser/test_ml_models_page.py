@@ -15,6 +15,7 @@ import pytest
 import requests
 
 from mlscale import dagrun, registry, reporting, services
+from mlscale.postgres import table_exists
 from mlscale.specs import load_specs
 from tests.e2e.conftest import FAST, MODEL, api_server, shop, train_version  # noqa: F401 (shop is a fixture)
 from tests.helpers import drop_registered_model
@@ -36,7 +37,7 @@ def ui(shop):
         drop_registered_model(shop, name)
     with psycopg.connect(shop.dsn(shop.warehouse_db)) as conn:
         for table in ("ops.model_promotions", "ops.model_monitoring", "ml.predictions"):
-            if conn.execute("select to_regclass(%s)", (table,)).fetchone()[0]:
+            if table_exists(conn, table):
                 conn.execute(f"delete from {table}")
     version = train_version(shop, FAST)
     assert registry.promote(shop, FAST, version).decision == "promoted"

@@ -11,6 +11,7 @@ import pytest
 
 from mlscale import airflow_ui, dagrun, registry, services, training
 from mlscale.datagen import ShopParams, generate
+from mlscale.postgres import table_exists
 from mlscale.specs import Baseline, Business, Candidate, Features, load_specs
 from tests.helpers import drop_registered_model, empty_warehouse
 
@@ -49,7 +50,7 @@ def fresh(shop):
     drop_registered_model(shop, MODEL)
     with psycopg.connect(shop.dsn(shop.warehouse_db)) as conn:
         for table in ("ops.model_promotions", "ml.predictions", "ml.shadow_predictions"):
-            if conn.execute("select to_regclass(%s)", (table,)).fetchone()[0]:
+            if table_exists(conn, table):
                 conn.execute(f"delete from {table}")
     return shop
 
