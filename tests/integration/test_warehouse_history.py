@@ -1,10 +1,11 @@
 """Time in the warehouse: features never see the future, and customer history is kept as SCD2."""
 
+import psycopg
 import pytest
 
 from mlscale.datagen import DirtyData, ShopParams, generate
 from mlscale.ingest import ingest_landing
-from tests.helpers import dbt, query
+from tests.helpers import dbt, query, scalar
 
 pytestmark = pytest.mark.integration
 FEATURES = "ml.customer_features"
@@ -18,20 +19,39 @@ def test_shifting_future_events_leaves_features_unchanged(warehouse):
     cutoff = "2026-04-02"
     before = query(warehouse, f"select * from {FEATURES} where as_of_date <= '{cutoff}' order by as_of_date, customer_id")
     assert len(before) > 500
+    assert before["is_imputed_birth_year"].mean() > 0.2  # the imputation rules are exercised
 
     # Everything from the cutoff on happens 30 days later (and one big order appears on the cutoff day).
-    with __import__("psycopg").connect(warehouse.dsn(warehouse.warehouse_db)) as conn:
+    # Deliveries on the cutoff day: every customer delivered before it moves to Japan (a new SCD2 version),
+    # and 500 new customers born in 2005, all from email and Japan, would move every imputation statistic.
+    with psycopg.connect(warehouse.dsn(warehouse.warehouse_db)) as conn:
         for table, column in (("orders", "ordered_at"), ("support_tickets", "created_at"), ("web_sessions", "started_at")):
             conn.execute(f"update raw.{table} set {column} = {column} + interval '30 days' where {column} >= '{cutoff}'")
         conn.execute("insert into raw.orders (order_id, customer_id, ordered_at, amount, _file_sha256, _line_no)"
                      f" select 9000000000000, customer_id, '{cutoff}T12:00:00+00', 9999, 'shift-test', 1 from raw.orders limit 1")
+        conn.execute("insert into raw.customers (customer_id, signup_date, country, birth_year, acquisition_channel,"
+                     " _file_sha256, _line_no, _delivery_date)"
+                     f" select customer_id, signup_date, 'JP', birth_year, acquisition_channel, 'shift-test', 1, '{cutoff}'"
+                     f" from raw.customers where _delivery_date < '{cutoff}'")
+        conn.execute("insert into raw.customers (customer_id, signup_date, country, birth_year, acquisition_channel,"
+                     " _file_sha256, _line_no, _delivery_date)"
+                     f" select 100000 + i, '{cutoff}', 'JP', 2005, 'email', 'shift-test', i + 1, '{cutoff}'"
+                     " from generate_series(1, 500) as i")
     dbt(warehouse, "build", "--full-refresh")
+    moved = (f"core.dim_customers as d where d.valid_from = '{cutoff}' and exists (select from core.dim_customers as p"
+             f" where p.customer_id = d.customer_id and p.valid_to = '{cutoff}' and p.in_customers_feed)")
+    assert scalar(warehouse, f"select count(*) from {moved}") > 100
     after = query(warehouse, f"select * from {FEATURES} where as_of_date <= '{cutoff}' order by as_of_date, customer_id")
 
     features = [c for c in before.columns if c not in LABELS]
     changed = [c for c in features if not before[c].equals(after[c])]
     assert changed == []
     assert not before["revenue_next_90d"].equals(after["revenue_next_90d"])  # the labels did see the change
+    # the as-of dates after the deliveries do see them
+    later = query(warehouse, f"select f.region from {FEATURES} as f, {moved}"
+                             f" and f.customer_id = d.customer_id and f.as_of_date > '{cutoff}'")
+    assert len(later) > 100
+    assert set(later["region"]) == {"Asia Pacific"}
 
 
 def test_customer_changes_become_scd2_versions(warehouse):
@@ -68,8 +88,9 @@ def _checksum(settings, table: str, where: str = "true") -> str:
 
 
 def test_rows_months_late_reach_the_features_without_a_full_refresh(warehouse):
-    """Orders of a day 100 days back arrive with the next days: the incremental build equals a full refresh,
-    and as-of dates that can see neither the new days nor the late ones are left alone."""
+    """Orders of a day 100 days back and customer moves of a day 210 days back arrive with the next days: the
+    incremental build equals a full refresh, and as-of dates that can see neither the new days nor the late
+    rows are left alone."""
     params = ShopParams(customers=200, days=260, seed=12)
     generate(params, warehouse.landing_dir, days=range(0, 250))
     ingest_landing(warehouse.dsn(warehouse.warehouse_db), warehouse.landing_dir)
@@ -83,8 +104,22 @@ def test_rows_months_late_reach_the_features_without_a_full_refresh(warehouse):
     original = (late_day / "orders.csv").read_text().splitlines()
     late = [original[0]] + [f"9{line}" for line in original[1:]]  # the same orders again under new ids
     (late_day / "late_delivery.csv").write_text("\n".join(late) + "\n")
+    # and 30 customers moved to Japan 210 days back (a late SCD2 version; no late order reaches that far)
+    move_day = sorted((warehouse.landing_dir / "orders").iterdir())[40]
+    movers = query(warehouse, "select customer_id, signup_date, birth_year, acquisition_channel"
+                              f" from staging.stg_shop__customers where delivered_at < '{move_day.name[3:]}'"
+                              " order by customer_id limit 30")
+    assert len(movers) == 30
+    moves = warehouse.landing_dir / "customers" / move_day.name / "late_delivery.csv"
+    moves.parent.mkdir(exist_ok=True)
+    movers.assign(country="JP")[["customer_id", "signup_date", "country", "birth_year", "acquisition_channel"]] \
+        .astype({"birth_year": "Int64"}).to_csv(moves, index=False)
     ingest_landing(warehouse.dsn(warehouse.warehouse_db), warehouse.landing_dir)
     dbt(warehouse, "build")
+    moved = query(warehouse, f"select distinct f.region from {FEATURES} as f join core.dim_customers as d"
+                             f" on d.customer_id = f.customer_id and d.valid_from = '{move_day.name[3:]}'"
+                             f" and d.country = 'JP' where f.as_of_date > d.valid_from")
+    assert moved["region"].tolist() == ["Asia Pacific"]
     assert query(warehouse, "select count(*) as n from core.fct_orders where order_id >= 9000000000")["n"][0] == \
         len(late) - 1
     assert query(warehouse, f"select count(*) as n from {FEATURES} where tenure_days = -1")["n"][0] > 0

@@ -1,4 +1,4 @@
-{#- Share of customers whose attributes were imputed, per signup day: how sparse the source is. -#}
+{#- Share of customers whose attributes are imputed (current versions), per signup day: how sparse the source is. -#}
 select
     signup_date,
     count(*) as customers,
@@ -6,5 +6,6 @@ select
     round(avg(is_imputed_birth_year::int), 4) as share_imputed_birth_year,
     round(avg(is_imputed_channel::int), 4) as share_imputed_channel,
     round(avg((not in_customers_feed)::int), 4) as share_missing_from_customers_feed
-from {{ ref('int_customers_enriched') }}
+from {{ ref('int_customer_versions') }}
+where is_current
 group by signup_date

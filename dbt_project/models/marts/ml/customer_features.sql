@@ -10,18 +10,21 @@
             {'columns': ['observed_last_day']},
         ],
         pre_hook="{{ build_log_ddl() }}",
-        post_hook="{{ record_build(watermark='(select max(_max_loaded_at) from ' ~ ref('int_customer_days') ~ ')') }}",
+        post_hook="{{ record_build(watermark='greatest((select max(_max_loaded_at) from ' ~ ref('int_customer_days') ~ '), (select max(_loaded_at) from ' ~ ref('int_customer_versions') ~ '))') }}",
     )
 }}
 {#-
   Point-in-time features: one row per active customer (an order in the active window) per as-of
   date. Every feature uses only activity strictly before the as-of date; labels look at the
   label_horizon_days from the as-of date on and stay NULL until that window has fully passed.
+  Customer attributes are those of the customer's version valid the day before the as-of date
+  (int_customer_versions: delivered before it, imputed from what was delivered before it).
   Incremental: a run recomputes only the as-of dates whose features or labels can have changed: those
   after the previous data horizon minus the label horizon (and late_row_allowance_days), and those that
-  see a day of int_customer_days loaded since the last build (the watermark in ops.dbt_model_builds): a
-  day t feeds the features of as-of dates after it and the labels of the horizon before it, so late rows
-  of any age land as a full refresh would put them.
+  see a day of int_customer_days or a customer version loaded since the last build (the watermark in
+  ops.dbt_model_builds): a day t feeds the features of as-of dates after it and the labels of the horizon
+  before it, a version valid from t the as-of dates after t; so late rows of any age land as a full
+  refresh would put them.
 -#}
 {%- set horizon = var('label_horizon_days') -%}
 {%- set window = var('active_window_days') -%}
@@ -31,8 +34,16 @@ with days as (
 ),
 
 customers as (
-    select * from {{ ref('int_customers_enriched') }}
+    select * from {{ ref('int_customer_versions') }}
 ),
+
+{% if is_incremental() %}
+watermark as (
+    select coalesce(max(watermark), '-infinity'::timestamptz) as loaded_at
+    from ops.dbt_model_builds
+    where relation = '{{ this.identifier }}'
+),
+{% endif %}
 
 observed as (
     select min(activity_date) as first_day, max(activity_date) filter (where n_orders > 0) as last_day from days
@@ -56,11 +67,12 @@ as_of_dates as (
         (
             select coalesce(min(activity_date), 'infinity'::date) - {{ horizon }}
             from {{ ref('int_customer_days') }}
-            where _max_loaded_at > (
-                select coalesce(max(watermark), '-infinity'::timestamptz)
-                from ops.dbt_model_builds
-                where relation = '{{ this.identifier }}'
-            )
+            where _max_loaded_at > (select loaded_at from watermark)
+        ),
+        (
+            select coalesce(min(valid_from), 'infinity'::date)
+            from customers
+            where _loaded_at > (select loaded_at from watermark)
         )
     )
     {% endif %}
@@ -147,5 +159,8 @@ select
     observed.last_day as observed_last_day
 from active as a
 cross join observed
-inner join customers as c on c.customer_id = a.customer_id
+inner join customers as c
+    on c.customer_id = a.customer_id
+    and c.valid_from < a.as_of_date
+    and (c.valid_to is null or c.valid_to >= a.as_of_date)
 left join future as f on f.customer_id = a.customer_id and f.as_of_date = a.as_of_date
