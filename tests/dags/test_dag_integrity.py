@@ -1,4 +1,6 @@
-"""The bundle parses cleanly, fast, without touching a database or the network, and every DAG is documented."""
+"""The bundle parses cleanly, without touching a database or the network, and every DAG is documented.
+
+How fast it parses is measured by bench/dag_parse.py, not asserted here."""
 
 import json
 import os
@@ -12,7 +14,6 @@ from mlscale.specs import load_specs
 
 HERE = Path(__file__).parent
 DAGS = HERE.parents[1] / "dags"
-PARSE_BUDGET_SECONDS = 2.0
 
 
 @pytest.fixture(scope="module")
@@ -33,10 +34,6 @@ def test_no_import_errors(parsed):
 
 def test_no_database_or_network_access_at_parse_time(parsed):
     assert parsed["attempts"] == []
-
-
-def test_parse_time_budget(parsed):
-    assert parsed["seconds"] < PARSE_BUDGET_SECONDS, f"bundle parsed in {parsed['seconds']:.2f}s"
 
 
 def test_every_spec_has_its_dags(parsed):

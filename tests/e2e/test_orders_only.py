@@ -1,0 +1,37 @@
+"""Only the mandatory orders feed arrives: ingest, warehouse, training, promotion and scoring still run through Airflow."""
+
+import mlflow
+import pytest
+
+from mlscale import dagrun, registry
+from mlscale.datagen import ShopParams, generate
+from tests.helpers import drop_registered_model, query, scalar
+
+pytestmark = pytest.mark.e2e
+MODEL = "churn_90d"
+
+
+def test_orders_only_chain(warehouse):
+    drop_registered_model(warehouse, MODEL)
+    generate(ShopParams(customers=2000, days=270, seed=12, feeds=("orders",)), warehouse.landing_dir)
+    for dag_id in ("ingest_landing", "warehouse_etl", f"train_{MODEL}", f"promote_{MODEL}", f"score_{MODEL}"):
+        run = dagrun.run_dag(warehouse, dag_id)
+        assert run.state == "success", (dag_id, run.task_states)
+
+    assert scalar(warehouse, "select count(*) from raw.customers") == 0
+    assert scalar(warehouse, "select count(*) from raw.orders") > 0
+    features = query(warehouse, "select * from ml.customer_features")
+    assert len(features) > 1000
+    # no attribute was ever delivered: every customer has one version, from the first order, all imputed
+    assert set(features["region"]) == {"unknown"} and features["is_imputed_channel"].all()
+    assert (features["sessions_30d"] == 0).all() and (features["tickets_90d"] == 0).all()
+    assert scalar(warehouse, "select count(*) filter (where in_customers_feed) from core.dim_customers") == 0
+
+    # recency and frequency alone still predict churn: v1 trained, promoted, and scoring the latest as-of date
+    assert registry.registry_state(MODEL) == [{"version": "1", "stage": "Production", "aliases": ["production"]}]
+    client = mlflow.MlflowClient()
+    assert client.get_run(client.get_model_version(MODEL, "1").run_id).data.metrics["test_roc_auc"] > 0.7
+    latest = features[features["as_of_date"] == features["as_of_date"].max()]
+    scored = query(warehouse, "select model_version, as_of_date, count(distinct customer_id) as n from ml.predictions"
+                              " group by 1, 2")
+    assert scored.values.tolist() == [["1", latest["as_of_date"].iloc[0], len(latest)]]
