@@ -49,7 +49,9 @@ class Approver(threading.Thread):
     """Waits for the pending approval of promote_<MODEL>, records what the UI would show, then answers.
 
     Only an approval asked for after it started counts: a run that was killed while waiting (an interrupted
-    test session) leaves its own pending approval in the shared test metadata DB."""
+    test session) leaves its own pending approval in the shared test metadata DB. The task writes its
+    approval request before it defers, so for a moment the request exists while the task is still
+    `running`; the approver answers once the task is `awaiting_input`, as a person would find it."""
 
     def __init__(self, api, answer: str):
         super().__init__(daemon=True)
@@ -66,7 +68,8 @@ class Approver(threading.Thread):
                                        params={"response_received": "false"}, headers=headers, timeout=30)
                 pending.raise_for_status()
                 details = [d for d in pending.json()["hitl_details"]
-                           if datetime.fromisoformat(d["created_at"]) >= self.started]
+                           if datetime.fromisoformat(d["created_at"]) >= self.started
+                           and d["task_instance"]["state"] == "awaiting_input"]
                 if details:
                     self.seen = details[0]
                     ti = self.seen["task_instance"]
@@ -75,7 +78,7 @@ class Approver(threading.Thread):
                                    json={"chosen_options": [self.answer]}, headers=headers, timeout=30).raise_for_status()
                     return
                 time.sleep(1)
-            raise TimeoutError("no pending approval appeared")
+            raise TimeoutError("no approval awaiting input appeared")
         except Exception as exc:  # reported by the test
             self.error = exc
 
@@ -94,8 +97,9 @@ def test_approval_waits_then_promotes_on_approve(approval_required, api):
     v1, v2 = weak_production_and_better_candidate(settings)
 
     run, seen = _promote_with(settings, api, "Approve", v2)
-    # What the approver saw under Required Actions while the task waited.
-    assert seen["task_instance"]["task_id"] == "approve" and seen["task_instance"]["state"] == "awaiting_input"
+    # What the approver saw under Required Actions while the task waited (in `awaiting_input`, or the
+    # approver would have timed out and _promote_with failed).
+    assert seen["task_instance"]["task_id"] == "approve"
     assert seen["subject"] == f"Promote {MODEL} v{v2} to Production?"
     assert seen["options"] == ["Approve", "Reject"] and "| roc_auc |" in seen["body"]
     assert run.task_states == {"evaluate": "success", "approve": "success", "switch": "success",
