@@ -15,6 +15,13 @@ def _fmt(v) -> str:
     return f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
+def _uninformative(features: list[str]) -> str:
+    if not features:
+        return "Every feature varies in the training rows."
+    return (f"**Without information in the training rows** (never observed or constant, so the model cannot use "
+            f"them; usually an optional feed that is not delivered): {', '.join(features)}.")
+
+
 def render(spec: ModelSpec, facts: dict) -> str:
     """Markdown for one training run; `facts` is what training measured (see training.fit_and_log)."""
     metrics = facts["metrics"]
@@ -45,6 +52,7 @@ def render(spec: ModelSpec, facts: dict) -> str:
 Numeric: {', '.join(spec.features.numeric)}.
 Categorical: {', '.join(spec.features.categorical) or 'none'}.
 Missing numerics are imputed with the training median; missing categories become `unknown`.
+{_uninformative(facts['uninformative_features'])}
 
 ## Model
 `{facts['candidate']}` with {facts['params'] or 'default parameters'}, chosen by validation

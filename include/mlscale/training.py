@@ -67,7 +67,10 @@ def build_pipeline(spec: ModelSpec, candidate_name: str, params: dict):
 
     pre = ColumnTransformer(
         [
-            ("num", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), spec.features.numeric),
+            # keep_empty_features: a feature never observed (an optional feed not delivered) stays an input,
+            # as a constant, so the model's inputs are always the spec's features.
+            ("num", make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler()),
+             spec.features.numeric),
             ("cat", make_pipeline(SimpleImputer(strategy="constant", fill_value="unknown"),
                                   OneHotEncoder(handle_unknown="ignore")), spec.features.categorical),
         ]
@@ -155,6 +158,12 @@ def _importance(spec: ModelSpec, model, test: pd.DataFrame) -> list[dict]:
             for f, m, s in zip(spec.feature_names, result.importances_mean, result.importances_std)]
 
 
+def uninformative(spec: ModelSpec, frame: pd.DataFrame) -> list[str]:
+    """Features that are never observed or constant in `frame`: the model can learn nothing from them
+    (typically an optional feed that is not delivered)."""
+    return [c for c in spec.feature_names if frame[c].nunique(dropna=True) <= 1]
+
+
 def metric_key(*parts: str) -> str:
     """An MLflow metric key from free text (segment values may hold anything)."""
     return "/".join("".join(c if c.isalnum() or c in "_-. " else "_" for c in p) for p in parts)
@@ -181,6 +190,11 @@ def fit_and_log(settings: Settings, spec: ModelSpec, frame: pd.DataFrame, econom
     log.info("split: %d fit rows, %d validation rows (%s..%s), %d test rows (as-of %s)", len(fit_part),
              len(valid_part), pd.Timestamp(valid_dates[0]).date(), pd.Timestamp(valid_dates[-1]).date(),
              len(split.test), split.test_as_of.date())
+    no_information = uninformative(spec, split.train)
+    if no_information:
+        log.warning("%d of %d features carry no information in the training rows (never observed or constant),"
+                    " the model learns without them: %s", len(no_information), len(spec.feature_names),
+                    ", ".join(no_information))
     X_train, y_train = split.train[spec.feature_names], split.train[spec.label].to_numpy()
     X_test, y_test = split.test[spec.feature_names], split.test[spec.label].to_numpy()
 
@@ -223,12 +237,14 @@ def fit_and_log(settings: Settings, spec: ModelSpec, frame: pd.DataFrame, econom
             "metrics": metrics, "baseline_metrics": baseline_metrics, "baseline": baseline.describe(),
             "business": business, "segments": segments, "importance": importance,
             "registered": registered, "reason": reason, "lineage": lineage_facts,
+            "uninformative_features": no_information,
         }
 
         mlflow.log_params({
             "candidate": cand.name, **{f"model__{k}": v for k, v in params.items()},
             "search_budget": spec.search.budget, "configurations": n_configs,
             "features": ",".join(spec.feature_names), "label": spec.label, "table": spec.table,
+            "uninformative_features": ",".join(no_information) or "none",
             "train_rows": len(split.train), "test_rows": len(split.test),
             "train_as_of_min": facts["train_as_of_min"], "train_as_of_max": facts["train_as_of_max"],
             "test_as_of": facts["test_as_of"], "gap_days": spec.split.gap_days,

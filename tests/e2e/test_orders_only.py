@@ -30,7 +30,15 @@ def test_orders_only_chain(warehouse):
     # recency and frequency alone still predict churn: v1 trained, promoted, and scoring the latest as-of date
     assert registry.registry_state(MODEL) == [{"version": "1", "stage": "Production", "aliases": ["production"]}]
     client = mlflow.MlflowClient()
-    assert client.get_run(client.get_model_version(MODEL, "1").run_id).data.metrics["test_roc_auc"] > 0.7
+    run = client.get_run(client.get_model_version(MODEL, "1").run_id)
+    assert run.data.metrics["test_roc_auc"] > 0.7
+    # the features of the missing feeds are recorded as carrying no information; the order features all vary
+    without = set(run.data.params["uninformative_features"].split(","))
+    assert {"tickets_90d", "sessions_7d", "sessions_30d", "sessions_trend_30d", "pages_30d",
+            "days_since_last_session", "region"} <= without
+    assert without.isdisjoint({"recency_days", "tenure_days", "orders_90d", "amount_90d", "avg_order_value"})
+    assert "Without information in the training rows" in mlflow.artifacts.load_text(
+        f"runs:/{run.info.run_id}/model_card.md")
     latest = features[features["as_of_date"] == features["as_of_date"].max()]
     scored = query(warehouse, "select model_version, as_of_date, count(distinct customer_id) as n from ml.predictions"
                               " group by 1, 2")

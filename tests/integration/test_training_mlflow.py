@@ -50,6 +50,7 @@ def test_train_logs_everything_and_registers_a_version(built, name):
     assert params["candidate"] == result["candidate"] in {c.name for c in spec.candidates}
     assert {f"model__{k}" for k in result["params"]} <= set(params)
     assert params["label"] == spec.label and params["table"] == spec.table
+    assert params["uninformative_features"] == "none"  # every feed delivered: every feature varies
     assert int(params["train_rows"]) > int(params["test_rows"]) > 100
     assert params["test_as_of"] > params["train_as_of_max"] >= params["train_as_of_min"]
 
@@ -85,6 +86,7 @@ def test_train_logs_everything_and_registers_a_version(built, name):
                     "## Limitations"):
         assert section in card
     assert f"| {spec.primary_metric} | {result['metrics'][spec.primary_metric]:.4f} |" in card
+    assert "Every feature varies in the training rows." in card
 
     # Lineage: datasets with a content digest, the dbt build, the code version, the Airflow run.
     inputs = {d.dataset.name: d for d in run.inputs.dataset_inputs}

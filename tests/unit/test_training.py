@@ -4,7 +4,7 @@ import pytest
 
 from mlscale.baseline import BinnedMean
 from mlscale.specs import Candidate, load_specs
-from mlscale.training import NotEnoughData, configurations, time_split
+from mlscale.training import NotEnoughData, build_pipeline, configurations, time_split, uninformative
 
 SPEC = load_specs()["churn_90d"]
 
@@ -64,3 +64,34 @@ def test_baseline_predicts_the_training_rate_of_each_bin():
     assert base.predict_proba(probe)[:, 1].tolist() == [0.25, 0.25, 0.75, 0.75, 1.0]
     overall = BinnedMean("recency_days", bins=1, task="regression").fit(X, y * 10.0)
     assert overall.predict(probe[:4]).tolist() == [5.0] * 4  # bins=1: the mean of the known rows
+
+
+def _spec_rows(n: int) -> pd.DataFrame:
+    """n rows with every feature of SPEC varying, and a label that follows the first numeric feature."""
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({c: rng.normal(size=n) for c in SPEC.features.numeric})
+    for c in SPEC.features.categorical:
+        frame[c] = rng.choice(["a", "b", "c"], size=n)
+    frame[SPEC.label] = (frame[SPEC.features.numeric[0]] > 0).astype(float)
+    return frame
+
+
+def test_uninformative_names_never_observed_and_constant_features():
+    frame = _spec_rows(200)
+    assert uninformative(SPEC, frame) == []
+    never, constant, category = SPEC.features.numeric[1], SPEC.features.numeric[2], SPEC.features.categorical[0]
+    frame[never], frame[constant], frame[category] = np.nan, 0.0, "unknown"
+    frame.loc[5, constant] = np.nan  # missing values do not make a constant informative
+    assert uninformative(SPEC, frame) == [c for c in SPEC.feature_names if c in {never, constant, category}]
+
+
+def test_pipeline_keeps_a_never_observed_feature_as_an_input():
+    frame = _spec_rows(300)
+    never = SPEC.features.numeric[1]
+    frame[never] = np.nan
+    model = build_pipeline(SPEC, "logistic_regression", {}).fit(frame[SPEC.feature_names], frame[SPEC.label])
+    # the fitted preprocessing still has one output per numeric feature, the empty one a constant 0 after scaling
+    numeric = model.named_steps["features"].named_transformers_["num"].transform(frame[SPEC.features.numeric])
+    assert numeric.shape == (300, len(SPEC.features.numeric))
+    assert (numeric[:, SPEC.features.numeric.index(never)] == 0).all()
+    assert model.predict_proba(frame[SPEC.feature_names]).shape == (300, 2)
