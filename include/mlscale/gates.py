@@ -49,21 +49,26 @@ LATENCY_REPEATS = 5
 
 
 def batch_latency_ms(spec: ModelSpec, model, rows: pd.DataFrame, n: int) -> float:
-    """The best of five timings of scoring `n` rows (the holdout repeated if it is smaller).
+    """The best of five timings of scoring `n` rows (the holdout repeated if it is smaller) on one thread.
 
-    The best, as timeit reports it: the model's own cost. Other work on a shared machine only adds to a
-    timing (a busy core can stall the OpenMP threads of a gradient-boosting model tenfold), which says
-    nothing about the model.
+    The model's own cost per core, whatever else the machine is doing. With its default threads, a
+    gradient-boosting model waits at every OpenMP barrier for a thread that another process has pushed
+    off its core: measured on 2 cores with a test suite running alongside, the best of five was 117 ms
+    and then 3467 ms for the same model, against 88-96 ms on one thread. Other work only adds to a
+    single-threaded timing, so the best of five is the model's cost, as timeit reports it.
     """
+    from threadpoolctl import threadpool_limits
+
     from mlscale.training import predict
 
     batch = rows[spec.feature_names]
     batch = pd.concat([batch] * (n // len(batch) + 1), ignore_index=True).head(n)
     timings = []
-    for _ in range(LATENCY_REPEATS):
-        t0 = time.perf_counter()
-        predict(spec, model, batch)
-        timings.append((time.perf_counter() - t0) * 1000)
+    with threadpool_limits(limits=1):
+        for _ in range(LATENCY_REPEATS):
+            t0 = time.perf_counter()
+            predict(spec, model, batch)
+            timings.append((time.perf_counter() - t0) * 1000)
     return min(timings)
 
 

@@ -93,6 +93,32 @@ def test_batch_latency_scores_exactly_the_budgeted_rows(rows):
     assert seen == [1000] * gates.LATENCY_REPEATS and ms >= 0
 
 
+def test_batch_latency_scores_on_one_thread():
+    """OpenMP and BLAS pools are limited to one thread while the budget is timed, and restored after."""
+    from threadpoolctl import threadpool_info
+
+    from mlscale.training import build_pipeline
+
+    frame = pd.DataFrame({c: np.arange(200.0) % 7 for c in SPEC.features.numeric}
+                         | {c: ["x", "y"] * 100 for c in SPEC.features.categorical})
+    model = build_pipeline(SPEC, "hist_gradient_boosting", {"max_iter": 5}).fit(frame, np.arange(200) % 2)
+    threads = []
+
+    class Watched:
+        def predict_proba(self, X):
+            threads.append({p["user_api"]: p["num_threads"] for p in threadpool_info()})
+            return model.predict_proba(X)
+
+    def pools():
+        return {p["user_api"]: p["num_threads"] for p in threadpool_info()}
+
+    before = pools()
+    gates.batch_latency_ms(SPEC, Watched(), frame, 100)
+    assert len(threads) == gates.LATENCY_REPEATS and threads[0]["openmp"] == 1
+    assert all(t == {api: 1 for api in before} for t in threads)
+    assert pools() == before
+
+
 def test_batch_latency_is_the_best_timing(monkeypatch):
     """A scoring slowed by other work on the machine does not count against the model."""
     clock = [0.0]
