@@ -6,7 +6,7 @@ import pytest
 from mlscale import dagrun
 from mlscale.datagen import DirtyData, ShopParams, generate
 from mlscale.ingest import retract_file
-from tests.helpers import dbt, scalar
+from tests.helpers import dbt, query, scalar
 
 pytestmark = pytest.mark.e2e
 SMALL = dict(customers=300, days=130, seed=8)
@@ -98,3 +98,39 @@ def test_daily_increments_with_late_and_duplicate_rows_equal_a_full_refresh(ware
     dbt(warehouse, "build", "--full-refresh")
     assert {t: _checksum(warehouse, t) for t in MARTS if t != "core.dim_customers"} == \
         {t: v for t, v in incremental.items() if t != "core.dim_customers"}
+
+
+def test_a_failing_dbt_test_fails_the_run_and_skips_what_depends_on_it(warehouse):
+    generate(ShopParams(**SMALL), warehouse.landing_dir)
+    for dag_id in ("ingest_landing", "warehouse_etl"):
+        dagrun.run_dag(warehouse, dag_id)
+    before = {t: _checksum(warehouse, t) for t in MARTS}
+    # A support ticket with a topic the warehouse does not know: the contract types topic as free text, so it
+    # loads; the accepted_values test of stg_shop__support_tickets is what catches it.
+    ticket_id, customer_id = (int(v) for v in query(warehouse, "select max(ticket_id) + 1 as t, min(customer_id) as c"
+                                                                " from raw.support_tickets").iloc[0])
+    day = scalar(warehouse, "select (max(ordered_at) + interval '1 day')::date from raw.orders")
+    folder = warehouse.landing_dir / "support_tickets" / f"dt={day}"
+    folder.mkdir(parents=True)
+    (folder / "support_tickets.csv").write_text("ticket_id,customer_id,created_at,topic,satisfaction\n"
+                                                f"{ticket_id},{customer_id},{day}T09:00:00+00:00,warranty,4\n")
+    dagrun.run_dag(warehouse, "ingest_landing")
+
+    result = dagrun.run_dag(warehouse, "warehouse_etl", check=False)
+
+    assert result.state == "failed"
+    assert result.task_states["dbt.stg_shop__support_tickets_model_build"] == "failed"
+    # Everything built on the tickets is skipped, and so are the feature gate and the publication...
+    for task in ("dbt.int_customer_days_model_build", "dbt.customer_features_model_build", "check_features",
+                 "publish_batch"):
+        assert result.task_states[task] == "upstream_failed", task
+    # ...while what does not read them still builds.
+    assert result.task_states["dbt.stg_shop__orders_model_build"] == "success"
+    assert {t: _checksum(warehouse, t) for t in MARTS} == before
+    sha, etl_status = query(warehouse, f"select sha256, etl_status from ops.ingest_files where path like '%dt={day}%'"
+                                       ).iloc[0]
+    assert etl_status != "published"
+
+    # Once the file is taken back, the next run publishes.
+    assert retract_file(warehouse.dsn(warehouse.warehouse_db), sha, "unknown ticket topic 'warranty'") == 1
+    assert dagrun.run_dag(warehouse, "warehouse_etl").state == "success"
