@@ -14,11 +14,10 @@ import pandas as pd
 import pytest
 
 from mlscale import evaluation, registry, reporting, scoring, training
-from mlscale.datagen import ShopParams, generate
-from mlscale.ingest import ingest_landing
+from mlscale.datagen import ShopParams
 from mlscale.specs import load_specs
 from tests.e2e.conftest import FAST, WEAK, train_version
-from tests.helpers import dbt, drop_registered_model, empty_warehouse, query
+from tests.helpers import build_shop, drop_registered_model, query
 
 pytestmark = pytest.mark.integration
 SPECS = load_specs()
@@ -28,11 +27,7 @@ REVENUE = SPECS["revenue_90d"].model_copy(update={"search": SPECS["revenue_90d"]
 @pytest.fixture(scope="module")
 def scored(stack, tmp_path_factory):
     """Shop built; churn v1 (weak) scores two matured as-of dates, v2 the next one and the latest; revenue v1 all."""
-    empty_warehouse(stack)
-    landing = tmp_path_factory.mktemp("landing")
-    generate(ShopParams(customers=500, days=300, seed=57), landing)
-    ingest_landing(stack.dsn(stack.warehouse_db), landing)
-    dbt(stack, "build")
+    build_shop(stack, tmp_path_factory.mktemp("landing"), ShopParams(customers=500, days=300, seed=57))
     for name in SPECS:
         drop_registered_model(stack, name)
     mlflow.set_tracking_uri(stack.mlflow_uri)

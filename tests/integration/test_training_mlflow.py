@@ -8,10 +8,9 @@ import yaml
 
 from mlscale import dagrun, lineage, training
 from mlscale.config import Settings
-from mlscale.datagen import ShopParams, generate
-from mlscale.ingest import ingest_landing
+from mlscale.datagen import ShopParams
 from mlscale.specs import SPECS_DIR, load_spec, load_specs
-from tests.helpers import dbt, drop_registered_model, empty_warehouse, scalar
+from tests.helpers import build_shop, drop_registered_model, scalar
 
 pytestmark = pytest.mark.integration
 SPECS = load_specs()
@@ -20,11 +19,7 @@ SPECS = load_specs()
 @pytest.fixture(scope="module")
 def built(stack, tmp_path_factory):
     """A small warehouse built once for the module: generated shop, COPY ingest, dbt build."""
-    empty_warehouse(stack)
-    landing = tmp_path_factory.mktemp("landing")
-    generate(ShopParams(customers=600, days=270, seed=31), landing)
-    ingest_landing(stack.dsn(stack.warehouse_db), landing)
-    dbt(stack, "build")
+    build_shop(stack, tmp_path_factory.mktemp("landing"), ShopParams(customers=600, days=270, seed=31))
     for name in (*SPECS, "churn_weak"):
         drop_registered_model(stack, name)
     mlflow.set_tracking_uri(stack.mlflow_uri)
