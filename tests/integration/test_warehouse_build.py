@@ -1,5 +1,7 @@
 """dbt builds the warehouse on real PostgreSQL, and the feature mart matches features computed by hand."""
 
+import logging
+
 import pandas as pd
 import psycopg
 import pytest
@@ -86,6 +88,26 @@ def test_quality_gate_stops_a_null_flood(warehouse):
                            " and expectation = 'expect_column_values_to_not_be_null' and kwargs->>'column' = 'customer_id'"
                            " order by id")
     assert row.values.tolist() == [[True, 0], [False, flooded]]
+
+
+def test_a_failed_warning_is_logged_and_recorded_and_does_not_stop_the_run(warehouse, caplog):
+    generate(ShopParams(customers=250, days=60, seed=5, feeds=("orders",)), warehouse.landing_dir)
+    ingest_landing(warehouse.dsn(warehouse.warehouse_db), warehouse.landing_dir)
+    claim_batch(warehouse, "run-1")
+    with psycopg.connect(warehouse.dsn(warehouse.warehouse_db)) as conn:
+        # one order in seven above 5000 EUR: the warn-level expectation allows 0.1%, the critical one 100000
+        big = conn.execute("update raw.orders set amount = 6000 where order_id % 7 = 0").rowcount
+    assert big > 0
+
+    with caplog.at_level(logging.WARNING, logger="mlscale.quality"):
+        summary = gate(warehouse, "raw_orders", "run-1")
+
+    assert summary["raw_orders"]["failed"] == 1 and summary["raw_orders"]["failed_critical"] == 0
+    rows = query(warehouse, "select expectation, severity, unexpected_count from ops.dq_results"
+                            " where run_id = 'run-1' and not success")
+    assert rows.values.tolist() == [["expect_column_values_to_be_between", "warning", big]]
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1 and "raw_orders FAIL warning" in warned[0] and "'max_value': 5000" in warned[0]
 
 
 def test_batch_scope_skips_when_nothing_new_arrived(warehouse):
