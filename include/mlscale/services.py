@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -64,12 +65,15 @@ def stop_background(settings: Settings, name: str, timeout: float = 20) -> bool:
     os.killpg(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError):  # reap it when this process started it: a zombie counts
+            os.waitpid(pid, os.WNOHANG)                # as a member of the group until then
         try:
             os.killpg(pid, 0)
         except ProcessLookupError:
             break
         time.sleep(0.2)
     else:
+        log.warning("%s (pid %d) did not stop within %.0f s of SIGTERM: killed", name, pid, timeout)
         os.killpg(pid, signal.SIGKILL)
     log.info("stopped %s (pid %d)", name, pid)
     return True
