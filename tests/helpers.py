@@ -24,8 +24,6 @@ def scalar(settings, sql: str, *args):
         return conn.execute(sql, args or None).fetchone()[0]
 
 
-
-
 def build_shop(settings, landing: Path, params: ShopParams) -> None:
     """An empty warehouse, then a generated shop through COPY ingest and `dbt build` (no Airflow)."""
     empty_warehouse(settings)
