@@ -104,13 +104,13 @@ def test_batch_latency_scores_on_one_thread():
     model = build_pipeline(SPEC, "hist_gradient_boosting", {"max_iter": 5}).fit(frame, np.arange(200) % 2)
     threads = []
 
-    class Watched:
-        def predict_proba(self, X):
-            threads.append({p["user_api"]: p["num_threads"] for p in threadpool_info()})
-            return model.predict_proba(X)
-
     def pools():
         return {p["user_api"]: p["num_threads"] for p in threadpool_info()}
+
+    class Watched:
+        def predict_proba(self, X):
+            threads.append(pools())
+            return model.predict_proba(X)
 
     before = pools()
     gates.batch_latency_ms(SPEC, Watched(), frame, 100)
