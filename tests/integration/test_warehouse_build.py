@@ -9,7 +9,7 @@ import pytest
 from mlscale.datagen import ShopParams, generate, read_landing
 from mlscale.ingest import ingest_landing
 from mlscale.quality import DataQualityError, gate
-from mlscale.warehouse import claim_batch, publish_batch
+from mlscale.warehouse import DbtFailed, claim_batch, publish_batch
 from tests.helpers import dbt, query
 
 pytestmark = pytest.mark.integration
@@ -108,6 +108,29 @@ def test_a_failed_warning_is_logged_and_recorded_and_does_not_stop_the_run(wareh
     assert rows.values.tolist() == [["expect_column_values_to_be_between", "warning", big]]
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warned) == 1 and "raw_orders FAIL warning" in warned[0] and "'max_value': 5000" in warned[0]
+
+
+def test_staging_tests_check_the_keys_of_the_claimed_files_or_every_key(warehouse):
+    params = ShopParams(customers=100, days=41, seed=6, feeds=("orders",))
+    generate(params, warehouse.landing_dir, days=range(0, 40))
+    ingest_landing(warehouse.dsn(warehouse.warehouse_db), warehouse.landing_dir)
+    claim_batch(warehouse, "run-1")
+    dbt(warehouse, "build", "--select", "stg_shop__orders")
+    publish_batch(warehouse, "run-1")
+    # A published order with a channel the accepted_values test rejects (it slipped in before the test existed).
+    with psycopg.connect(warehouse.dsn(warehouse.warehouse_db)) as conn:
+        conn.execute("update raw.orders set channel = 'fax' where order_id = (select min(order_id) from raw.orders)")
+
+    # No file claimed (a manual run): every key is tested, the old order fails.
+    with pytest.raises(DbtFailed, match="accepted_values_stg_shop__orders_channel"):
+        dbt(warehouse, "test", "--select", "stg_shop__orders")
+
+    # A run that claimed the next day's file tests that file's orders only: they pass.
+    generate(params, warehouse.landing_dir, days=range(40, 41))
+    ingest_landing(warehouse.dsn(warehouse.warehouse_db), warehouse.landing_dir)
+    assert claim_batch(warehouse, "run-2") == 1
+    output = dbt(warehouse, "test", "--select", "stg_shop__orders")
+    assert "accepted_values_stg_shop__orders_channel" in output and "PASS=" in output and "ERROR=0" in output
 
 
 def test_batch_scope_skips_when_nothing_new_arrived(warehouse):
