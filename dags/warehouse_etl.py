@@ -13,7 +13,9 @@
    (built by `make setup`; never `dbt ls` at parse time): one task per seed, snapshot and model,
    built with its tests in one `dbt build`; a failure skips everything downstream. Incremental models
    process only what the new files touched.
-5. `check_features`: the GX suite `include/gx/mart_customer_features.yml` on the feature mart.
+5. `check_features`: the GX suites `include/gx/mart_*.yml` on the feature mart: the rows this run
+   wrote (`mart_customer_features`) and the label rate at the newest matured as-of date
+   (`mart_customer_labels`).
 6. `publish_batch`: marks the claimed files published.
 
 Every GX result lands in `ops.dq_results` and in the GX Data Docs site
@@ -36,15 +38,15 @@ from mlscale.config import settings
 SETTINGS = settings()
 
 
-def _quality_gate(suites: list[str] | None = None) -> dict:
+def _quality_gate(layer: str) -> dict:
     from airflow.sdk.exceptions import AirflowFailException
 
     from mlscale.config import settings
-    from mlscale.quality import DataQualityError, gate, raw_suites
+    from mlscale.quality import DataQualityError, gate, suites
 
     s = settings()
     try:
-        return gate(s, suites or raw_suites(s), get_current_context()["run_id"])
+        return gate(s, suites(s, layer), get_current_context()["run_id"])
     except DataQualityError as exc:
         raise AirflowFailException(str(exc)) from exc
 
@@ -67,7 +69,7 @@ def warehouse_etl():
     @task
     def check_raw() -> dict:
         """GX suites include/gx/raw_*.yml on this run's new rows."""
-        return _quality_gate()
+        return _quality_gate("raw")
 
     @task
     def check_freshness() -> dict:
@@ -113,8 +115,8 @@ def warehouse_etl():
 
     @task(outlets=[CUSTOMER_FEATURES])
     def check_features() -> dict:
-        """GX suite mart_customer_features on ml.customer_features."""
-        return _quality_gate(["mart_customer_features"])
+        """GX suites include/gx/mart_*.yml on ml.customer_features."""
+        return _quality_gate("mart")
 
     @task
     def publish_batch() -> int:

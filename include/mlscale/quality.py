@@ -3,8 +3,10 @@
 A suite file names either a `table` or a `query`. With `scope: batch`, a table suite checks only
 the rows of the landing files that the current warehouse_etl run claimed (see mlscale.warehouse),
 so a bad delivery is caught even when the table's history dilutes it. In a query, `{batch}` is that
-filter on _file_sha256 and `{run_id}` the quoted run id; a batch-scoped suite with no rows is skipped; `contract_feed` prepends "not null" for every required column of that feed in the
-landing contract. `severity: critical` (the default) fails the run; `warning` is recorded and logged.
+filter on _file_sha256 and `{run_id}` the quoted run id. A batch-scoped suite with no rows is skipped,
+as is one with `skip_when_empty: true`; any other suite runs on what it selects, none included.
+`contract_feed` prepends "not null" for every required column of that feed in the landing contract.
+`severity: critical` (the default) fails the run; `warning` is recorded and logged.
 Every run also updates the GX Data Docs site under <state>/gx<suffix>/.
 """
 
@@ -72,6 +74,10 @@ def load_suite(path: Path) -> dict:
         raise ValueError(f"{path}: table must be schema-qualified, got {spec['table']!r}")
     if spec.get("scope", "all") not in ("all", "batch"):
         raise ValueError(f"{path}: scope must be 'all' or 'batch'")
+    if not isinstance(spec.get("skip_when_empty", False), bool):
+        raise ValueError(f"{path}: skip_when_empty must be true or false")
+    if spec.get("skip_when_empty") and "query" not in spec:
+        raise ValueError(f"{path}: skip_when_empty applies to a query suite (a table suite has no narrower scope)")
     if feed := spec.get("contract_feed"):
         contract = load_contract()
         if feed not in contract:
@@ -82,7 +88,10 @@ def load_suite(path: Path) -> dict:
     for i, exp in enumerate(spec["expectations"]):
         if exp.get("severity", "critical") not in SEVERITIES:
             raise ValueError(f"{path}: expectation {i}: severity must be one of {SEVERITIES}")
-        _expectation_class(exp["type"])  # raises for an unknown expectation
+        try:
+            _expectation_class(exp["type"])
+        except ValueError as exc:
+            raise ValueError(f"{path}: expectation {i}: {exc}") from None
     return spec
 
 
@@ -132,8 +141,9 @@ def run_suite(settings: Settings, spec: dict, run_id: str) -> list[CheckResult] 
     from great_expectations.checkpoint import UpdateDataDocsAction
 
     query = _query(spec, run_id)
-    if query is not None and spec.get("scope") == "batch" and _count(settings, query) == 0:
-        log.info("suite %s: no rows in this run's batch, nothing to check", spec["name"])
+    skippable = spec.get("scope") == "batch" or spec.get("skip_when_empty", False)
+    if query is not None and skippable and _count(settings, query) == 0:
+        log.info("suite %s: its query selects no rows in this run, nothing to check", spec["name"])
         return None
     os.environ[CONNECTION_VAR] = settings.sqlalchemy_url(settings.warehouse_db)
     context = gx.get_context(mode="file", project_root_dir=str(docs_dir(settings)))
@@ -221,6 +231,8 @@ def gate(settings: Settings, suite_names: str | list[str], run_id: str) -> dict[
     return summary
 
 
-def raw_suites(settings: Settings) -> list[str]:
-    """The suites that run before dbt: every include/gx/raw_*.yml."""
-    return sorted(p.stem for p in settings.gx_dir.glob("raw_*.yml"))
+def suites(settings: Settings, layer: str) -> list[str]:
+    """The suites of a layer: `raw` (include/gx/raw_*.yml, before dbt) or `mart` (mart_*.yml, after it)."""
+    if layer not in ("raw", "mart"):
+        raise ValueError(f"layer must be 'raw' or 'mart', got {layer!r}")
+    return sorted(p.stem for p in settings.gx_dir.glob(f"{layer}_*.yml"))

@@ -56,12 +56,12 @@ def run_etl(settings: Settings, run_id: str) -> dict:
     The DAG runs the same functions as tasks (dbt one model per task, through Cosmos). Source freshness
     is left out: a replay loads every file the moment it is written, so its sources are always fresh.
     """
-    from mlscale.quality import gate, raw_suites
+    from mlscale.quality import gate, suites
 
     claimed = claim_batch(settings, run_id)
-    raw = gate(settings, raw_suites(settings), run_id)
+    raw = gate(settings, suites(settings, "raw"), run_id)
     dbt(settings, "build")
-    marts = gate(settings, ["mart_customer_features"], run_id)
+    marts = gate(settings, suites(settings, "mart"), run_id)
     return {"claimed": claimed, "published": publish_batch(settings, run_id), "raw_checks": raw, "mart_checks": marts}
 
 

@@ -45,7 +45,7 @@ def test_pipeline_end_to_end(warehouse, clean_registry):
         assert _rows(warehouse, f"select count(*) from raw.{feed}")[0][0] == rows, feed
     suites = dict(_rows(warehouse, "select suite, bool_and(success or severity = 'warning') from ops.dq_results group by suite"))
     assert suites == {"raw_orders": True, "raw_orders_per_file": True, "raw_ingest_batch": True,
-                      "mart_customer_features": True}
+                      "mart_customer_features": True, "mart_customer_labels": True}
     assert _rows(warehouse, "select count(*) from ops.ingest_files where etl_status = 'published'")[0][0] == \
         sum(stats.files.values())
     latest_as_of, active = _rows(

@@ -10,7 +10,7 @@ from mlscale.datagen import ShopParams, generate, read_landing
 from mlscale.ingest import ingest_landing
 from mlscale.quality import DataQualityError, gate
 from mlscale.warehouse import DbtFailed, claim_batch, publish_batch
-from tests.helpers import dbt, query
+from tests.helpers import dbt, query, scalar
 
 pytestmark = pytest.mark.integration
 PARAMS = ShopParams(customers=250, days=150, seed=5)
@@ -88,6 +88,52 @@ def test_quality_gate_stops_a_null_flood(warehouse):
                            " and expectation = 'expect_column_values_to_not_be_null' and kwargs->>'column' = 'customer_id'"
                            " order by id")
     assert row.values.tolist() == [[True, 0], [False, flooded]]
+
+
+def test_feature_gate_checks_the_rows_the_run_wrote_and_the_newest_matured_labels(warehouse):
+    # A 14-day label horizon: labels mature within a short history (weekly as-of dates from day 28).
+    params = ShopParams(customers=200, days=62, seed=8, feeds=("orders",))
+    build = ("build", "--vars", "{label_horizon_days: 14}")
+    mart_suites = ["mart_customer_features", "mart_customer_labels"]
+
+    def deliver(days):
+        generate(params, warehouse.landing_dir, days=days)
+        ingest_landing(warehouse.dsn(warehouse.warehouse_db), warehouse.landing_dir)
+        dbt(warehouse, *build)
+
+    # 40 days: as-of dates 28 and 35, neither label window has passed: the label suite has nothing to check.
+    deliver(range(0, 40))
+    first = gate(warehouse, mart_suites, "run-1")
+    assert first["mart_customer_features"]["failed_critical"] == 0 and first["mart_customer_labels"] == {"skipped": 1}
+
+    deliver(range(40, 60))
+    deliver(range(60, 62))  # recomputes only the as-of dates whose features or labels can change: after day 38
+    rewritten = query(warehouse, "select as_of_date, bool_and(observed_last_day = (select max(observed_last_day)"
+                                 " from ml.customer_features)) as rewritten from ml.customer_features group by 1 order by 1")
+    first_day = pd.Timestamp(params.start)
+    assert [(d - first_day.date()).days for d in rewritten["as_of_date"]] == [28, 35, 42, 49, 56]
+    assert rewritten["rewritten"].tolist() == [False, False, True, True, True]
+
+    # The labels are checked at the newest as-of date whose window has passed: day 42 (42 + 14 <= 61).
+    assert gate(warehouse, mart_suites, "run-2")["mart_customer_labels"] == {"passed": 1, "failed": 0, "failed_critical": 0}
+    newest_matured = first_day + pd.Timedelta(days=42)
+    expected_rate = scalar(warehouse, "select avg(churned_90d) from ml.customer_features where as_of_date = %s",
+                           newest_matured.date())
+    observed = scalar(warehouse, "select observed_value from ops.dq_results where run_id = 'run-2'"
+                                 " and suite = 'mart_customer_labels'")
+    assert float(observed) == pytest.approx(float(expected_rate))
+
+    # A bad row this run did not write was checked when it was written; one it wrote fails the gate.
+    with psycopg.connect(warehouse.dsn(warehouse.warehouse_db)) as conn:
+        conn.execute("update ml.customer_features set recency_days = 999 where as_of_date = %s",
+                     ((first_day + pd.Timedelta(days=28)).date(),))
+    assert gate(warehouse, mart_suites, "run-3")["mart_customer_features"]["failed_critical"] == 0
+    with psycopg.connect(warehouse.dsn(warehouse.warehouse_db)) as conn:
+        conn.execute("update ml.customer_features set recency_days = 999 where as_of_date = %s",
+                     ((first_day + pd.Timedelta(days=56)).date(),))
+    with pytest.raises(DataQualityError, match=r"mart_customer_features: expect_column_values_to_be_between "
+                                               r"\{'column': 'recency_days'"):
+        gate(warehouse, mart_suites, "run-4")
 
 
 def test_a_failed_warning_is_logged_and_recorded_and_does_not_stop_the_run(warehouse, caplog):
