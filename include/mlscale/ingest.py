@@ -32,6 +32,14 @@ create table if not exists ops.ingest_files (
     etl_run_id text,   -- the warehouse_etl run that claimed this file
     etl_status text    -- claimed (being validated), published (passed every gate, in the marts)
 );
+-- Every landing path seen, with the size and mtime it had when hashed: a run hashes only the files
+-- that are new or changed since (a re-delivery under another path is still caught by its sha256).
+create table if not exists ops.ingest_paths (
+    path text primary key,
+    size_bytes bigint not null,
+    mtime_ns bigint not null,
+    sha256 text not null references ops.ingest_files (sha256)
+);
 create table if not exists ops.quarantine (
     file_sha256 text not null,
     path text not null,
@@ -137,8 +145,9 @@ def ensure_tables(conn: psycopg.Connection, feeds: dict[str, Feed]) -> None:
         for name, type_ in columns:
             conn.execute(sql.SQL("alter table raw.{} add column if not exists {} {}").format(
                 table, sql.Identifier(name), sql.SQL(type_)))
-        # Incremental dbt models read only the keys and loads that changed: both need an index.
-        for suffix, cols in (("key", feed.key), ("loaded_at", ("_loaded_at",))):
+        # Incremental dbt models read only the keys and loads that changed, and the quality gates and
+        # the staging tests only the rows of the files a run claimed: each needs an index.
+        for suffix, cols in (("key", feed.key), ("loaded_at", ("_loaded_at",)), ("file", ("_file_sha256",))):
             conn.execute(sql.SQL("create index if not exists {} on raw.{} ({})").format(
                 sql.Identifier(f"{feed.name}_{suffix}_idx"), table, sql.SQL(", ").join(map(sql.Identifier, cols))))
     conn.commit()
@@ -164,13 +173,30 @@ def discover(landing_dir: Path, feeds: dict[str, Feed]) -> list[tuple[Feed, Path
     return sorted(found, key=lambda fp: (fp[1].parent.name, fp[0].name, fp[1].name))
 
 
+def _seen_paths(conn: psycopg.Connection) -> dict[str, tuple[int, int, str]]:
+    """path -> (size_bytes, mtime_ns, sha256) of every landing path already hashed."""
+    return {path: (size, mtime, sha) for path, size, mtime, sha in
+            conn.execute("select path, size_bytes, mtime_ns, sha256 from ops.ingest_paths")}
+
+
+def _record_path(conn: psycopg.Connection, path: Path, stat, sha: str) -> None:
+    conn.execute(
+        "insert into ops.ingest_paths (path, size_bytes, mtime_ns, sha256) values (%s, %s, %s, %s)"
+        " on conflict (path) do update set size_bytes = excluded.size_bytes, mtime_ns = excluded.mtime_ns,"
+        " sha256 = excluded.sha256",
+        (str(path), stat.st_size, stat.st_mtime_ns, sha),
+    )
+
+
 def load_file(conn: psycopg.Connection, feed: Feed, path: Path) -> FileResult:
-    """Load one file in one transaction; a file already in the ledger is skipped."""
+    """Load one file in one transaction; a file already in the ledger (by sha256) is skipped."""
+    stat = path.stat()  # before hashing: a file changed meanwhile is hashed again next run
     sha = sha256_of(path)
     with conn.transaction():
         conn.execute("select pg_advisory_xact_lock(hashtext(%s))", (sha,))
         seen = conn.execute("select status, error from ops.ingest_files where sha256 = %s", (sha,)).fetchone()
         if seen:
+            _record_path(conn, path, stat, sha)
             return FileResult(feed.name, str(path), sha, "skipped", error=seen[1])
         parsed = parse_file(path, feed)
         if parsed.error:
@@ -178,6 +204,7 @@ def load_file(conn: psycopg.Connection, feed: Feed, path: Path) -> FileResult:
                 "insert into ops.ingest_files (sha256, feed, path, status, error) values (%s, %s, %s, 'rejected', %s)",
                 (sha, feed.name, str(path), parsed.error),
             )
+            _record_path(conn, path, stat, sha)
             return FileResult(feed.name, str(path), sha, "rejected", error=parsed.error)
         columns = [*feed.column_names, "_line_no", "_file_sha256", "_delivery_date"]
         delivered = delivery_date(path)
@@ -198,6 +225,7 @@ def load_file(conn: psycopg.Connection, feed: Feed, path: Path) -> FileResult:
                 " values (%s, %s, %s, 'loaded', %s, %s, %s)",
                 (sha, feed.name, str(path), len(parsed.rows), len(parsed.quarantined), parsed.extra_columns),
             )
+        _record_path(conn, path, stat, sha)
     result = FileResult(feed.name, str(path), sha, "loaded", len(parsed.rows), len(parsed.quarantined), parsed.extra_columns)
     if parsed.quarantined:
         log.warning("%s: %d row(s) quarantined, %d loaded", path, len(parsed.quarantined), len(parsed.rows))
@@ -207,7 +235,11 @@ def load_file(conn: psycopg.Connection, feed: Feed, path: Path) -> FileResult:
 
 
 def ingest_landing(dsn: str, landing_dir: Path) -> dict[str, dict[str, int]]:
-    """Load every new landing file; return counts per feed; raise IngestRejected if a new file was rejected."""
+    """Load every new landing file; return counts per feed; raise IngestRejected if a new file was rejected.
+
+    A file whose path, size and mtime are those it had when last hashed is skipped unread; any other
+    file is hashed and looked up in the ledger.
+    """
     feeds = load_contract()
     files = discover(landing_dir, feeds)
     delivered = {feed.name for feed, _ in files}
@@ -219,8 +251,15 @@ def ingest_landing(dsn: str, landing_dir: Path) -> dict[str, dict[str, int]]:
     rejected = []
     with psycopg.connect(dsn) as conn:
         ensure_tables(conn, feeds)
+        with conn.transaction():  # closed here: each file below gets a transaction of its own
+            seen = _seen_paths(conn)
         for i, (feed, path) in enumerate(files, 1):
-            res = load_file(conn, feed, path)
+            stat = path.stat()
+            known = seen.get(str(path))
+            if known and known[:2] == (stat.st_size, stat.st_mtime_ns):
+                res = FileResult(feed.name, str(path), known[2], "skipped")
+            else:
+                res = load_file(conn, feed, path)
             counts = summary[feed.name]
             counts[f"files_{res.status}"] += 1
             counts["rows_loaded"] += res.rows_loaded

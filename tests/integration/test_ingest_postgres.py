@@ -1,9 +1,11 @@
 """The loader against a real PostgreSQL: COPY, ledger, quarantine, re-delivery, rejection."""
 
+import os
 import shutil
 
 import pytest
 
+from mlscale import ingest
 from mlscale.datagen import ShopParams, generate, read_landing
 from mlscale.ingest import IngestRejected, ingest_landing
 from tests.helpers import scalar
@@ -32,6 +34,45 @@ def test_load_is_complete_and_idempotent(warehouse):
     assert second["orders"]["rows_loaded"] == 0
     assert second["orders"]["files_skipped"] == first["orders"]["files_loaded"] + 1
     assert scalar(warehouse, "select count(*) from raw.orders") == len(orders)
+
+
+def test_a_rerun_reads_only_new_or_changed_files(warehouse, monkeypatch):
+    params = ShopParams(customers=50, days=11, seed=3, feeds=("orders",))
+    generate(params, warehouse.landing_dir, days=range(0, 10))
+    dsn = warehouse.dsn(warehouse.warehouse_db)
+    # One transaction per file: while a file is parsed, every file before it is committed, seen from outside.
+    committed_before = []
+    monkeypatch.setattr(ingest, "parse_file", lambda path, feed, real=ingest.parse_file: committed_before.append(
+        scalar(warehouse, "select count(*) from ops.ingest_files")) or real(path, feed))
+    assert ingest_landing(dsn, warehouse.landing_dir)["orders"]["files_loaded"] == 10
+    assert committed_before == list(range(10))
+    hashed = []
+    monkeypatch.setattr(ingest, "sha256_of", lambda path, real=ingest.sha256_of: hashed.append(path) or real(path))
+
+    # Nothing changed: every file is known by path, size and mtime, none is read.
+    assert ingest_landing(dsn, warehouse.landing_dir)["orders"]["files_skipped"] == 10
+    assert hashed == []
+
+    # A file touched (same bytes, new mtime) and a copy under another path: hashed once, found in the
+    # ledger, loaded nothing; the next run reads neither.
+    files = sorted((warehouse.landing_dir / "orders").glob("dt=*/orders.csv"))
+    touched = files[0]
+    os.utime(touched, ns=(touched.stat().st_atime_ns, touched.stat().st_mtime_ns + 10**9))
+    copy = warehouse.landing_dir / "orders" / "dt=2099-01-01" / "orders.csv"
+    copy.parent.mkdir()
+    shutil.copy(files[1], copy)
+    again = ingest_landing(dsn, warehouse.landing_dir)
+    assert sorted(hashed) == sorted([touched, copy])
+    assert again["orders"]["files_skipped"] == 11 and again["orders"]["rows_loaded"] == 0
+    hashed.clear()
+    ingest_landing(dsn, warehouse.landing_dir)
+    assert hashed == []
+
+    # A new day is the one file read, and it loads.
+    generate(params, warehouse.landing_dir, days=range(10, 11))
+    new = ingest_landing(dsn, warehouse.landing_dir)
+    assert [p.parent.name for p in hashed] == [f"dt={params.day(10)}"]
+    assert new["orders"]["files_loaded"] == 1 and new["orders"]["rows_loaded"] > 0
 
 
 def test_bad_rows_quarantined_and_bad_file_rejected(warehouse):
