@@ -31,11 +31,31 @@ def _parse_numeric(value: str) -> Decimal:
     return number
 
 
+def _integer_parser(bits: int) -> Callable[[str], int]:
+    """An int parser that rejects what PostgreSQL's integer (32) or bigint (64) column would refuse."""
+    low, high = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+
+    def parse(value: str) -> int:
+        number = int(value)
+        if not low <= number <= high:
+            raise ValueError(f"out of range for a {bits}-bit integer: {value!r}")
+        return number
+    return parse
+
+
+def _parse_text(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("contains a NUL character, which PostgreSQL text cannot hold")
+    return value
+
+
+# Each parser rejects every value its PostgreSQL column would refuse, so a bad value quarantines its
+# row instead of failing the COPY of the whole file.
 PARSERS: dict[str, Callable[[str], object]] = {
-    "bigint": int,
-    "integer": int,
+    "bigint": _integer_parser(64),
+    "integer": _integer_parser(32),
     "numeric": _parse_numeric,
-    "text": str,
+    "text": _parse_text,
     "date": date.fromisoformat,
     "timestamptz": _parse_timestamp,
 }

@@ -83,6 +83,7 @@ def test_bad_rows_quarantined_and_bad_file_rejected(warehouse):
         "1,7,2026-01-01T10:00:00+00:00,12.50\n"
         "2,7,2026-01-01T11:00:00+00:00,abc\n"
         "3,8,2026-01-01T12:00:00+00:00,3\n"
+        "4,99999999999999999999,2026-01-01T12:00:00+00:00,3\n"  # a customer_id no bigint holds
     )
     bad = warehouse.landing_dir / "orders" / "dt=2026-01-02"
     bad.mkdir()
@@ -93,8 +94,8 @@ def test_bad_rows_quarantined_and_bad_file_rejected(warehouse):
 
     assert scalar(warehouse, "select count(*) from raw.orders") == 2
     assert scalar(warehouse, "select count(*) from raw.orders where order_id = 9") == 0
-    assert scalar(warehouse, "select string_agg(line_no || ':' || reason, ';') from ops.quarantine") == \
-        "3:amount: not a number: 'abc'"
+    assert scalar(warehouse, "select string_agg(line_no || ':' || reason, ';' order by line_no) from ops.quarantine") == \
+        "3:amount: not a number: 'abc';5:customer_id: out of range for a 64-bit integer: '99999999999999999999'"
     assert scalar(warehouse, "select status from ops.ingest_files where path like '%dt=2026-01-02%'") == "rejected"
     # The known rejection is not re-raised on the next run; the ledger keeps it.
     again = ingest_landing(warehouse.dsn(warehouse.warehouse_db), warehouse.landing_dir)

@@ -45,6 +45,28 @@ def test_bad_rows_are_quarantined_and_good_rows_kept(tmp_path):
     assert parsed.quarantined[0][1] == "2,7,2026-01-01T11:00:00+00:00,abc"
 
 
+def test_values_postgresql_would_refuse_are_quarantined_not_copied(tmp_path):
+    path = _write(
+        tmp_path,
+        "order_id,customer_id,ordered_at,amount,channel\n"
+        "1,-9223372036854775808,2026-01-01T10:00:00+00:00,5,web\n"  # the smallest bigint: fine
+        "9223372036854775808,7,2026-01-01T10:00:00+00:00,5,web\n"  # one past the largest bigint
+        "3,7,2026-01-01T10:00:00+00:00,5,we\x00b\n",  # NUL in text
+    )
+    parsed = parse_file(path, ORDERS)
+    assert [r[0] for r in parsed.rows] == [1]
+    assert {line: reason for line, _, reason in parsed.quarantined} == {
+        3: "order_id: out of range for a 64-bit integer: '9223372036854775808'",
+        4: "channel: contains a NUL character, which PostgreSQL text cannot hold",
+    }
+    sessions = _write(tmp_path, "session_id,customer_id,started_at,pages\n"
+                                "1,7,2026-01-01T10:00:00+00:00,2147483647\n"
+                                "2,7,2026-01-01T10:00:00+00:00,2147483648\n", name="web_sessions.csv")
+    parsed = parse_file(sessions, load_contract()["web_sessions"])
+    assert [r[0] for r in parsed.rows] == [1]
+    assert parsed.quarantined[0][2] == "pages: out of range for a 32-bit integer: '2147483648'"
+
+
 def test_missing_required_column_rejects_the_file(tmp_path):
     path = _write(tmp_path, "order_id,ordered_at,amount\n1,2026-01-01T10:00:00+00:00,3\n")
     parsed = parse_file(path, ORDERS)
