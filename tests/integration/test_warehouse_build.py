@@ -9,7 +9,7 @@ import pytest
 from mlscale.datagen import ShopParams, generate, read_landing
 from mlscale.ingest import ingest_landing
 from mlscale.quality import DataQualityError, gate
-from mlscale.warehouse import DbtFailed, claim_batch, publish_batch
+from mlscale.warehouse import DbtFailed, StaleSource, claim_batch, freshness_target, publish_batch, source_freshness
 from tests.helpers import dbt, query, scalar
 
 pytestmark = pytest.mark.integration
@@ -177,6 +177,26 @@ def test_staging_tests_check_the_keys_of_the_claimed_files_or_every_key(warehous
     assert claim_batch(warehouse, "run-2") == 1
     output = dbt(warehouse, "test", "--select", "stg_shop__orders")
     assert "accepted_values_stg_shop__orders_channel" in output and "PASS=" in output and "ERROR=0" in output
+
+
+def test_source_freshness_passes_warns_then_fails_and_reuses_its_parse(warehouse, caplog):
+    generate(ShopParams(customers=50, days=5, seed=4, feeds=("orders",)), warehouse.landing_dir)
+    ingest_landing(warehouse.dsn(warehouse.warehouse_db), warehouse.landing_dir)
+    assert source_freshness(warehouse) == {"shop.orders": "pass"}
+    # dbt keeps its parse in a folder of its own, for the next check to re-parse only what changed
+    assert (freshness_target(warehouse) / "partial_parse.msgpack").is_file()
+
+    def last_load(hours_ago: int) -> None:
+        with psycopg.connect(warehouse.dsn(warehouse.warehouse_db)) as conn:
+            conn.execute("update raw.orders set _loaded_at = now() - make_interval(hours => %s)", (hours_ago,))
+
+    last_load(30)  # past the 26 h warning, before the 50 h error
+    with caplog.at_level(logging.WARNING, logger="mlscale.warehouse"):
+        assert source_freshness(warehouse) == {"shop.orders": "warn"}
+    assert any("freshness shop.orders: warn (last load 30.0 hours ago)" in r.getMessage() for r in caplog.records)
+    last_load(51)
+    with pytest.raises(StaleSource, match="past their freshness error threshold: shop.orders"):
+        source_freshness(warehouse)
 
 
 def test_batch_scope_skips_when_nothing_new_arrived(warehouse):
