@@ -173,10 +173,10 @@ def discover(landing_dir: Path, feeds: dict[str, Feed]) -> list[tuple[Feed, Path
     return sorted(found, key=lambda fp: (fp[1].parent.name, fp[0].name, fp[1].name))
 
 
-def _seen_paths(conn: psycopg.Connection) -> dict[str, tuple[int, int, str]]:
-    """path -> (size_bytes, mtime_ns, sha256) of every landing path already hashed."""
-    return {path: (size, mtime, sha) for path, size, mtime, sha in
-            conn.execute("select path, size_bytes, mtime_ns, sha256 from ops.ingest_paths")}
+def _seen_paths(conn: psycopg.Connection) -> dict[str, tuple[int, int]]:
+    """path -> (size_bytes, mtime_ns) of every landing path already hashed."""
+    return {path: (size, mtime) for path, size, mtime in
+            conn.execute("select path, size_bytes, mtime_ns from ops.ingest_paths")}
 
 
 def _record_path(conn: psycopg.Connection, path: Path, stat, sha: str) -> None:
@@ -253,13 +253,17 @@ def ingest_landing(dsn: str, landing_dir: Path) -> dict[str, dict[str, int]]:
         ensure_tables(conn, feeds)
         with conn.transaction():  # closed here: each file below gets a transaction of its own
             seen = _seen_paths(conn)
-        for i, (feed, path) in enumerate(files, 1):
+        to_read = []
+        for feed, path in files:
             stat = path.stat()
-            known = seen.get(str(path))
-            if known and known[:2] == (stat.st_size, stat.st_mtime_ns):
-                res = FileResult(feed.name, str(path), known[2], "skipped")
+            if seen.get(str(path)) == (stat.st_size, stat.st_mtime_ns):
+                summary[feed.name]["files_skipped"] += 1
             else:
-                res = load_file(conn, feed, path)
+                to_read.append((feed, path))
+        log.info("%d landing file(s), %d unchanged since they were read; reading %d", len(files),
+                 len(files) - len(to_read), len(to_read))
+        for i, (feed, path) in enumerate(to_read, 1):
+            res = load_file(conn, feed, path)
             counts = summary[feed.name]
             counts[f"files_{res.status}"] += 1
             counts["rows_loaded"] += res.rows_loaded
@@ -267,8 +271,8 @@ def ingest_landing(dsn: str, landing_dir: Path) -> dict[str, dict[str, int]]:
             if res.status == "rejected":
                 log.error("rejected %s", res.error)
                 rejected.append(res.error)
-            if i % 100 == 0 or i == len(files):
-                log.info("ingest progress: %d/%d files", i, len(files))
+            if i % 100 == 0 or i == len(to_read):
+                log.info("ingest progress: %d/%d files read", i, len(to_read))
     for feed, counts in summary.items():
         log.info("feed %s: %s", feed, counts)
     if rejected:

@@ -1,5 +1,6 @@
 """The loader against a real PostgreSQL: COPY, ledger, quarantine, re-delivery, rejection."""
 
+import logging
 import os
 import shutil
 
@@ -36,7 +37,7 @@ def test_load_is_complete_and_idempotent(warehouse):
     assert scalar(warehouse, "select count(*) from raw.orders") == len(orders)
 
 
-def test_a_rerun_reads_only_new_or_changed_files(warehouse, monkeypatch):
+def test_a_rerun_reads_only_new_or_changed_files(warehouse, monkeypatch, caplog):
     params = ShopParams(customers=50, days=11, seed=3, feeds=("orders",))
     generate(params, warehouse.landing_dir, days=range(0, 10))
     dsn = warehouse.dsn(warehouse.warehouse_db)
@@ -50,8 +51,10 @@ def test_a_rerun_reads_only_new_or_changed_files(warehouse, monkeypatch):
     monkeypatch.setattr(ingest, "sha256_of", lambda path, real=ingest.sha256_of: hashed.append(path) or real(path))
 
     # Nothing changed: every file is known by path, size and mtime, none is read.
-    assert ingest_landing(dsn, warehouse.landing_dir)["orders"]["files_skipped"] == 10
+    with caplog.at_level(logging.INFO, logger="mlscale.ingest"):
+        assert ingest_landing(dsn, warehouse.landing_dir)["orders"]["files_skipped"] == 10
     assert hashed == []
+    assert "10 landing file(s), 10 unchanged since they were read; reading 0" in caplog.messages
 
     # A file touched (same bytes, new mtime) and a copy under another path: hashed once, found in the
     # ledger, loaded nothing; the next run reads neither.
