@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import logging
+import os
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -179,7 +180,7 @@ def _seen_paths(conn: psycopg.Connection) -> dict[str, tuple[int, int]]:
             conn.execute("select path, size_bytes, mtime_ns from ops.ingest_paths")}
 
 
-def _record_path(conn: psycopg.Connection, path: Path, stat, sha: str) -> None:
+def _record_path(conn: psycopg.Connection, path: Path, stat: os.stat_result, sha: str) -> None:
     conn.execute(
         "insert into ops.ingest_paths (path, size_bytes, mtime_ns, sha256) values (%s, %s, %s, %s)"
         " on conflict (path) do update set size_bytes = excluded.size_bytes, mtime_ns = excluded.mtime_ns,"
@@ -188,9 +189,11 @@ def _record_path(conn: psycopg.Connection, path: Path, stat, sha: str) -> None:
     )
 
 
-def load_file(conn: psycopg.Connection, feed: Feed, path: Path) -> FileResult:
-    """Load one file in one transaction; a file already in the ledger (by sha256) is skipped."""
-    stat = path.stat()  # before hashing: a file changed meanwhile is hashed again next run
+def load_file(conn: psycopg.Connection, feed: Feed, path: Path, stat: os.stat_result) -> FileResult:
+    """Load one file in one transaction; a file already in the ledger (by sha256) is skipped.
+
+    `stat` is the file's, taken before hashing: a file changed meanwhile is read again next run.
+    """
     sha = sha256_of(path)
     with conn.transaction():
         conn.execute("select pg_advisory_xact_lock(hashtext(%s))", (sha,))
@@ -259,11 +262,11 @@ def ingest_landing(dsn: str, landing_dir: Path) -> dict[str, dict[str, int]]:
             if seen.get(str(path)) == (stat.st_size, stat.st_mtime_ns):
                 summary[feed.name]["files_skipped"] += 1
             else:
-                to_read.append((feed, path))
+                to_read.append((feed, path, stat))
         log.info("%d landing file(s), %d unchanged since they were read; reading %d", len(files),
                  len(files) - len(to_read), len(to_read))
-        for i, (feed, path) in enumerate(to_read, 1):
-            res = load_file(conn, feed, path)
+        for i, (feed, path, stat) in enumerate(to_read, 1):
+            res = load_file(conn, feed, path, stat)
             counts = summary[feed.name]
             counts[f"files_{res.status}"] += 1
             counts["rows_loaded"] += res.rows_loaded
