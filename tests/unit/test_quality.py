@@ -20,7 +20,7 @@ def test_suites_are_found_per_layer_and_all_load():
         suites(SETTINGS, "marts")
 
 
-def test_the_label_suite_alone_is_skipped_when_its_query_selects_nothing():
+def test_only_the_label_suite_is_declared_skippable_when_empty():
     features = load_suite(SETTINGS.gx_dir / "mart_customer_features.yml")
     labels = load_suite(SETTINGS.gx_dir / "mart_customer_labels.yml")
     # An empty feature mart must fail its row count, not be skipped; no matured label yet is nothing to check.
