@@ -6,11 +6,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: help setup demo simulate test test-fast up down lock clean-state
+.PHONY: help install setup demo simulate test dbt-ci ci-model up down lock clean-state
 
 help:
 	@echo "make demo   set up (venv, PostgreSQL, MLflow, Airflow DB) and run the whole pipeline"
-	@echo "make test   set up, then run the test suite"
+	@echo "make test   set up, then run the test suite (three xdist workers; TEST_WORKERS=N to change)"
+	@echo "make dbt-ci    dbt slim CI: build the models modified since BASE (default main) into schemas of their own"
+	@echo "make ci-model  model CI gate: train every spec on a small generated shop, fail if one would not be promoted"
 	@echo "make simulate  replay 26 weeks: monitoring, retraining, rolling vs frozen model (about 20 minutes)"
 	@echo "make up     start the Airflow UI (:8080) and the MLflow UI (:5000)"
 	@echo "make down   stop what these targets started"
@@ -41,8 +43,23 @@ $(CHROMIUM):
 	@echo "installing Debian's chromium for the browser tests (apt-get, needs root) ..."
 	apt-get install -y -q chromium > /dev/null || { apt-get update -q > /dev/null && apt-get install -y -q chromium > /dev/null; }
 
+# What the tests need installed: the venv and Debian's Chromium (.ci/run times this step on its own).
+install: $(INSTALLED) $(CHROMIUM)
+
+# Three xdist workers on 2 cores (the tests wait on PostgreSQL, MLflow and subprocesses much of the time),
+# each with its own databases, MLflow server and ports (tests/conftest.py).
+TEST_WORKERS ?= 3
 test: $(INSTALLED) $(CHROMIUM)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS)
+
+# dbt slim CI against the warehouse of this namespace (the demo's by default): BASE is the production code.
+BASE ?= main
+dbt-ci: $(INSTALLED)
+	$(BIN)/mlscale dbt-ci --base $(BASE)
+
+MODELS ?= $(basename $(notdir $(wildcard include/models/*.yml)))
+ci-model: $(INSTALLED)
+	$(BIN)/mlscale ci-model $(MODELS)
 
 up: $(INSTALLED)
 	$(BIN)/mlscale up
@@ -60,4 +77,4 @@ lock:
 
 # Forget generated data and local state (keeps the venv); services must be down first.
 clean-state: down
-	rm -rf .mlscale landing dbt_project/target dbt_project/logs
+	rm -rf .mlscale landing dbt_project/target* dbt_project/logs

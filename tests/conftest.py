@@ -1,5 +1,10 @@
 """Test settings: the same server as the demo, but databases `*_test`, MLflow on its own port, data in tmp folders.
 
+Under pytest-xdist (`make test` runs `pytest -n 2`) every worker has a namespace of its own: databases
+`*_test_gw0`, `*_test_gw1`, ..., MLflow on 5055 + the worker's number, Airflow home, GX site, dbt target and
+reports folders by suffix. What the workers share (the PostgreSQL server, the dbt manifest, the built shops
+that `tests.helpers.warehouse_from_template` copies) is made once per run under a file lock.
+
 The environment is exported here, at import, so Airflow reads it before anything imports Airflow.
 """
 
@@ -8,36 +13,47 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1", ... in an xdist worker; empty otherwise
 os.environ.setdefault("MLSCALE_DB_SUFFIX", "_test")
 os.environ.setdefault("MLSCALE_MLFLOW_PORT", "5055")
 # Reports the tests write (business report, browser screenshots) are kept here as test artifacts.
 os.environ.setdefault("MLSCALE_REPORTS_DIR", str(Path(__file__).resolve().parents[1] / "reports" / "test"))
+if WORKER:  # the controller exported the values above; each worker takes its own namespace from them
+    os.environ["MLSCALE_DB_SUFFIX"] += f"_{WORKER}"
+    os.environ["MLSCALE_MLFLOW_PORT"] = str(int(os.environ["MLSCALE_MLFLOW_PORT"]) + int(WORKER.removeprefix("gw")))
+    os.environ["MLSCALE_REPORTS_DIR"] = str(Path(os.environ["MLSCALE_REPORTS_DIR"]) / WORKER)
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 
 import pytest  # noqa: E402
 
 from mlscale.config import Settings  # noqa: E402
-from tests.helpers import empty_warehouse  # noqa: E402
+from tests.helpers import drop_templates, empty_warehouse, once_per_run, run_lock  # noqa: E402
 
 os.environ.update(Settings.from_env().service_env())
 
 
 @pytest.fixture(scope="session")
 def manifest() -> None:
-    """dbt's manifest.json, which warehouse_etl renders from (no database needed)."""
+    """dbt's manifest.json, which warehouse_etl renders from (no database needed); written once per run, as
+    every worker parses the bundle from it."""
     from mlscale.services import build_dbt_manifest
 
-    build_dbt_manifest(Settings.from_env())
+    settings = Settings.from_env()
+    with once_per_run(settings, "dbt-manifest") as first:
+        if first:
+            build_dbt_manifest(settings)
 
 
 @pytest.fixture(scope="session")
 def stack(manifest) -> Settings:
     """Real PostgreSQL (test databases), migrated Airflow metadata DB and a real MLflow server."""
-    from mlscale import services
+    from mlscale import postgres, services
     from mlscale.setup import setup
 
     before = services.http_ok(f"{Settings.from_env().mlflow_uri}/health")
-    settings = setup(Settings.from_env())
+    with run_lock(Settings.from_env(), "postgres"):  # one worker starts a private cluster, if one is needed
+        postgres.ensure_server(Settings.from_env())
+    settings = setup(Settings.from_env(), manifest=False)  # the `manifest` fixture built it, once for every worker
     os.environ.update(settings.service_env())
     yield settings
     if not before:
@@ -54,3 +70,63 @@ def warehouse(stack: Settings, tmp_path) -> Settings:
     os.environ["MLSCALE_LANDING_DIR"] = str(landing)
     yield Settings.from_env(env)
     os.environ["MLSCALE_LANDING_DIR"] = str(stack.landing_dir)
+
+
+# Modules whose tests are independent and need no costly module fixture: xdist spreads their tests one by
+# one. Every other module runs whole on one worker, in file order, so its module fixtures are built once.
+PER_TEST = {"tests/e2e/test_dirty_data.py", "tests/e2e/test_promotion.py", "tests/integration/test_ci_gates.py",
+            "tests/integration/test_ingest_postgres.py", "tests/integration/test_postgres_bootstrap.py",
+            "tests/integration/test_simulation.py", "tests/integration/test_warehouse_build.py",
+            "tests/integration/test_warehouse_history.py"}
+TIERS = ["e2e", "browser", "integration", "dags", "unit"]
+# The longest units of work (seconds as measured with 3 workers on 2 cores), started first so that the
+# shorter ones fill the gaps at the end. A test missing here only starts later; nothing else depends on it.
+SLOWEST_FIRST = [
+    "tests/e2e/test_orders_only.py",  # 533
+    "tests/integration/test_simulation.py::test_under_concept_drift",  # 473
+    "tests/e2e/test_dirty_data.py::test_a_failing_dbt_test",  # 369
+    "tests/e2e/test_approval.py",  # 300, building the e2e shop's template on the way
+    "tests/e2e/test_dirty_data.py::test_daily_increments",  # 269
+    "tests/integration/test_ci_gates.py::test_model_ci",  # 167
+    "tests/integration/test_business_report.py",  # 200
+    "tests/e2e/test_dirty_data.py::test_null_flood",  # 145
+    "tests/e2e/test_monitoring.py",  # 200
+    "tests/e2e/test_pipeline.py",  # 127
+]
+
+
+def _rank(item) -> int:
+    for i, prefix in enumerate(SLOWEST_FIRST):
+        if item.nodeid.startswith(prefix):
+            return i
+    return len(SLOWEST_FIRST) + next((i for i, t in enumerate(TIERS) if f"/tests/{t}/" in str(item.path)), len(TIERS))
+
+
+def pytest_collection_modifyitems(config, items):
+    """The slowest units first, then by tier (e2e, browser, integration, then the fast ones), so that under
+    xdist the long tests start at once and the short ones fill the gaps at the end; ties keep file order."""
+    items.sort(key=_rank)
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """`-n N`: a module is a unit of work (PER_TEST modules: each test), sent in collection order.
+
+    xdist's own `--dist loadgroup` cannot do this with pytest 9: its `xdist_group` mark rewrites
+    `item._nodeid`, which pytest 9 no longer reads (nodeids come from `item._id`), so groups are ignored."""
+    if config.getoption("dist") != "load":
+        return None  # an explicit --dist mode keeps xdist's own scheduler
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return nodeid if module in PER_TEST else module
+
+    config.option.loadscopereorder = False  # keep the order above (LoadScope would put the largest modules first)
+    return ModuleScheduling(config, log)
+
+
+def pytest_sessionfinish(session):
+    """The controller (or the only process) drops this run's template databases once every worker is done."""
+    if not WORKER:
+        drop_templates(Settings.from_env())

@@ -1,23 +1,23 @@
 {#-
-  The feature marts' build log, ops.dbt_model_builds: one row per build (dbt invocation id, relation, row
-  count, and the watermark: the newest load of its inputs it has seen). Training reads it to tag each MLflow
+  The feature marts' build log, ops.dbt_model_builds (<ci schema>_ops under the `ci` target): one row per
+  build (dbt invocation id, relation, row count, and the watermark: the newest load of its inputs it has seen). Training reads it to tag each MLflow
   run with the dbt build it used; customer_features reads its own watermark to find late rows.
 -#}
 {% macro build_log_ddl() %}
-    create schema if not exists ops;
-    create table if not exists ops.dbt_model_builds (
+    create schema if not exists {{ ops_schema() }};
+    create table if not exists {{ ops_schema() }}.dbt_model_builds (
         invocation_id text not null,
         relation text not null,
         row_count bigint not null,
         built_at timestamptz not null default now(),
         primary key (invocation_id, relation)
     );
-    alter table ops.dbt_model_builds add column if not exists watermark timestamptz;
+    alter table {{ ops_schema() }}.dbt_model_builds add column if not exists watermark timestamptz;
 {% endmacro %}
 
 {% macro record_build(watermark='null::timestamptz') %}
     {{ build_log_ddl() }}
-    insert into ops.dbt_model_builds (invocation_id, relation, row_count, watermark)
+    insert into {{ ops_schema() }}.dbt_model_builds (invocation_id, relation, row_count, watermark)
     select '{{ invocation_id }}', '{{ this.identifier }}', count(*), {{ watermark }} from {{ this }}
     on conflict (invocation_id, relation)
     do update set row_count = excluded.row_count, watermark = excluded.watermark, built_at = now();

@@ -154,6 +154,41 @@ def _dbt_docs(args) -> None:
     print(f"dbt docs (every model, column, test and the report exposure): {dbt_docs(settings(), load_specs())}")
 
 
+def _dbt_ci(args) -> None:
+    from mlscale.ci import dbt_slim_ci
+
+    result = dbt_slim_ci(settings(), state=args.state, base=args.base, schema=args.schema, keep=args.keep)
+    print(f"dbt slim CI: {len(result.results)} node(s) built and tested in {result.schema}_*"
+          + (" (kept)" if result.kept else " (dropped)"))
+    for node, status in sorted(result.results.items()):
+        print(f"  {status:<8} {node}")
+
+
+def _ci_model(args) -> None:
+    from mlscale import postgres
+    from mlscale.ci import CiFailed, model_ci
+    from mlscale.datagen import ShopParams
+    from mlscale.specs import load_spec, load_specs
+
+    shipped = load_specs()
+    specs = []
+    for name in args.models:
+        if name.endswith((".yml", ".yaml")):
+            specs.append((name, load_spec(Path(name))))
+        elif name in shipped:
+            specs.append((name, shipped[name]))
+        else:
+            raise CiFailed(f"no model spec {name!r}: one of {', '.join(sorted(shipped))}, or a spec file path")
+    postgres.ensure_server(settings())
+    os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"  # stdout: one line per model
+    checks = model_ci(settings(), specs, ShopParams(customers=args.customers, days=args.days, seed=args.seed))
+    failed = [c for c in checks if not c.passed]
+    if failed:
+        raise CiFailed(f"{len(failed)} of {len(checks)} model(s) would not be promoted: "
+                       + "; ".join(f"{c.model} ({c.source}): {c.reason}" for c in failed))
+    print(f"ci-model: all {len(checks)} model(s) pass the Staging gate and beat their baseline")
+
+
 def _up(args) -> None:
     from mlscale.airflow_ui import up
 
@@ -252,6 +287,20 @@ def main(argv: list[str] | None = None) -> int:
     rp.set_defaults(fn=_report)
     sub.add_parser("dbt-docs", help="dbt docs generate --static: the warehouse documented in one HTML file"
                    ).set_defaults(fn=_dbt_docs)
+    dc = sub.add_parser("dbt-ci", help="dbt slim CI: build the models modified since the base branch (and their "
+                                       "children) into schemas of their own, parents deferred to production")
+    dc.add_argument("--base", default="main", help="git ref of the production code (default: main)")
+    dc.add_argument("--state", type=Path, default=None, help="folder with the production manifest.json (instead of --base)")
+    dc.add_argument("--schema", default=None, help="prefix of the CI schemas (default: ci_<random>)")
+    dc.add_argument("--keep", action="store_true", help="keep the CI schemas for inspection")
+    dc.set_defaults(fn=_dbt_ci)
+    cm = sub.add_parser("ci-model", help="model CI gate: build a small generated shop, train each spec, fail when one "
+                                         "would not pass its Staging gate or beat its baseline")
+    cm.add_argument("models", nargs="+", metavar="MODEL", help="spec name (include/models) or spec file path")
+    cm.add_argument("--customers", type=int, default=600)
+    cm.add_argument("--days", type=int, default=270)
+    cm.add_argument("--seed", type=int, default=7)
+    cm.set_defaults(fn=_ci_model)
     sub.add_parser("up", help="start the Airflow UI (api-server, scheduler, dag-processor, triggerer)").set_defaults(fn=_up)
     sub.add_parser("down", help="stop what `up` and `setup` started").set_defaults(fn=_down)
 

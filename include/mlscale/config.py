@@ -117,7 +117,14 @@ class Settings:
 
     @property
     def dbt_manifest(self) -> Path:
+        """The manifest `mlscale setup` builds and Cosmos renders `warehouse_etl` from."""
         return self.dbt_project_dir / "target" / "manifest.json"
+
+    @property
+    def dbt_target_dir(self) -> Path:
+        """dbt's target folder for the dbt commands this namespace runs (`target`, `target_test`, ...): runs of
+        another namespace (tests, a replay) never write into the folder the demo's dbt reads, or each other's."""
+        return self.dbt_project_dir / f"target{self.db_suffix}"
 
     @property
     def models_dir(self) -> Path:
@@ -140,6 +147,8 @@ class Settings:
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.sqlalchemy_url(self.airflow_db),
             "AIRFLOW__COSMOS__ENABLE_TELEMETRY": "False",
             "AIRFLOW__COSMOS__PROPAGATE_LOGS": "False",
+            # Cosmos caches dbt's partial parse per DAG; one cache per namespace, as with dbt's target folder.
+            "AIRFLOW__COSMOS__CACHE_DIR": str(self.state_dir / f"cosmos{self.db_suffix}"),
             "DO_NOT_TRACK": "1",
             "SCARF_ANALYTICS": "false",
             "MLFLOW_TRACKING_URI": self.mlflow_uri,

@@ -58,12 +58,12 @@ def build_kpis(settings: Settings, specs: dict[str, ModelSpec]) -> str:
 
 def dbt_docs(settings: Settings, specs: dict[str, ModelSpec]) -> Path:
     """`dbt docs generate --static` over every node, the KPI marts and the report's exposure included: one HTML
-    file (dbt_project/target/static_index.html) that opens in a browser without a server."""
+    file (`static_index.html` in the namespace's dbt target folder) that opens in a browser without a server."""
     from mlscale.warehouse import dbt
 
     dbt(settings, "docs", "generate", "--static", "--select", "fqn:*",
         "--vars", json.dumps({"model_campaigns": campaigns(specs)}))
-    return settings.dbt_project_dir / "target" / "static_index.html"
+    return settings.dbt_target_dir / "static_index.html"
 
 
 def _frame(conn, query: str, params: tuple = ()) -> pd.DataFrame:

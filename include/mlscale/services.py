@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -116,10 +117,23 @@ def migrate_airflow_db(settings: Settings) -> None:
 
 
 def build_dbt_manifest(settings: Settings) -> Path:
-    """`dbt parse`: writes target/manifest.json, which Cosmos renders the DAG from (no dbt at parse time)."""
+    """`dbt parse`: writes target/manifest.json, which Cosmos renders the DAG from (no dbt at parse time).
+
+    dbt writes into a folder of its own first; the manifest (and the partial-parse file Cosmos starts from)
+    then replace the old ones by rename, so a DAG processor or test worker parsing the bundle meanwhile
+    reads the old file or the new one, never half of one."""
     env = {**os.environ, **settings.service_env()}
-    res = subprocess.run([str(BIN / "dbt"), "parse", "--project-dir", str(settings.dbt_project_dir)],
-                         env=env, capture_output=True, text=True, cwd=settings.dbt_project_dir)
-    if res.returncode != 0:
-        raise RuntimeError(f"dbt parse failed:\n{res.stdout[-3000:]}{res.stderr[-3000:]}")
+    target = settings.dbt_manifest.parent
+    staging = target / f".parse-{os.getpid()}"
+    res = subprocess.run([str(BIN / "dbt"), "parse", "--project-dir", str(settings.dbt_project_dir),
+                          "--target-path", str(staging)], env=env, capture_output=True, text=True,
+                         cwd=settings.dbt_project_dir)
+    try:
+        if res.returncode != 0:
+            raise RuntimeError(f"dbt parse failed:\n{res.stdout[-3000:]}{res.stderr[-3000:]}")
+        for name in ("partial_parse.msgpack", "manifest.json"):  # the manifest last: it is what readers look for
+            if (staging / name).exists():
+                os.replace(staging / name, target / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return settings.dbt_manifest

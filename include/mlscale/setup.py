@@ -12,8 +12,10 @@ from mlscale.config import Settings
 log = logging.getLogger(__name__)
 
 
-def setup(settings: Settings) -> Settings:
-    """Make every service answer; return settings that point at them (and export them to this process)."""
+def setup(settings: Settings, manifest: bool = True) -> Settings:
+    """Make every service answer; return settings that point at them (and export them to this process).
+
+    `manifest=False` leaves the dbt manifest as it is (the tests build it once for all their workers)."""
     steps = []
 
     def step(name, fn, *args):
@@ -32,6 +34,7 @@ def setup(settings: Settings) -> Settings:
         log.info("created databases: %s", ", ".join(created))
     os.environ.update(settings.service_env())
     step("airflow db migrate", services.migrate_airflow_db, settings)
-    step("dbt manifest", services.build_dbt_manifest, settings)
+    if manifest:
+        step("dbt manifest", services.build_dbt_manifest, settings)
     step("mlflow server", services.ensure_mlflow, settings)
     return settings

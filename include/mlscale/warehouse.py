@@ -24,16 +24,23 @@ class DbtFailed(RuntimeError):
     """A dbt command failed; the message ends with dbt's own output."""
 
 
-def _run_dbt(settings: Settings, *args: str) -> subprocess.CompletedProcess:
-    """The dbt CLI of this venv on the settings' warehouse and project, output captured."""
+def _run_dbt(settings: Settings, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """The dbt CLI of this venv on the settings' warehouse and project, output captured.
+
+    Artefacts go to the namespace's target folder (`settings.dbt_target_dir`) unless `args` name one, and logs
+    to `<state>/log/dbt<suffix>`: two namespaces (the demo and the tests, or two test workers) never write the
+    same files, and the manifest Cosmos renders from is only written by `mlscale setup`. `env` adds variables."""
+    if "--target-path" not in args:
+        args = (*args, "--target-path", str(settings.dbt_target_dir))
+    args = (*args, "--log-path", str(settings.log_dir / f"dbt{settings.db_suffix}"))
     return subprocess.run([str(Path(sys.executable).parent / "dbt"), *args, "--project-dir", str(settings.dbt_project_dir)],
-                          env={**os.environ, **settings.service_env()}, capture_output=True, text=True,
+                          env={**os.environ, **settings.service_env(), **(env or {})}, capture_output=True, text=True,
                           cwd=settings.dbt_project_dir)
 
 
-def dbt(settings: Settings, *args: str) -> str:
+def dbt(settings: Settings, *args: str, env: dict[str, str] | None = None) -> str:
     """Run the dbt CLI on the settings' warehouse; return its output, raise DbtFailed when it fails."""
-    res = _run_dbt(settings, *args)
+    res = _run_dbt(settings, *args, env=env)
     if res.returncode != 0:
         raise DbtFailed(f"dbt {' '.join(args)} failed:\n{res.stdout[-4000:]}{res.stderr[-2000:]}")
     return res.stdout

@@ -3,7 +3,7 @@
 The shop is built through Airflow (ingest_landing, warehouse_etl), churn_90d v1 is trained and promoted, then
 score_churn_90d and business_report run through Airflow too. The DAGs are serialized into the metadata DB
 (`airflow dags reserialize`, what the dag-processor does) and a real api-server serves the UI and the plugin.
-Screenshots are kept in reports/test/browser/.
+Screenshots are kept in reports/test/browser/ (reports/test/<xdist worker>/browser/ under xdist).
 """
 
 import os
@@ -18,10 +18,10 @@ from mlscale import dagrun, registry, reporting, services
 from mlscale.postgres import table_exists
 from mlscale.specs import load_specs
 from tests.e2e.conftest import FAST, MODEL, api_server, shop, train_version  # noqa: F401 (shop is a fixture)
-from tests.helpers import drop_registered_model
+from tests.helpers import drop_registered_model, port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
-PORT = 8096
+PORT = port(8096)  # this xdist worker's own
 CHROMIUM = "/usr/bin/chromium"
 # As root, on a closed network: no sandbox, no background connections (see the environment notes in the README).
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",

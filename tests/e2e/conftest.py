@@ -10,10 +10,9 @@ import psycopg
 import pytest
 
 from mlscale import airflow_ui, dagrun, registry, services, training
-from mlscale.datagen import ShopParams, generate
 from mlscale.postgres import table_exists
 from mlscale.specs import Baseline, Business, Candidate, Features, load_specs
-from tests.helpers import drop_registered_model, empty_warehouse
+from tests.helpers import airflow_shop, drop_registered_model
 
 MODEL = "churn_90d"
 SPEC = load_specs()[MODEL]
@@ -30,16 +29,8 @@ WEAK = SPEC.model_copy(update={
 
 @pytest.fixture(scope="module")
 def shop(stack, tmp_path_factory):
-    """A small shop through ingest_landing and warehouse_etl, built once for the module."""
-    empty_warehouse(stack)
-    landing = tmp_path_factory.mktemp("landing")
-    generate(ShopParams(customers=600, days=270, seed=41), landing)
-    os.environ["MLSCALE_LANDING_DIR"] = str(landing)
-    try:
-        for dag_id in ("ingest_landing", "warehouse_etl"):
-            dagrun.run_dag(stack, dag_id)
-    finally:
-        os.environ["MLSCALE_LANDING_DIR"] = str(stack.landing_dir)
+    """The e2e shop built through ingest_landing and warehouse_etl: once per test run, copied for each module."""
+    airflow_shop(stack, tmp_path_factory.mktemp("landing"))
     mlflow.set_tracking_uri(stack.mlflow_uri)
     return stack
 

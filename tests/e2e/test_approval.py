@@ -16,10 +16,10 @@ from mlscale import airflow_ui, dagrun
 from mlscale.config import Settings
 from mlscale.specs import SPECS_DIR, load_spec
 from tests.e2e.conftest import MODEL, api_server, registry_state, weak_production_and_better_candidate
-from tests.helpers import query
+from tests.helpers import port, query
 
 pytestmark = pytest.mark.e2e
-API_PORT = 8095
+API_PORT = port(8095)  # this xdist worker's own
 
 
 @pytest.fixture(scope="module")

@@ -11,10 +11,12 @@ from mlscale.ingest import ingest_landing
 from mlscale.specs import Features, SPECS_DIR
 from mlscale.warehouse import run_etl
 from tests.e2e.conftest import MODEL, WEAK, registry_state
-from tests.helpers import drop_registered_model, query
+from tests.helpers import AIRFLOW_SHOP, drop_registered_model, query
 
+# Under xdist one worker runs the module, in file order (tests/conftest.py): the scheduled-retraining test
+# starts from the Production version the price-drift test promoted.
 pytestmark = pytest.mark.e2e
-SHOP = ShopParams(customers=600, days=270, seed=41)  # the shop of the `shop` fixture
+SHOP = AIRFLOW_SHOP  # the shop of the `shop` fixture
 # A weak model on spend and age: registered (it beats the mean), clearly worse than the shipped spec,
 # and its inputs move when prices do.
 SPENDY = WEAK.model_copy(update={"features": Features(numeric=["amount_30d", "age"])})

@@ -182,8 +182,8 @@ def test_dbt_docs_document_the_kpi_marts_and_the_report_exposure(scored):
     for name in ("kpi_daily", "kpi_churn_rate", "kpi_retention_cohorts", "kpi_revenue_at_risk", "kpi_model_value",
                  "kpi_model_lift", "exposure.mlscale.business_report"):
         assert name in page, name
-    catalog = json.loads((stack.dbt_project_dir / "target" / "catalog.json").read_text())
-    manifest = json.loads((stack.dbt_project_dir / "target" / "manifest.json").read_text())
+    catalog = json.loads((stack.dbt_target_dir / "catalog.json").read_text())
+    manifest = json.loads((stack.dbt_target_dir / "manifest.json").read_text())
     for node, entry in catalog["nodes"].items():
         if node.startswith("model.mlscale.kpi_"):  # every built column is documented
             documented = manifest["nodes"][node]["columns"]

@@ -27,3 +27,13 @@ def test_private_cluster_dsn_is_picked_up(tmp_path):
     assert s.pg_dsn == "postgresql://mlscale@127.0.0.1:54329/postgres"
     assert s.conn_params("warehouse")["user"] == "mlscale"
     assert Path(s.service_env()["AIRFLOW_HOME"]) == tmp_path / ".mlscale" / "airflow"
+
+
+def test_each_namespace_has_its_own_dbt_target_and_cosmos_cache(tmp_path):
+    demo = Settings.from_env({"MLSCALE_ROOT": str(tmp_path)})
+    worker = Settings.from_env({"MLSCALE_ROOT": str(tmp_path), "MLSCALE_DB_SUFFIX": "_test_gw1"})
+    assert demo.dbt_target_dir == tmp_path / "dbt_project" / "target"
+    assert worker.dbt_target_dir == tmp_path / "dbt_project" / "target_test_gw1"
+    # the manifest Cosmos renders from is the one `mlscale setup` builds, whatever the namespace
+    assert demo.dbt_manifest == worker.dbt_manifest == tmp_path / "dbt_project" / "target" / "manifest.json"
+    assert worker.service_env()["AIRFLOW__COSMOS__CACHE_DIR"] == str(tmp_path / ".mlscale" / "cosmos_test_gw1")

@@ -40,7 +40,7 @@ customers as (
 {% if is_incremental() %}
 watermark as (
     select coalesce(max(watermark), '-infinity'::timestamptz) as loaded_at
-    from ops.dbt_model_builds
+    from {{ ops_schema() }}.dbt_model_builds
     where relation = '{{ this.identifier }}'
 ),
 {% endif %}
