@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import codecs
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from functools import cache
@@ -69,11 +70,20 @@ class Column:
 
 
 @dataclass(frozen=True)
+class FileFormat:
+    """How a feed's files are written (`format:` in the contract): text encoding and field delimiter."""
+
+    encoding: str = "utf-8"
+    delimiter: str = ","
+
+
+@dataclass(frozen=True)
 class Feed:
     name: str
     mandatory: bool
     key: tuple[str, ...]
     columns: tuple[Column, ...]
+    format: FileFormat = field(default_factory=FileFormat)
 
     @property
     def column_names(self) -> list[str]:
@@ -95,5 +105,23 @@ def load_contract(path: Path = CONTRACT_PATH) -> dict[str, Feed]:
             if cspec["type"] not in PARSERS:
                 raise ValueError(f"{path}: feed {name}, column {col}: unknown type {cspec['type']!r}")
             cols.append(Column(col, cspec["type"], bool(cspec.get("required", False))))
-        feeds[name] = Feed(name, bool(spec.get("mandatory", False)), tuple(spec["key"]), tuple(cols))
+        feeds[name] = Feed(name, bool(spec.get("mandatory", False)), tuple(spec["key"]), tuple(cols),
+                           _file_format(path, name, spec.get("format") or {}))
     return feeds
+
+
+def _file_format(path: Path, feed: str, spec: dict) -> FileFormat:
+    """A feed's `format:` block, checked: a known encoding, a one-character delimiter, no other keys."""
+    unknown = set(spec) - {"encoding", "delimiter"}
+    if unknown:
+        raise ValueError(f"{path}: feed {feed}, format: unknown key(s) {', '.join(sorted(unknown))} "
+                         "(known: encoding, delimiter)")
+    fmt = FileFormat(**spec)
+    try:
+        codecs.lookup(fmt.encoding)
+    except LookupError:
+        raise ValueError(f"{path}: feed {feed}, format.encoding: unknown encoding {fmt.encoding!r}") from None
+    if len(fmt.delimiter) != 1 or fmt.delimiter in "\"\r\n":
+        raise ValueError(f"{path}: feed {feed}, format.delimiter: one character other than a quote or line end, "
+                         f"not {fmt.delimiter!r}")
+    return fmt

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
+import io
 import logging
 import os
 from dataclasses import dataclass, field
@@ -79,33 +81,85 @@ class FileResult:
     error: str | None = None
 
 
-def sha256_of(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+def read_file(path: Path) -> tuple[bytes, str]:
+    """A landing file's bytes and their sha256, read once: the hash is of exactly the bytes that are parsed."""
+    data = path.read_bytes()
+    return data, hashlib.sha256(data).hexdigest()
 
 
-def parse_file(path: Path, feed: Feed) -> ParsedFile:
-    """Check header and rows of a CSV file against `feed`; never raises for bad content."""
+def _decode(data: bytes, path: Path, feed: Feed) -> tuple[str | None, str | None]:
+    """(text, None), or (None, why) when the bytes are not in the feed's encoding. A UTF-8 byte-order mark
+    (what Excel writes) is not part of the first column's name."""
+    encoding = feed.format.encoding
+    try:
+        return data.decode("utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding), None
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        return None, (f"{path}: not {encoding}: byte 0x{data[exc.start]:02x} at offset {exc.start} (line {line}); "
+                      f"deliver the file in {encoding}, or declare its encoding for feed {feed.name} in the "
+                      "contract (format: {encoding: latin-1})")
+
+
+def _csv_problem(exc: csv.Error) -> str:
+    """What a csv.Error means for the person who sent the file."""
+    text = str(exc)
+    if text.startswith("field larger than field limit"):
+        return (f"a field longer than {csv.field_size_limit():,} characters (the CSV parser's limit): a corrupt "
+                "export or a quote that is never closed; fix the file and deliver it again")
+    if text == "unexpected end of data":
+        return ("a quoted field is not closed before the end of the file, so every row after it would be lost; "
+                "fix the quoting and deliver the file again")
+    return f"malformed CSV ({text}); fix the quoting and deliver the file again"
+
+
+DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
+
+
+def _header_problem(path: Path, feed: Feed, header: list[str], names: list[str]) -> str | None:
+    """Why a header does not fit the feed (required columns missing, a name twice), or None."""
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        return f"{path}: column(s) {', '.join(twice)} named more than once (names are compared ignoring case and spaces)"
+    missing = [c for c in feed.required_columns if c not in names]
+    if not missing:
+        return None
+    why = f"{path}: missing required column(s) {', '.join(missing)} for feed {feed.name}"
+    others = [d for d in DELIMITERS if d != feed.format.delimiter and d in header[0]] if len(header) == 1 else []
+    if others:
+        d = others[0]
+        why += (f"; the header is one field containing {d!r}: the file looks {DELIMITERS[d]}-separated, while the "
+                f"contract expects {feed.format.delimiter!r} (declare format: {{delimiter: {d!r}}} for the feed, or "
+                "deliver it comma-separated)")
+    return why
+
+
+def parse_bytes(data: bytes, path: Path, feed: Feed) -> ParsedFile:
+    """Check header and rows of a CSV file's bytes against `feed`; never raises for bad content.
+
+    Rows that break the contract are quarantined (first line of the record, its raw text, the reason); a file
+    that cannot be read as CSV in the feed's format is rejected whole, so every row of the file is either
+    loaded, quarantined, or part of a rejected file."""
+    text, why = _decode(data, path, feed)
+    if why:
+        return ParsedFile(error=why)
     out = ParsedFile()
-    with path.open(newline="", encoding="utf-8", errors="replace") as fh:
-        reader = csv.reader(fh)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=feed.format.delimiter, strict=True)
+    physical: list[str] = []  # the file's lines, split only once a record is quarantined (its raw text)
+    start = 1  # first line of the record being read
+    try:
         header = next(reader, None)
         if not header:
             out.error = f"{path}: empty file, expected a header row with {', '.join(feed.column_names)}"
             return out
-        header = [h.strip() for h in header]
-        missing = [c for c in feed.required_columns if c not in header]
-        if missing:
-            out.error = f"{path}: missing required column(s) {', '.join(missing)} for feed {feed.name}"
+        names = [h.strip().casefold() for h in header]
+        if problem := _header_problem(path, feed, header, names):
+            out.error = problem
             return out
-        out.extra_columns = [h for h in header if h not in feed.column_names]
-        positions = [(c, header.index(c.name) if c.name in header else None) for c in feed.columns]
+        out.extra_columns = [h.strip() for h, n in zip(header, names) if n not in feed.column_names]
+        positions = [(c, names.index(c.name) if c.name in names else None) for c in feed.columns]
+        start = reader.line_num + 1
         for row in reader:
-            line_no = reader.line_num
+            line_no, start = start, reader.line_num + 1
             if not row:
                 continue
             reason = None
@@ -127,9 +181,12 @@ def parse_file(path: Path, feed: Feed) -> ParsedFile:
                         reason = f"{col.name}: {exc}"
                         break
             if reason:
-                out.quarantined.append((line_no, ",".join(row), reason))
+                physical = physical or io.StringIO(text, newline="").readlines()
+                out.quarantined.append((line_no, "".join(physical[line_no - 1:start - 1]).rstrip("\r\n"), reason))
             else:
                 out.rows.append((*values, line_no))
+    except csv.Error as exc:
+        return ParsedFile(error=f"{path}: line {start}: {_csv_problem(exc)}")
     return out
 
 
@@ -163,15 +220,38 @@ def delivery_date(path: Path) -> date | None:
 
 
 def discover(landing_dir: Path, feeds: dict[str, Feed]) -> list[tuple[Feed, Path]]:
-    """Landing files of known feeds, oldest delivery day first."""
-    found = []
+    """Landing files of known feeds, oldest delivery day first.
+
+    Files whose name starts with `.` or `_` are being written or uploaded (the convention of Spark and Hive)
+    and wait until they are renamed; `.csv` files outside a `dt=` folder are reported and left alone."""
+    found, waiting, outside = [], [], []
     for feed in feeds.values():
         for path in sorted((landing_dir / feed.name).glob("dt=*/*.csv")):
-            found.append((feed, path))
+            (waiting if path.name.startswith((".", "_")) else found).append((feed, path))
+        outside += [p for p in sorted((landing_dir / feed.name).rglob("*.csv"))
+                    if not p.parent.name.startswith("dt=") or p.parent.parent != landing_dir / feed.name]
+    if waiting:
+        log.info("%d file(s) still being written (name starts with . or _) wait until renamed: %s", len(waiting),
+                 ", ".join(str(p) for _, p in waiting[:5]))
+    if outside:
+        log.warning("ignoring %d file(s) outside landing/<feed>/dt=YYYY-MM-DD/: %s", len(outside),
+                    ", ".join(str(p) for p in outside[:5]))
     unknown = sorted(p.name for p in landing_dir.glob("*") if p.is_dir() and p.name not in feeds)
     if unknown:
         log.warning("ignoring landing folders that are not feeds in the contract: %s", ", ".join(unknown))
     return sorted(found, key=lambda fp: (fp[1].parent.name, fp[0].name, fp[1].name))
+
+
+def path_problem(landing_dir: Path, path: Path) -> str | None:
+    """Why a landing file must not be loaded from where it is (a folder that is not a day, a link out of the
+    landing folder), or None. Such a file gets no ledger row: once moved, it loads."""
+    if path.is_symlink() and not path.resolve().is_relative_to(landing_dir.resolve()):
+        return (f"{path}: a link to {path.resolve()}, outside the landing folder {landing_dir}: copy the file in "
+                "instead of linking it")
+    if delivery_date(path) is None:
+        return (f"{path}: folder {path.parent.name} is not a delivery day (dt=YYYY-MM-DD): move the file into "
+                "its day's folder")
+    return None
 
 
 def _seen_paths(conn: psycopg.Connection) -> dict[str, tuple[int, int]]:
@@ -192,16 +272,21 @@ def _record_path(conn: psycopg.Connection, path: Path, stat: os.stat_result, sha
 def load_file(conn: psycopg.Connection, feed: Feed, path: Path, stat: os.stat_result) -> FileResult:
     """Load one file in one transaction; a file already in the ledger (by sha256) is skipped.
 
-    `stat` is the file's, taken before hashing: a file changed meanwhile is read again next run.
+    `stat` is the file's, taken before reading: a file that changed meanwhile (still being written) is
+    left for the next run.
     """
-    sha = sha256_of(path)
+    data, sha = read_file(path)
+    if len(data) != stat.st_size:
+        log.warning("%s changed while it was being read (%d bytes, then %d): left for the next run", path,
+                    stat.st_size, len(data))
+        return FileResult(feed.name, str(path), sha, "skipped", error="changed while being read")
     with conn.transaction():
         conn.execute("select pg_advisory_xact_lock(hashtext(%s))", (sha,))
         seen = conn.execute("select status, error from ops.ingest_files where sha256 = %s", (sha,)).fetchone()
         if seen:
             _record_path(conn, path, stat, sha)
             return FileResult(feed.name, str(path), sha, "skipped", error=seen[1])
-        parsed = parse_file(path, feed)
+        parsed = parse_bytes(data, path, feed)
         if parsed.error:
             conn.execute(
                 "insert into ops.ingest_files (sha256, feed, path, status, error) values (%s, %s, %s, 'rejected', %s)",
@@ -266,6 +351,11 @@ def ingest_landing(dsn: str, landing_dir: Path) -> dict[str, dict[str, int]]:
         log.info("%d landing file(s), %d unchanged since they were read; reading %d", len(files),
                  len(files) - len(to_read), len(to_read))
         for i, (feed, path, stat) in enumerate(to_read, 1):
+            if problem := path_problem(landing_dir, path):
+                summary[feed.name]["files_rejected"] += 1
+                log.error("rejected %s", problem)
+                rejected.append(problem)
+                continue
             res = load_file(conn, feed, path, stat)
             counts = summary[feed.name]
             counts[f"files_{res.status}"] += 1

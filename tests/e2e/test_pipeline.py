@@ -25,6 +25,13 @@ def _candidate_event(settings):
                             " where a.name = %s order by e.id desc limit 1", (f"{MODEL}_candidate",)).fetchone()
 
 
+def _raw_orders_events(settings, run_id: str) -> int:
+    """Asset events of raw.orders that the DAG run `run_id` emitted (Airflow metadata DB)."""
+    with psycopg.connect(settings.dsn(settings.airflow_db)) as conn:
+        return conn.execute("select count(*) from asset_event e join asset a on a.id = e.asset_id"
+                            " where a.name = 'raw.orders' and e.source_run_id = %s", (run_id,)).fetchone()[0]
+
+
 @pytest.fixture
 def clean_registry(stack):
     drop_registered_model(stack, MODEL)
@@ -73,6 +80,12 @@ def test_pipeline_end_to_end(warehouse, clean_registry):
         [(latest_as_of, "1", active)]
     assert _rows(warehouse, "select count(*) from kpi.kpi_model_value")[0][0] == 0
     assert "<h1>Business report</h1>" in (warehouse.reports_dir / "business_report.html").read_text()
+
+    # A rerun of ingest_landing with nothing new is skipped and announces nothing: no warehouse_etl run follows.
+    rerun = dagrun.run_dag(warehouse, "ingest_landing")
+    assert rerun.task_states == {"load_landing_files": "skipped"}
+    assert (_raw_orders_events(warehouse, runs["ingest_landing"].run_id), _raw_orders_events(warehouse, rerun.run_id)) \
+        == (1, 0)
 
     # No Production yet: monitoring asked for the first model.
     assert runs[f"monitor_{MODEL}"].task_states == {"monitor": "success", "request_retrain": "success"}

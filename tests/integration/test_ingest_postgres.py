@@ -9,7 +9,7 @@ import pytest
 from mlscale import ingest
 from mlscale.datagen import ShopParams, generate, read_landing
 from mlscale.ingest import IngestRejected, ingest_landing
-from tests.helpers import scalar
+from tests.helpers import query, scalar
 
 pytestmark = pytest.mark.integration
 PARAMS = ShopParams(customers=200, days=40, seed=11)
@@ -43,12 +43,12 @@ def test_a_rerun_reads_only_new_or_changed_files(warehouse, monkeypatch, caplog)
     dsn = warehouse.dsn(warehouse.warehouse_db)
     # One transaction per file: while a file is parsed, every file before it is committed, seen from outside.
     committed_before = []
-    monkeypatch.setattr(ingest, "parse_file", lambda path, feed, real=ingest.parse_file: committed_before.append(
-        scalar(warehouse, "select count(*) from ops.ingest_files")) or real(path, feed))
+    monkeypatch.setattr(ingest, "parse_bytes", lambda data, path, feed, real=ingest.parse_bytes: committed_before.append(
+        scalar(warehouse, "select count(*) from ops.ingest_files")) or real(data, path, feed))
     assert ingest_landing(dsn, warehouse.landing_dir)["orders"]["files_loaded"] == 10
     assert committed_before == list(range(10))
     hashed = []
-    monkeypatch.setattr(ingest, "sha256_of", lambda path, real=ingest.sha256_of: hashed.append(path) or real(path))
+    monkeypatch.setattr(ingest, "read_file", lambda path, real=ingest.read_file: hashed.append(path) or real(path))
 
     # Nothing changed: every file is known by path, size and mtime, none is read.
     with caplog.at_level(logging.INFO, logger="mlscale.ingest"):
@@ -103,3 +103,60 @@ def test_bad_rows_quarantined_and_bad_file_rejected(warehouse):
     # The known rejection is not re-raised on the next run; the ledger keeps it.
     again = ingest_landing(warehouse.dsn(warehouse.warehouse_db), warehouse.landing_dir)
     assert again["orders"]["files_skipped"] == 2
+
+
+ORDERS_HEADER = "order_id,customer_id,ordered_at,amount,channel\r\n"
+
+
+def _order(i: int, channel: str = "web") -> str:
+    return f"{i},{i % 7},2026-01-0{1 + i % 2}T10:00:00+00:00,{i}.50,{channel}\r\n"
+
+
+def test_everyday_exports_load_and_broken_ones_are_refused_with_the_reason(warehouse, tmp_path):
+    landing, dsn = warehouse.landing_dir, warehouse.dsn(warehouse.warehouse_db)
+    day = landing / "orders" / "dt=2026-01-01"
+    day.mkdir(parents=True)
+    files = {  # name -> bytes, as real systems write them
+        "excel.csv": b"\xef\xbb\xbf" + (ORDERS_HEADER + _order(1) + _order(2)).encode(),  # BOM, CRLF
+        "shouting.csv": (" ORDER_ID ,Customer_ID,Ordered_At,AMOUNT,channel\n" + _order(3) + _order(4, "")).encode(),
+        "latin1.csv": (ORDERS_HEADER + _order(5, "café")).encode("latin-1"),
+        "huge.csv": (ORDERS_HEADER + _order(6) + _order(7, '"' + "x" * 2_000_000 + '"')).encode(),
+        "unclosed.csv": (ORDERS_HEADER + _order(8, '"web') + _order(9) + _order(10)).encode(),
+        "semicolons.csv": (ORDERS_HEADER + _order(11)).replace(",", ";").encode(),
+        ".uploading.csv": (ORDERS_HEADER + _order(12)).encode(),
+    }
+    for name, data in files.items():
+        (day / name).write_bytes(data)
+    not_a_day = landing / "orders" / "dt=2024-13-45"
+    not_a_day.mkdir()
+    (not_a_day / "orders.csv").write_bytes((ORDERS_HEADER + _order(13)).encode())
+    (tmp_path / "outside.csv").write_bytes((ORDERS_HEADER + _order(14)).encode())
+    (day / "linked.csv").symlink_to(tmp_path / "outside.csv")
+
+    with pytest.raises(IngestRejected) as rejected:
+        ingest_landing(dsn, landing)
+
+    # Every refused file is named with what to do, and nothing of it reached raw.
+    message = str(rejected.value)
+    assert message.startswith("6 file(s) rejected and not loaded:")
+    for name, why in (("latin1.csv", "not utf-8: byte 0xe9 at offset"),
+                      ("huge.csv", "line 3: a field longer than 131,072 characters"),
+                      ("unclosed.csv", "line 2: a quoted field is not closed before the end of the file"),
+                      ("semicolons.csv", "the file looks semicolon-separated"),
+                      ("linked.csv", "outside the landing folder"),
+                      ("orders.csv", "folder dt=2024-13-45 is not a delivery day")):
+        assert any(name in line and why in line for line in message.splitlines()), (name, message)
+    assert sorted(scalar(warehouse, "select array_agg(order_id) from raw.orders")) == [1, 2, 3, 4]
+    # Each file read is in the ledger, and each of its rows is loaded or quarantined, or the file is rejected.
+    ledger = {r[0].rsplit("/", 1)[1]: r[1:] for r in query(
+        warehouse, "select path, status, rows_loaded, rows_quarantined from ops.ingest_files").itertuples(index=False)}
+    assert ledger == {"excel.csv": ("loaded", 2, 0), "shouting.csv": ("loaded", 2, 0), "latin1.csv": ("rejected", 0, 0),
+                      "huge.csv": ("rejected", 0, 0), "unclosed.csv": ("rejected", 0, 0),
+                      "semicolons.csv": ("rejected", 0, 0)}
+    # The file still being uploaded loads once renamed, the misplaced one once moved into its day.
+    (day / ".uploading.csv").rename(day / "uploaded.csv")
+    (not_a_day / "orders.csv").rename(day / "moved.csv")
+    (day / "linked.csv").unlink()
+    again = ingest_landing(dsn, landing)
+    assert again["orders"]["files_loaded"] == 2 and again["orders"]["rows_loaded"] == 2
+    assert sorted(scalar(warehouse, "select array_agg(order_id) from raw.orders")) == [1, 2, 3, 4, 12, 13]

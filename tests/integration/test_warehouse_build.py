@@ -1,6 +1,7 @@
 """dbt builds the warehouse on real PostgreSQL, and the feature mart matches features computed by hand."""
 
 import logging
+import shutil
 
 import pandas as pd
 import psycopg
@@ -10,7 +11,7 @@ from mlscale.datagen import ShopParams, generate, read_landing
 from mlscale.ingest import ingest_landing
 from mlscale.quality import DataQualityError, gate
 from mlscale.warehouse import DbtFailed, StaleSource, claim_batch, freshness_target, publish_batch, source_freshness
-from tests.helpers import dbt, query, scalar
+from tests.helpers import dbt, empty_warehouse, query, scalar
 
 pytestmark = pytest.mark.integration
 PARAMS = ShopParams(customers=250, days=150, seed=5)
@@ -207,3 +208,41 @@ def test_batch_scope_skips_when_nothing_new_arrived(warehouse):
     assert claim_batch(warehouse, "run-2") == 0
     assert gate(warehouse, ["raw_orders", "raw_ingest_batch"], "run-2") == {
         "raw_orders": {"skipped": 1}, "raw_ingest_batch": {"skipped": 1}}
+
+
+def _orders_file(landing, day: int, channel: bool, rows: int = 20) -> None:
+    """One day of orders, with or without the optional channel column."""
+    folder = landing / "orders" / f"dt=2026-01-{day:02d}"
+    folder.mkdir(parents=True)
+    lines = [f"{day * 100 + i},{i % 7},2026-01-{day:02d}T10:00:00+00:00,{i + 1}.50" + (",web" if channel else "")
+             for i in range(rows)]
+    (folder / "orders.csv").write_text("order_id,customer_id,ordered_at,amount" + (",channel" if channel else "")
+                                       + "\n" + "\n".join(lines) + "\n")
+
+
+def test_the_null_flood_gate_judges_a_feed_by_its_own_history(warehouse):
+    dsn = warehouse.dsn(warehouse.warehouse_db)
+    # A real orders log: customer, time, amount, never a channel. Not a flood: its files always look so.
+    for day in range(1, 6):
+        _orders_file(warehouse.landing_dir, day, channel=False)
+    ingest_landing(dsn, warehouse.landing_dir)
+    claim_batch(warehouse, "run-1")
+    assert gate(warehouse, "raw_orders_per_file", "run-1")["raw_orders_per_file"]["failed_critical"] == 0
+    assert publish_batch(warehouse, "run-1") == 5
+
+    # A feed that delivered channels for weeks and stops from one day on: that day's file fails.
+    empty_warehouse(warehouse)
+    shutil.rmtree(warehouse.landing_dir / "orders")
+    for day in range(1, 21):
+        _orders_file(warehouse.landing_dir, day, channel=True)
+    ingest_landing(dsn, warehouse.landing_dir)
+    claim_batch(warehouse, "run-2")
+    gate(warehouse, "raw_orders_per_file", "run-2")
+    publish_batch(warehouse, "run-2")
+    _orders_file(warehouse.landing_dir, 21, channel=False)
+    ingest_landing(dsn, warehouse.landing_dir)
+    claim_batch(warehouse, "run-3")
+    with pytest.raises(DataQualityError, match=r"raw_orders_per_file: expect_column_values_to_be_between"):
+        gate(warehouse, "raw_orders_per_file", "run-3")
+    assert query(warehouse, "select success, unexpected_count from ops.dq_results where run_id = 'run-3'"
+                            " and suite = 'raw_orders_per_file'").values.tolist() == [[False, 1]]

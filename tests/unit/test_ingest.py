@@ -1,10 +1,20 @@
+import dataclasses
+import logging
+import re
 from datetime import datetime, timezone
 from decimal import Decimal
 
-from mlscale.contract import load_contract
-from mlscale.ingest import discover, parse_file, sha256_of
+import pytest
+import yaml
+
+from mlscale.contract import FileFormat, load_contract
+from mlscale.ingest import discover, load_file, parse_bytes, path_problem, read_file
 
 ORDERS = load_contract()["orders"]
+
+
+def parse_file(path, feed):
+    return parse_bytes(path.read_bytes(), path, feed)
 
 
 def _write(tmp_path, text, name="orders.csv"):
@@ -99,4 +109,129 @@ def test_sha256_depends_on_content_only(tmp_path):
     a = _write(tmp_path, "same\n", "a.csv")
     b = _write(tmp_path, "same\n", "b.csv")
     c = _write(tmp_path, "other\n", "c.csv")
-    assert sha256_of(a) == sha256_of(b) != sha256_of(c)
+    assert read_file(a)[1] == read_file(b)[1] != read_file(c)[1]
+    assert read_file(a)[0] == b"same\n"
+
+
+HEADER = "order_id,customer_id,ordered_at,amount\n"
+ROW = "{},7,2026-01-01T10:00:00+00:00,12.50\n"
+
+
+def _write_bytes(tmp_path, data: bytes, name="orders.csv"):
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+def test_a_byte_order_mark_and_crlf_line_ends_load(tmp_path):
+    # What Excel writes as "CSV UTF-8": a BOM before the first column name, CRLF after every line.
+    text = (HEADER + ROW.format(1) + ROW.format(2)).replace("\n", "\r\n")
+    parsed = parse_file(_write_bytes(tmp_path, b"\xef\xbb\xbf" + text.encode()), ORDERS)
+    assert parsed.error is None and parsed.quarantined == []
+    assert [(r[0], r[-1]) for r in parsed.rows] == [(1, 2), (2, 3)]
+
+
+def test_bytes_that_are_not_utf8_reject_the_file_with_the_offset(tmp_path):
+    data = (HEADER + "1,7,2026-01-01T10:00:00+00:00,12.50,café\n").replace("amount", "amount,channel").encode("latin-1")
+    path = _write_bytes(tmp_path, data)
+    parsed = parse_file(path, ORDERS)
+    offset = data.index(b"\xe9")
+    assert parsed.rows == [] and parsed.error == (
+        f"{path}: not utf-8: byte 0xe9 at offset {offset} (line 2); deliver the file in utf-8, or declare its "
+        "encoding for feed orders in the contract (format: {encoding: latin-1})")
+    # Declared, the same bytes load, the text decoded as it was written.
+    latin = dataclasses.replace(ORDERS, format=FileFormat(encoding="latin-1"))
+    assert parse_file(path, latin).rows[0][4] == "café"
+
+
+def test_a_field_over_the_parsers_limit_rejects_the_file_with_its_line(tmp_path):
+    path = _write(tmp_path, HEADER.replace("amount", "amount,channel") + ROW.format(1).replace("\n", ",web\n")
+                  + ROW.format(2).replace("\n", ',"' + "x" * 2_000_000 + '"\n'))
+    parsed = parse_file(path, ORDERS)
+    assert parsed.rows == [] and parsed.error.startswith(f"{path}: line 3: a field longer than 131,072 characters")
+
+
+def test_an_unclosed_quote_rejects_the_file_instead_of_swallowing_the_rows_after_it(tmp_path):
+    path = _write(tmp_path, HEADER.replace("amount", "amount,channel") + '1,7,2026-01-01T10:00:00+00:00,5,"web\n'
+                  + "".join(ROW.format(i).replace("\n", ",web\n") for i in range(2, 6)))
+    parsed = parse_file(path, ORDERS)
+    assert parsed.rows == [] and parsed.error.startswith(
+        f"{path}: line 2: a quoted field is not closed before the end of the file")
+
+
+def test_a_record_over_several_lines_is_quarantined_with_its_first_line_and_raw_text(tmp_path):
+    path = _write(tmp_path, HEADER.replace("amount", "amount,channel") + '1,7,2026-01-01T10:00:00+00:00,abc,"we\nb"\n'
+                  + ROW.format(2).replace("\n", ",web\n"))
+    parsed = parse_file(path, ORDERS)
+    assert parsed.quarantined == [(2, '1,7,2026-01-01T10:00:00+00:00,abc,"we\nb"', "amount: not a number: 'abc'")]
+    assert [(r[0], r[-1]) for r in parsed.rows] == [(2, 4)]
+
+
+def test_header_names_match_ignoring_case_and_spaces(tmp_path):
+    parsed = parse_file(_write(tmp_path, " ORDER_ID ,Customer_Id,ordered_at, Amount\n" + ROW.format(1)), ORDERS)
+    assert parsed.error is None and parsed.rows[0][:2] == (1, 7)
+    twice = parse_file(_write(tmp_path, "order_id,ORDER_ID,customer_id,ordered_at,amount\n", "twice.csv"), ORDERS)
+    assert "column(s) order_id named more than once" in twice.error
+
+
+def test_another_delimiter_is_named_and_can_be_declared(tmp_path):
+    path = _write(tmp_path, (HEADER + ROW.format(1)).replace(",", ";"))
+    assert parse_file(path, ORDERS).error == (
+        f"{path}: missing required column(s) order_id, customer_id, ordered_at, amount for feed orders; the header "
+        "is one field containing ';': the file looks semicolon-separated, while the contract expects ',' (declare "
+        "format: {delimiter: ';'} for the feed, or deliver it comma-separated)")
+    semicolons = dataclasses.replace(ORDERS, format=FileFormat(delimiter=";"))
+    assert parse_file(path, semicolons).rows[0][0] == 1
+
+
+def test_files_being_written_wait_and_misplaced_ones_are_named(tmp_path, caplog):
+    day = tmp_path / "orders" / "dt=2026-01-01"
+    day.mkdir(parents=True)
+    for name in ("orders.csv", ".orders.csv.swp.csv", "_tmp.csv"):
+        (day / name).write_text(HEADER)
+    (tmp_path / "orders" / "loose.csv").write_text(HEADER)
+    with caplog.at_level(logging.INFO, logger="mlscale.ingest"):
+        found = discover(tmp_path, load_contract())
+    assert [p.name for _, p in found] == ["orders.csv"]
+    assert any("2 file(s) still being written" in m for m in caplog.messages)
+    assert any("ignoring 1 file(s) outside landing/<feed>/dt=YYYY-MM-DD/" in m and "loose.csv" in m
+               for m in caplog.messages)
+
+
+def test_a_folder_that_is_not_a_day_or_a_link_out_of_landing_is_refused(tmp_path):
+    landing = tmp_path / "landing"
+    bad_day = landing / "orders" / "dt=2024-13-45"
+    bad_day.mkdir(parents=True)
+    (bad_day / "orders.csv").write_text(HEADER)
+    assert path_problem(landing, bad_day / "orders.csv") == (
+        f"{bad_day / 'orders.csv'}: folder dt=2024-13-45 is not a delivery day (dt=YYYY-MM-DD): move the file into "
+        "its day's folder")
+    good_day = landing / "orders" / "dt=2026-01-01"
+    good_day.mkdir()
+    (tmp_path / "elsewhere.csv").write_text(HEADER)
+    (good_day / "linked.csv").symlink_to(tmp_path / "elsewhere.csv")
+    assert "outside the landing folder" in path_problem(landing, good_day / "linked.csv")
+    (good_day / "orders.csv").write_text(HEADER)
+    (good_day / "inside.csv").symlink_to(good_day / "orders.csv")
+    assert path_problem(landing, good_day / "inside.csv") is None
+
+
+def test_a_contract_format_is_checked(tmp_path):
+    contract = tmp_path / "landing.yml"
+    for fmt, why in (({"encoding": "klingon"}, "unknown encoding 'klingon'"),
+                     ({"delimiter": ";;"}, "format.delimiter: one character"),
+                     ({"quote": "'"}, "unknown key(s) quote")):
+        contract.write_text(yaml.safe_dump({"feeds": {"orders": {"key": ["order_id"], "format": fmt, "columns": {
+            "order_id": {"type": "bigint", "required": True}}}}}))
+        with pytest.raises(ValueError, match=re.escape(why)):
+            load_contract.__wrapped__(contract)
+
+
+def test_a_file_still_growing_is_left_for_the_next_run(tmp_path):
+    path = _write(tmp_path, HEADER + ROW.format(1))
+    stat = path.stat()  # what the run saw when it listed the file
+    with path.open("a") as fh:
+        fh.write(ROW.format(2))
+    # Nothing is parsed or recorded (no connection is even used): the next run reads the whole file.
+    result = load_file(None, ORDERS, path, stat)
+    assert (result.status, result.error, result.rows_loaded) == ("skipped", "changed while being read", 0)
