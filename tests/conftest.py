@@ -1,6 +1,6 @@
 """Test settings: the same server as the demo, but databases `*_test`, MLflow on its own port, data in tmp folders.
 
-Under pytest-xdist (`make test` runs `pytest -n 2`) every worker has a namespace of its own: databases
+Under pytest-xdist (`make test` runs `pytest -n 3`) every worker has a namespace of its own: databases
 `*_test_gw0`, `*_test_gw1`, ..., MLflow on 5055 + the worker's number, Airflow home, GX site, dbt target and
 reports folders by suffix. What the workers share (the PostgreSQL server, the dbt manifest, the built shops
 that `tests.helpers.warehouse_from_template` copies) is made once per run under a file lock.

@@ -38,8 +38,8 @@ def run_lock(settings: Settings, name: str) -> FileLock:
 @contextlib.contextmanager
 def once_per_run(settings: Settings, name: str):
     """Under the run's lock `name`: yields True to the first worker of this run to get there, False to the others."""
-    with run_lock(settings, name):
-        stamp = settings.state_dir / "test-locks" / f"{name}{_base_suffix(settings)}.run"
+    with run_lock(settings, name) as lock:
+        stamp = Path(lock.lock_file).with_suffix(".run")
         first = not stamp.exists() or stamp.read_text() != RUN_ID
         yield first
         stamp.write_text(RUN_ID)

@@ -226,10 +226,12 @@ def discover(landing_dir: Path, feeds: dict[str, Feed]) -> list[tuple[Feed, Path
     and wait until they are renamed; `.csv` files outside a `dt=` folder are reported and left alone."""
     found, waiting, outside = [], [], []
     for feed in feeds.values():
-        for path in sorted((landing_dir / feed.name).glob("dt=*/*.csv")):
-            (waiting if path.name.startswith((".", "_")) else found).append((feed, path))
-        outside += [p for p in sorted((landing_dir / feed.name).rglob("*.csv"))
-                    if not p.parent.name.startswith("dt=") or p.parent.parent != landing_dir / feed.name]
+        folder = landing_dir / feed.name
+        for path in sorted(folder.rglob("*.csv")):  # one walk of the feed's folder
+            if path.parent.parent != folder or not path.parent.name.startswith("dt="):
+                outside.append(path)
+            else:
+                (waiting if path.name.startswith((".", "_")) else found).append((feed, path))
     if waiting:
         log.info("%d file(s) still being written (name starts with . or _) wait until renamed: %s", len(waiting),
                  ", ".join(str(p) for _, p in waiting[:5]))
@@ -351,12 +353,9 @@ def ingest_landing(dsn: str, landing_dir: Path) -> dict[str, dict[str, int]]:
         log.info("%d landing file(s), %d unchanged since they were read; reading %d", len(files),
                  len(files) - len(to_read), len(to_read))
         for i, (feed, path, stat) in enumerate(to_read, 1):
-            if problem := path_problem(landing_dir, path):
-                summary[feed.name]["files_rejected"] += 1
-                log.error("rejected %s", problem)
-                rejected.append(problem)
-                continue
-            res = load_file(conn, feed, path, stat)
+            problem = path_problem(landing_dir, path)  # rejected unread: no sha256, no ledger row
+            res = FileResult(feed.name, str(path), "", "rejected", error=problem) if problem else \
+                load_file(conn, feed, path, stat)
             counts = summary[feed.name]
             counts[f"files_{res.status}"] += 1
             counts["rows_loaded"] += res.rows_loaded

@@ -122,15 +122,12 @@ def build_dbt_manifest(settings: Settings) -> Path:
     dbt writes into a folder of its own first; the manifest (and the partial-parse file Cosmos starts from)
     then replace the old ones by rename, so a DAG processor or test worker parsing the bundle meanwhile
     reads the old file or the new one, never half of one."""
-    env = {**os.environ, **settings.service_env()}
+    from mlscale.warehouse import dbt
+
     target = settings.dbt_manifest.parent
     staging = target / f".parse-{os.getpid()}"
-    res = subprocess.run([str(BIN / "dbt"), "parse", "--project-dir", str(settings.dbt_project_dir),
-                          "--target-path", str(staging)], env=env, capture_output=True, text=True,
-                         cwd=settings.dbt_project_dir)
     try:
-        if res.returncode != 0:
-            raise RuntimeError(f"dbt parse failed:\n{res.stdout[-3000:]}{res.stderr[-3000:]}")
+        dbt(settings, "parse", "--target-path", str(staging))
         for name in ("partial_parse.msgpack", "manifest.json"):  # the manifest last: it is what readers look for
             if (staging / name).exists():
                 os.replace(staging / name, target / name)
