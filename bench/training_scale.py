@@ -1,8 +1,8 @@
 """Benchmark: train_<model> on a million training rows within 10 minutes and 8 GiB on 2 cores.
 
-Builds a real warehouse once (a 10,000-customer shop over 300 days: generator, COPY ingest, dbt
-build), then copies its labelled feature rows into bench.customer_features with fresh customer ids
-until the training part of the time split holds the requested rows. Each size is trained in its own
+Builds a real warehouse once (a 10,000-customer shop over 300 days: generator, COPY ingest, the ETL:
+raw gate, dbt build, feature gate), then copies its labelled feature rows into bench.customer_features
+with fresh customer ids until the training part of the time split holds the requested rows. Each size is trained in its own
 process with the shipped spec (same search budget, baseline, plots, importance, MLflow logging,
 registration) against its own MLflow server; the script prints seconds and the training process's
 peak memory (everything it holds, libraries included) per size and the ratio of the largest to the smallest size.
@@ -42,6 +42,7 @@ def build_base(settings: Settings) -> int:
     """The real mart of a generated shop (built once; reused while ml.customer_features exists)."""
     from mlscale.datagen import ShopParams, generate
     from mlscale.ingest import ingest_landing
+    from mlscale.warehouse import run_etl
 
     with psycopg.connect(settings.dsn(settings.warehouse_db)) as conn:
         if conn.execute("select to_regclass('ml.customer_features')").fetchone()[0]:
@@ -50,11 +51,7 @@ def build_base(settings: Settings) -> int:
     t0 = time.monotonic()
     generate(ShopParams(customers=SHOP_CUSTOMERS, days=SHOP_DAYS), landing, progress_every=0)
     ingest_landing(settings.dsn(settings.warehouse_db), landing)
-    out = subprocess.run([str(Path(sys.executable).parent / "dbt"), "build", "--project-dir", str(settings.dbt_project_dir)],
-                         cwd=settings.dbt_project_dir, env={**os.environ, **settings.service_env()},
-                         capture_output=True, text=True)
-    if out.returncode:
-        sys.exit(f"dbt build failed:\n{out.stdout[-3000:]}")
+    run_etl(settings, "bench-training-scale")  # claim, raw gate, dbt build, feature gate, publish
     with psycopg.connect(settings.dsn(settings.warehouse_db)) as conn:
         rows = conn.execute("select count(*) from ml.customer_features").fetchone()[0]
     print(f"warehouse: {SHOP_CUSTOMERS} customers over {SHOP_DAYS} days, {rows} feature rows, "

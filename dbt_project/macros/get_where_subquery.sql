@@ -17,9 +17,9 @@
         {%- set raw = source('shop', relation.identifier.replace('stg_shop__', '')) -%}
         {%- set filtered -%}
             (select * from {{ relation }} where {{ key }} = any(case
-                when exists (select 1 from ops.ingest_files where etl_status = 'claimed')
+                when exists (select 1 from {{ source('ops', 'ingest_files') }} where etl_status = 'claimed')
                 then array(select {{ key }} from {{ raw }} where _file_sha256 in
-                           (select sha256 from ops.ingest_files where etl_status = 'claimed'))
+                           (select sha256 from {{ source('ops', 'ingest_files') }} where etl_status = 'claimed'))
                 else array(select {{ key }} from {{ raw }}) end)) dbt_subquery
         {%- endset -%}
         {%- do return(filtered) -%}

@@ -49,6 +49,12 @@ def _ingest(args) -> None:
     print(json.dumps(ingest_landing(s.dsn(s.warehouse_db), s.landing_dir), indent=2))
 
 
+def _etl(args) -> None:
+    from mlscale.warehouse import run_etl
+
+    print(json.dumps(run_etl(settings(), f"cli-{int(time.time())}"), indent=2, default=str))
+
+
 def _retract(args) -> None:
     from mlscale.ingest import retract_file
 
@@ -231,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     g.set_defaults(fn=_generate)
 
     sub.add_parser("ingest", help="load new landing files into raw.* (what ingest_landing runs)").set_defaults(fn=_ingest)
+    sub.add_parser("etl", help="claim the loaded files, raw gate, dbt build, feature gate, publish (what warehouse_etl"
+                              " runs, in one process and without source freshness)").set_defaults(fn=_etl)
     rt = sub.add_parser("retract", help="take a loaded landing file back out of raw (e.g. one that fails the raw gate)")
     rt.add_argument("sha256", help="the file's sha256 (see ops.ingest_files / the failing check in the task log)")
     rt.add_argument("--reason", required=True)

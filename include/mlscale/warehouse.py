@@ -57,7 +57,8 @@ def drop_schemas(settings: Settings) -> None:
 
 
 def run_etl(settings: Settings, run_id: str) -> dict:
-    """warehouse_etl's steps in one process, for replays: claim, raw gate, dbt build, feature gate, publish.
+    """warehouse_etl's steps in one process, for replays and `mlscale etl`: claim, raw gate, dbt build, feature
+    gate, publish.
 
     The DAG runs the same functions as tasks (dbt one model per task, through Cosmos). Source freshness
     is left out: a replay loads every file the moment it is written, so its sources are always fresh.

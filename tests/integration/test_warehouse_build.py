@@ -8,10 +8,10 @@ import psycopg
 import pytest
 
 from mlscale.datagen import ShopParams, generate, read_landing
-from mlscale.ingest import ingest_landing
+from mlscale.ingest import ingest_landing, retract_file
 from mlscale.quality import DataQualityError, gate
 from mlscale.warehouse import DbtFailed, StaleSource, claim_batch, freshness_target, publish_batch, source_freshness
-from tests.helpers import dbt, empty_warehouse, query, scalar
+from tests.helpers import build, dbt, empty_warehouse, query, scalar
 
 pytestmark = pytest.mark.integration
 PARAMS = ShopParams(customers=250, days=150, seed=5)
@@ -47,7 +47,7 @@ def _expected(orders: pd.DataFrame, sessions: pd.DataFrame, as_of: pd.Timestamp,
 def test_feature_mart_is_point_in_time_correct(warehouse):
     generate(PARAMS, warehouse.landing_dir)
     ingest_landing(warehouse.dsn(warehouse.warehouse_db), warehouse.landing_dir)
-    assert "ERROR=0" in dbt(warehouse, "build")
+    assert "ERROR=0" in build(warehouse)
 
     orders = read_landing(warehouse.landing_dir, "orders")
     sessions = read_landing(warehouse.landing_dir, "web_sessions")
@@ -94,13 +94,13 @@ def test_quality_gate_stops_a_null_flood(warehouse):
 def test_feature_gate_checks_the_rows_the_run_wrote_and_the_newest_matured_labels(warehouse):
     # A 14-day label horizon: labels mature within a short history (weekly as-of dates from day 28).
     params = ShopParams(customers=200, days=62, seed=8, feeds=("orders",))
-    build = ("build", "--vars", "{label_horizon_days: 14}")
+    horizon = ("--vars", "{label_horizon_days: 14}")
     mart_suites = ["mart_customer_features", "mart_customer_labels"]
 
     def deliver(days):
         generate(params, warehouse.landing_dir, days=days)
         ingest_landing(warehouse.dsn(warehouse.warehouse_db), warehouse.landing_dir)
-        dbt(warehouse, *build)
+        build(warehouse, *horizon)
 
     # 40 days: as-of dates 28 and 35, neither label window has passed: the label suite has nothing to check.
     deliver(range(0, 40))
@@ -178,6 +178,55 @@ def test_staging_tests_check_the_keys_of_the_claimed_files_or_every_key(warehous
     assert claim_batch(warehouse, "run-2") == 1
     output = dbt(warehouse, "test", "--select", "stg_shop__orders")
     assert "accepted_values_stg_shop__orders_channel" in output and "PASS=" in output and "ERROR=0" in output
+
+
+def test_files_loaded_while_a_run_builds_wait_for_the_next_run_and_its_raw_gate(warehouse):
+    """ingest_landing commits files while a warehouse_etl run is between its raw gate and dbt: that run's dbt
+    does not read them; the next run claims them, and its raw gate stops a bad one before it reaches a mart."""
+    dsn, landing = warehouse.dsn(warehouse.warehouse_db), warehouse.landing_dir
+    params = ShopParams(customers=100, days=40, seed=7, feeds=("orders",))
+    marts = ("run", "--select", "+fct_orders", "+int_customer_days")
+    generate(params, landing, days=range(0, 38))
+    ingest_landing(dsn, landing)
+    assert claim_batch(warehouse, "run-1") == 38
+    assert gate(warehouse, "raw_orders", "run-1")["raw_orders"]["failed_critical"] == 0
+
+    # ingest_landing runs now: two more days, one of them with an order far over the raw gate's critical maximum
+    generate(params, landing, days=range(38, 40))
+    last_day = sorted((landing / "orders").iterdir())[-1]
+    header = (last_day / "orders.csv").read_text().splitlines()[0].split(",")
+    bad = {"order_id": "990000001", "customer_id": "1", "ordered_at": f"{last_day.name[3:]}T12:00:00+00:00",
+           "amount": "250000.00", "channel": "web"}
+    (last_day / "typo.csv").write_text(",".join(header) + "\n" + ",".join(bad[c] for c in header) + "\n")
+    assert ingest_landing(dsn, landing)["orders"]["files_loaded"] == 3
+    unclaimed = "select order_id from raw.orders where _file_sha256 in" \
+                " (select sha256 from ops.ingest_files where etl_run_id is null)"
+    assert scalar(warehouse, f"select count(*) from ({unclaimed}) as o") > 1
+
+    # run-1's dbt: the marts hold exactly the orders of the files run-1 claimed and checked
+    dbt(warehouse, *marts)
+    assert scalar(warehouse, f"select count(*) from core.fct_orders where order_id in ({unclaimed})") == 0
+    assert scalar(warehouse, "select count(*) from core.fct_orders") == scalar(
+        warehouse, "select count(distinct order_id) from raw.orders where _file_sha256 in"
+                   " (select sha256 from ops.ingest_files where etl_run_id = 'run-1')")
+    assert publish_batch(warehouse, "run-1") == 38
+
+    # run-2 claims the three files; its raw gate fails on the typo before dbt runs
+    assert claim_batch(warehouse, "run-2") == 3
+    with pytest.raises(DataQualityError, match=r"raw_orders: expect_column_values_to_be_between \{'column': 'amount'"):
+        gate(warehouse, "raw_orders", "run-2")
+    assert scalar(warehouse, "select count(*) from core.fct_orders where order_id = 990000001") == 0
+
+    # The typo is retracted; run-3 checks the two good files, and the incremental models pick them up
+    # although they were loaded before run-1's dbt build ran.
+    typo = scalar(warehouse, "select sha256 from ops.ingest_files where path like '%typo.csv'")
+    assert retract_file(dsn, typo, "amount typed in cents") == 1
+    assert claim_batch(warehouse, "run-3") == 2
+    assert gate(warehouse, "raw_orders", "run-3")["raw_orders"]["failed_critical"] == 0
+    dbt(warehouse, *marts)
+    assert scalar(warehouse, "select count(*) from core.fct_orders") == \
+        scalar(warehouse, "select count(distinct order_id) from raw.orders")
+    assert str(scalar(warehouse, "select max(activity_date) from intermediate.int_customer_days")) == last_day.name[3:]
 
 
 def test_source_freshness_passes_warns_then_fails_and_reuses_its_parse(warehouse, caplog):

@@ -5,7 +5,7 @@ import pytest
 
 from mlscale.datagen import DirtyData, ShopParams, generate
 from mlscale.ingest import ingest_landing
-from tests.helpers import dbt, query, scalar
+from tests.helpers import build, query, scalar
 
 pytestmark = pytest.mark.integration
 FEATURES = "ml.customer_features"
@@ -15,7 +15,7 @@ LABELS = {"churned_90d", "revenue_next_90d", "label_matured", "observed_last_day
 def test_shifting_future_events_leaves_features_unchanged(warehouse):
     generate(ShopParams(customers=250, days=150, seed=9), warehouse.landing_dir)
     ingest_landing(warehouse.dsn(warehouse.warehouse_db), warehouse.landing_dir)
-    dbt(warehouse, "build")
+    build(warehouse)
     cutoff = "2026-04-02"
     before = query(warehouse, f"select * from {FEATURES} where as_of_date <= '{cutoff}' order by as_of_date, customer_id")
     assert len(before) > 500
@@ -37,7 +37,7 @@ def test_shifting_future_events_leaves_features_unchanged(warehouse):
                      " _file_sha256, _line_no, _delivery_date)"
                      f" select 100000 + i, '{cutoff}', 'JP', 2005, 'email', 'shift-test', i + 1, '{cutoff}'"
                      " from generate_series(1, 500) as i")
-    dbt(warehouse, "build", "--full-refresh")
+    build(warehouse, "--full-refresh")
     moved = (f"core.dim_customers as d where d.valid_from = '{cutoff}' and exists (select from core.dim_customers as p"
              f" where p.customer_id = d.customer_id and p.valid_to = '{cutoff}' and p.in_customers_feed)")
     assert scalar(warehouse, f"select count(*) from {moved}") > 100
@@ -58,10 +58,10 @@ def test_customer_changes_become_scd2_versions(warehouse):
     params = ShopParams(customers=300, days=120, seed=4, dirty=DirtyData(customer_updates=0.5))
     generate(params, warehouse.landing_dir, days=range(0, 60))
     ingest_landing(warehouse.dsn(warehouse.warehouse_db), warehouse.landing_dir)
-    dbt(warehouse, "build")
+    build(warehouse)
     generate(params, warehouse.landing_dir, days=range(60, 120))
     ingest_landing(warehouse.dsn(warehouse.warehouse_db), warehouse.landing_dir)
-    dbt(warehouse, "build")
+    build(warehouse)
 
     dim = query(warehouse, "select * from core.dim_customers order by customer_id, valid_from")
     per_customer = dim.groupby("customer_id")
@@ -94,7 +94,7 @@ def test_rows_months_late_reach_the_features_without_a_full_refresh(warehouse):
     params = ShopParams(customers=200, days=260, seed=12)
     generate(params, warehouse.landing_dir, days=range(0, 250))
     ingest_landing(warehouse.dsn(warehouse.warehouse_db), warehouse.landing_dir)
-    dbt(warehouse, "build")
+    build(warehouse)
     first_as_of = query(warehouse, f"select min(as_of_date) as d from {FEATURES}")["d"][0]
     # A marker on the first as-of date (before the late day's label window): a bounded run keeps it.
     query(warehouse, f"update {FEATURES} set tenure_days = -1 where as_of_date = '{first_as_of}' returning 1")
@@ -115,7 +115,7 @@ def test_rows_months_late_reach_the_features_without_a_full_refresh(warehouse):
     movers.assign(country="JP")[["customer_id", "signup_date", "country", "birth_year", "acquisition_channel"]] \
         .astype({"birth_year": "Int64"}).to_csv(moves, index=False)
     ingest_landing(warehouse.dsn(warehouse.warehouse_db), warehouse.landing_dir)
-    dbt(warehouse, "build")
+    build(warehouse)
     moved = query(warehouse, f"select distinct f.region from {FEATURES} as f join core.dim_customers as d"
                              f" on d.customer_id = f.customer_id and d.valid_from = '{move_day.name[3:]}'"
                              f" and d.country = 'JP' where f.as_of_date > d.valid_from")
@@ -127,5 +127,5 @@ def test_rows_months_late_reach_the_features_without_a_full_refresh(warehouse):
     incremental = {t: _checksum(warehouse, t, rest if t == FEATURES else "true")
                    for t in ("intermediate.int_customer_days", FEATURES)}
 
-    dbt(warehouse, "build", "--full-refresh")
+    build(warehouse, "--full-refresh")
     assert {t: _checksum(warehouse, t, rest if t == FEATURES else "true") for t in incremental} == incremental
