@@ -29,6 +29,11 @@ def _parse_numeric(value: str) -> Decimal:
         raise ValueError(f"not a number: {value!r}") from None
     if not number.is_finite():
         raise ValueError(f"not a finite number: {value!r}")
+    # PostgreSQL numeric: up to 131072 digits before the decimal point and 16383 after it; only a long value
+    # or one with an exponent can have more (the string tests spare the common case the costly as_tuple())
+    if (len(value) > 16383 or "e" in value or "E" in value) and (
+            number.adjusted() > 131071 or number.as_tuple().exponent < -16383):
+        raise ValueError(f"out of range for a PostgreSQL numeric: {value[:40]!r}")
     return number
 
 
@@ -45,13 +50,16 @@ def _integer_parser(bits: int) -> Callable[[str], int]:
 
 
 def _parse_text(value: str) -> str:
+    if not value:
+        raise ValueError("missing value")
     if "\x00" in value:
         raise ValueError("contains a NUL character, which PostgreSQL text cannot hold")
     return value
 
 
 # Each parser rejects every value its PostgreSQL column would refuse, so a bad value quarantines its
-# row instead of failing the COPY of the whole file.
+# row instead of failing the COPY of the whole file; each rejects an empty string too (ingest reads an
+# empty optional value as NULL without calling it). The values go to a binary COPY, typed by the contract.
 PARSERS: dict[str, Callable[[str], object]] = {
     "bigint": _integer_parser(64),
     "integer": _integer_parser(32),

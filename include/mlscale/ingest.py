@@ -8,6 +8,7 @@ import hashlib
 import io
 import logging
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -59,14 +60,16 @@ class IngestRejected(RuntimeError):
     """One or more files broke the contract and were rejected whole."""
 
 
+class FileRejected(Exception):
+    """A landing file that cannot be read in its feed's format: rejected whole; the message says why and what to do."""
+
+
 @dataclass
 class ParsedFile:
-    """A landing file checked against its feed's contract."""
+    """What parsing a landing file found besides the rows `records` yields."""
 
-    rows: list[tuple] = field(default_factory=list)  # (values in contract order..., line_no)
     quarantined: list[tuple[int, str, str]] = field(default_factory=list)  # (line_no, raw_text, reason)
     extra_columns: list[str] = field(default_factory=list)
-    error: str | None = None  # set when the whole file is rejected
 
 
 @dataclass
@@ -87,17 +90,21 @@ def read_file(path: Path) -> tuple[bytes, str]:
     return data, hashlib.sha256(data).hexdigest()
 
 
-def _decode(data: bytes, path: Path, feed: Feed) -> tuple[str | None, str | None]:
-    """(text, None), or (None, why) when the bytes are not in the feed's encoding. A UTF-8 byte-order mark
+def _text(data: bytes, path: Path, feed: Feed) -> Callable[[], io.TextIOWrapper]:
+    """A function that opens the file's bytes as text in the feed's encoding, decoded as read (memory stays at
+    the bytes, not four times them as a StringIO of the whole text would take). Checks the encoding first:
+    raises FileRejected, before any row is read, with the byte, its offset and line. A UTF-8 byte-order mark
     (what Excel writes) is not part of the first column's name."""
     encoding = feed.format.encoding
+    codec = "utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding
     try:
-        return data.decode("utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding), None
+        data.decode(codec)
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
-        return None, (f"{path}: not {encoding}: byte 0x{data[exc.start]:02x} at offset {exc.start} (line {line}); "
-                      f"deliver the file in {encoding}, or declare its encoding for feed {feed.name} in the "
-                      "contract (format: {encoding: latin-1})")
+        raise FileRejected(f"{path}: not {encoding}: byte 0x{data[exc.start]:02x} at offset {exc.start} (line {line});"
+                           f" deliver the file in {encoding}, or declare its encoding for feed {feed.name} in the "
+                           "contract (format: {encoding: latin-1})") from None
+    return lambda: io.TextIOWrapper(io.BytesIO(data), encoding=codec, newline="")
 
 
 def _csv_problem(exc: csv.Error) -> str:
@@ -133,61 +140,71 @@ def _header_problem(path: Path, feed: Feed, header: list[str], names: list[str])
     return why
 
 
-def parse_bytes(data: bytes, path: Path, feed: Feed) -> ParsedFile:
-    """Check header and rows of a CSV file's bytes against `feed`; never raises for bad content.
+def _absent(raw: str) -> None:
+    """The value of a contract column the file does not have."""
+    return None
 
-    Rows that break the contract are quarantined (first line of the record, its raw text, the reason); a file
-    that cannot be read as CSV in the feed's format is rejected whole, so every row of the file is either
-    loaded, quarantined, or part of a rejected file."""
-    text, why = _decode(data, path, feed)
-    if why:
-        return ParsedFile(error=why)
-    out = ParsedFile()
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=feed.format.delimiter, strict=True)
+
+def _row_problem(row: list[str], width: int, feed: Feed, plan: list) -> str:
+    """Why a row breaks the contract: the first column that fails, as its parser says (the slow path of
+    `records`, for quarantined rows only)."""
+    if len(row) != width:
+        return f"expected {width} fields, got {len(row)}"
+    for col, (parse, pos, _) in zip(feed.columns, plan):
+        raw = row[pos].strip() if parse is not _absent else ""
+        if raw == "":
+            if col.required:
+                return f"{col.name}: missing value"
+            continue
+        try:
+            parse(raw)
+        except ValueError as exc:
+            return f"{col.name}: {exc}"
+    return "rejected by the contract"  # not reached: records() found a problem that the loop above names
+
+
+def records(data: bytes, path: Path, feed: Feed, found: ParsedFile) -> Iterator[list]:
+    """Yield the rows of a CSV file's bytes that keep `feed`'s contract, as (values in contract order..., line_no).
+
+    A generator, so a file streams into COPY while it is parsed (nothing holds all its rows). Rows that break
+    the contract go to `found.quarantined` (first line of the record, its raw text, the reason); a file that
+    cannot be read as CSV in the feed's format raises FileRejected, at the header or half-way through. So every
+    row of a file is either loaded, quarantined, or part of a rejected file."""
+    text = _text(data, path, feed)
+    reader = csv.reader(text(), delimiter=feed.format.delimiter, strict=True)
     physical: list[str] = []  # the file's lines, split only once a record is quarantined (its raw text)
     start = 1  # first line of the record being read
     try:
         header = next(reader, None)
         if not header:
-            out.error = f"{path}: empty file, expected a header row with {', '.join(feed.column_names)}"
-            return out
+            raise FileRejected(f"{path}: empty file, expected a header row with {', '.join(feed.column_names)}")
         names = [h.strip().casefold() for h in header]
         if problem := _header_problem(path, feed, header, names):
-            out.error = problem
-            return out
-        out.extra_columns = [h.strip() for h, n in zip(header, names) if n not in feed.column_names]
-        positions = [(c, names.index(c.name) if c.name in names else None) for c in feed.columns]
+            raise FileRejected(problem)
+        found.extra_columns = [h.strip() for h, n in zip(header, names) if n not in feed.column_names]
+        # (parser, position in the row, required); a column the file lacks reads as empty through _absent
+        plan = [(PARSERS[c.type], names.index(c.name), c.required) if c.name in names else (_absent, 0, False)
+                for c in feed.columns]
+        width = len(header)
         start = reader.line_num + 1
         for row in reader:
             line_no, start = start, reader.line_num + 1
             if not row:
                 continue
-            reason = None
-            values: list[object] = []
-            if len(row) != len(header):
-                reason = f"expected {len(header)} fields, got {len(row)}"
-            else:
-                for col, pos in positions:
-                    raw = row[pos].strip() if pos is not None else ""
-                    if raw == "":
-                        if col.required:
-                            reason = f"{col.name}: missing value"
-                            break
-                        values.append(None)
-                        continue
-                    try:
-                        values.append(PARSERS[col.type](raw))
-                    except ValueError as exc:
-                        reason = f"{col.name}: {exc}"
-                        break
-            if reason:
-                physical = physical or io.StringIO(text, newline="").readlines()
-                out.quarantined.append((line_no, "".join(physical[line_no - 1:start - 1]).rstrip("\r\n"), reason))
-            else:
-                out.rows.append((*values, line_no))
+            if len(row) == width:
+                try:  # the common case in one comprehension; a parser rejects an empty required value too
+                    values = [parse(raw) if (raw := row[pos].strip()) or required else None
+                              for parse, pos, required in plan]
+                    values.append(line_no)
+                    yield values
+                    continue
+                except ValueError:
+                    pass
+            physical = physical or text().readlines()
+            found.quarantined.append((line_no, "".join(physical[line_no - 1:start - 1]).rstrip("\r\n"),
+                                      _row_problem(row, width, feed, plan)))
     except csv.Error as exc:
-        return ParsedFile(error=f"{path}: line {start}: {_csv_problem(exc)}")
-    return out
+        raise FileRejected(f"{path}: line {start}: {_csv_problem(exc)}") from None
 
 
 def ensure_tables(conn: psycopg.Connection, feeds: dict[str, Feed]) -> None:
@@ -282,45 +299,48 @@ def load_file(conn: psycopg.Connection, feed: Feed, path: Path, stat: os.stat_re
         log.warning("%s changed while it was being read (%d bytes, then %d): left for the next run", path,
                     stat.st_size, len(data))
         return FileResult(feed.name, str(path), sha, "skipped", error="changed while being read")
+    columns = [*feed.column_names, "_line_no", "_file_sha256", "_delivery_date"]
+    copy_sql = sql.SQL("copy raw.{} ({}) from stdin (format binary)").format(
+        sql.Identifier(feed.name), sql.SQL(", ").join(map(sql.Identifier, columns)))
+    found = ParsedFile()
     with conn.transaction():
         conn.execute("select pg_advisory_xact_lock(hashtext(%s))", (sha,))
         seen = conn.execute("select status, error from ops.ingest_files where sha256 = %s", (sha,)).fetchone()
         if seen:
             _record_path(conn, path, stat, sha)
             return FileResult(feed.name, str(path), sha, "skipped", error=seen[1])
-        parsed = parse_bytes(data, path, feed)
-        if parsed.error:
-            conn.execute(
-                "insert into ops.ingest_files (sha256, feed, path, status, error) values (%s, %s, %s, 'rejected', %s)",
-                (sha, feed.name, str(path), parsed.error),
-            )
+        try:
+            # A savepoint: a file rejected half-way through (a quote never closed) leaves none of its rows.
+            with conn.transaction(), conn.cursor() as cur:
+                # Rows go to PostgreSQL while the rest of the file is parsed, so the server's work (the
+                # indexes) runs alongside ours on another core. Binary COPY of the parsed values: psycopg
+                # writes them in C, twice as fast as its text format (bench/ingest_copy.py).
+                with cur.copy(copy_sql) as copy:
+                    copy.set_types([c.type for c in feed.columns] + ["integer", "text", "date"])
+                    extra = (sha, delivery_date(path))
+                    for row in records(data, path, feed, found):
+                        row.extend(extra)
+                        copy.write_row(row)
+                loaded = cur.rowcount
+                if found.quarantined:
+                    cur.executemany(
+                        "insert into ops.quarantine (file_sha256, path, line_no, raw_text, reason)"
+                        " values (%s, %s, %s, %s, %s)", [(sha, str(path), *q) for q in found.quarantined])
+                cur.execute(
+                    "insert into ops.ingest_files (sha256, feed, path, status, rows_loaded, rows_quarantined,"
+                    " extra_columns) values (%s, %s, %s, 'loaded', %s, %s, %s)",
+                    (sha, feed.name, str(path), loaded, len(found.quarantined), found.extra_columns))
+        except FileRejected as exc:
+            conn.execute("insert into ops.ingest_files (sha256, feed, path, status, error)"
+                         " values (%s, %s, %s, 'rejected', %s)", (sha, feed.name, str(path), str(exc)))
             _record_path(conn, path, stat, sha)
-            return FileResult(feed.name, str(path), sha, "rejected", error=parsed.error)
-        columns = [*feed.column_names, "_line_no", "_file_sha256", "_delivery_date"]
-        delivered = delivery_date(path)
-        copy_sql = sql.SQL("copy raw.{} ({}) from stdin").format(
-            sql.Identifier(feed.name), sql.SQL(", ").join(map(sql.Identifier, columns))
-        )
-        with conn.cursor() as cur:
-            with cur.copy(copy_sql) as copy:
-                for row in parsed.rows:
-                    copy.write_row((*row, sha, delivered))
-            if parsed.quarantined:
-                cur.executemany(
-                    "insert into ops.quarantine (file_sha256, path, line_no, raw_text, reason) values (%s, %s, %s, %s, %s)",
-                    [(sha, str(path), *q) for q in parsed.quarantined],
-                )
-            cur.execute(
-                "insert into ops.ingest_files (sha256, feed, path, status, rows_loaded, rows_quarantined, extra_columns)"
-                " values (%s, %s, %s, 'loaded', %s, %s, %s)",
-                (sha, feed.name, str(path), len(parsed.rows), len(parsed.quarantined), parsed.extra_columns),
-            )
+            return FileResult(feed.name, str(path), sha, "rejected", error=str(exc))
         _record_path(conn, path, stat, sha)
-    result = FileResult(feed.name, str(path), sha, "loaded", len(parsed.rows), len(parsed.quarantined), parsed.extra_columns)
-    if parsed.quarantined:
-        log.warning("%s: %d row(s) quarantined, %d loaded", path, len(parsed.quarantined), len(parsed.rows))
-    if parsed.extra_columns:
-        log.warning("%s: extra column(s) ignored: %s", path, ", ".join(parsed.extra_columns))
+    result = FileResult(feed.name, str(path), sha, "loaded", loaded, len(found.quarantined), found.extra_columns)
+    if found.quarantined:
+        log.warning("%s: %d row(s) quarantined, %d loaded", path, len(found.quarantined), loaded)
+    if found.extra_columns:
+        log.warning("%s: extra column(s) ignored: %s", path, ", ".join(found.extra_columns))
     return result
 
 

@@ -43,8 +43,8 @@ def test_a_rerun_reads_only_new_or_changed_files(warehouse, monkeypatch, caplog)
     dsn = warehouse.dsn(warehouse.warehouse_db)
     # One transaction per file: while a file is parsed, every file before it is committed, seen from outside.
     committed_before = []
-    monkeypatch.setattr(ingest, "parse_bytes", lambda data, path, feed, real=ingest.parse_bytes: committed_before.append(
-        scalar(warehouse, "select count(*) from ops.ingest_files")) or real(data, path, feed))
+    monkeypatch.setattr(ingest, "records", lambda data, path, feed, found, real=ingest.records: committed_before.append(
+        scalar(warehouse, "select count(*) from ops.ingest_files")) or real(data, path, feed, found))
     assert ingest_landing(dsn, warehouse.landing_dir)["orders"]["files_loaded"] == 10
     assert committed_before == list(range(10))
     hashed = []
@@ -87,6 +87,8 @@ def test_bad_rows_quarantined_and_bad_file_rejected(warehouse):
         "2,7,2026-01-01T11:00:00+00:00,abc\n"
         "3,8,2026-01-01T12:00:00+00:00,3\n"
         "4,99999999999999999999,2026-01-01T12:00:00+00:00,3\n"  # a customer_id no bigint holds
+        "5,8,2026-01-01T12:00:00+00:00,1e131072\n"  # an amount no numeric holds
+        "6,8,2026-01-01T12:30:00+02:00,1.5E+3\n"  # another offset, an exponent: exact values in raw
     )
     bad = warehouse.landing_dir / "orders" / "dt=2026-01-02"
     bad.mkdir()
@@ -95,10 +97,13 @@ def test_bad_rows_quarantined_and_bad_file_rejected(warehouse):
     with pytest.raises(IngestRejected, match=r"missing required column\(s\) customer_id"):
         ingest_landing(warehouse.dsn(warehouse.warehouse_db), warehouse.landing_dir)
 
-    assert scalar(warehouse, "select count(*) from raw.orders") == 2
+    assert scalar(warehouse, "select count(*) from raw.orders") == 3
     assert scalar(warehouse, "select count(*) from raw.orders where order_id = 9") == 0
     assert scalar(warehouse, "select string_agg(line_no || ':' || reason, ';' order by line_no) from ops.quarantine") == \
-        "3:amount: not a number: 'abc';5:customer_id: out of range for a 64-bit integer: '99999999999999999999'"
+        "3:amount: not a number: 'abc';5:customer_id: out of range for a 64-bit integer: '99999999999999999999';" \
+        "6:amount: out of range for a PostgreSQL numeric: '1e131072'"
+    assert scalar(warehouse, "select (ordered_at at time zone 'UTC')::text || ' ' || amount::text || ' ' || _line_no"
+                             " from raw.orders where order_id = 6") == "2026-01-01 10:30:00 1500 7"
     assert scalar(warehouse, "select status from ops.ingest_files where path like '%dt=2026-01-02%'") == "rejected"
     # The known rejection is not re-raised on the next run; the ledger keeps it.
     again = ingest_landing(warehouse.dsn(warehouse.warehouse_db), warehouse.landing_dir)

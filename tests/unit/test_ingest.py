@@ -8,13 +8,27 @@ import pytest
 import yaml
 
 from mlscale.contract import FileFormat, load_contract
-from mlscale.ingest import discover, load_file, parse_bytes, path_problem, read_file
+from mlscale.ingest import FileRejected, ParsedFile, discover, load_file, path_problem, read_file, records
 
 ORDERS = load_contract()["orders"]
 
 
-def parse_file(path, feed):
-    return parse_bytes(path.read_bytes(), path, feed)
+@dataclasses.dataclass
+class Parsed:
+    rows: list[tuple]
+    quarantined: list[tuple[int, str, str]]
+    extra_columns: list[str]
+    error: str | None
+
+
+def parse_file(path, feed) -> Parsed:
+    """Every row `records` yields and what it quarantined, or why it rejected the file."""
+    found = ParsedFile()
+    try:
+        rows = [tuple(r) for r in records(path.read_bytes(), path, feed, found)]
+    except FileRejected as exc:
+        return Parsed([], [], [], str(exc))
+    return Parsed(rows, found.quarantined, found.extra_columns, None)
 
 
 def _write(tmp_path, text, name="orders.csv"):
@@ -61,13 +75,18 @@ def test_values_postgresql_would_refuse_are_quarantined_not_copied(tmp_path):
         "order_id,customer_id,ordered_at,amount,channel\n"
         "1,-9223372036854775808,2026-01-01T10:00:00+00:00,5,web\n"  # the smallest bigint: fine
         "9223372036854775808,7,2026-01-01T10:00:00+00:00,5,web\n"  # one past the largest bigint
-        "3,7,2026-01-01T10:00:00+00:00,5,we\x00b\n",  # NUL in text
+        "3,7,2026-01-01T10:00:00+00:00,5,we\x00b\n"  # NUL in text
+        "4,7,2026-01-01T10:00:00+00:00,1e131071,web\n"  # the largest numeric exponent: fine
+        "5,7,2026-01-01T10:00:00+00:00,1e131072,web\n"  # too many digits before the point
+        "6,7,2026-01-01T10:00:00+00:00,1.5e-16383,web\n",  # too many digits after it
     )
     parsed = parse_file(path, ORDERS)
-    assert [r[0] for r in parsed.rows] == [1]
+    assert [r[0] for r in parsed.rows] == [1, 4]
     assert {line: reason for line, _, reason in parsed.quarantined} == {
         3: "order_id: out of range for a 64-bit integer: '9223372036854775808'",
         4: "channel: contains a NUL character, which PostgreSQL text cannot hold",
+        6: "amount: out of range for a PostgreSQL numeric: '1e131072'",
+        7: "amount: out of range for a PostgreSQL numeric: '1.5e-16383'",
     }
     sessions = _write(tmp_path, "session_id,customer_id,started_at,pages\n"
                                 "1,7,2026-01-01T10:00:00+00:00,2147483647\n"
