@@ -14,7 +14,8 @@ from mlscale.warehouse import DbtFailed, StaleSource, claim_batch, freshness_tar
 from tests.helpers import build, dbt, empty_warehouse, query, scalar
 
 pytestmark = pytest.mark.integration
-PARAMS = ShopParams(customers=250, days=150, seed=5)
+# 200 days: the last as-of dates see orders from before the 180-day active window (the lifetime summary)
+PARAMS = ShopParams(customers=250, days=200, seed=5)
 
 
 def _expected(orders: pd.DataFrame, sessions: pd.DataFrame, as_of: pd.Timestamp, last_day: pd.Timestamp) -> pd.DataFrame:
@@ -36,6 +37,14 @@ def _expected(orders: pd.DataFrame, sessions: pd.DataFrame, as_of: pd.Timestamp,
         "orders_30d": past[past["d"] >= as_of - pd.Timedelta(days=30)].groupby("customer_id").size(),
     })
     exp["tenure_days"] = (as_of - first_order.reindex(exp.index)).dt.days
+    # the lifetime summary: every order day before the as-of date, not only the active window's
+    order_days = o[o["d"] < as_of].groupby("customer_id")["d"].agg(lambda d: sorted(set(d))).reindex(exp.index)
+    exp["repeat_order_days"] = order_days.map(len) - 1
+    exp["first_to_last_order_days"] = order_days.map(lambda d: (d[-1] - d[0]).days)
+    exp["last_order_gap_days"] = order_days.map(lambda d: (d[-1] - d[-2]).days if len(d) > 1 else float("nan"))
+    lifetime = o[o["d"] < as_of].groupby("customer_id")["amount"].agg(["size", "sum"]).reindex(exp.index)
+    exp["lifetime_orders"] = lifetime["size"]
+    exp["lifetime_avg_order_value"] = (lifetime["sum"] / lifetime["size"]).round(2)
     exp["orders_30d"] = exp["orders_30d"].fillna(0)
     exp["sessions_30d"] = s30.reindex(exp.index).fillna(0)
     future = o[(o["d"] >= as_of) & (o["d"] < as_of + pd.Timedelta(days=90))]
@@ -62,8 +71,13 @@ def test_feature_mart_is_point_in_time_correct(warehouse):
         got = mart[pd.to_datetime(mart["as_of_date"]) == as_of].set_index("customer_id").sort_index()
         exp = _expected(orders, sessions, as_of, last_day).sort_index()
         assert got.index.tolist() == exp.index.tolist(), as_of
-        for col in ("recency_days", "tenure_days", "orders_180d", "orders_30d"):
+        for col in ("recency_days", "tenure_days", "orders_180d", "orders_30d", "repeat_order_days",
+                    "first_to_last_order_days", "lifetime_orders"):
             assert got[col].astype(int).tolist() == exp[col].astype(int).tolist(), (as_of, col)
+        assert got["last_order_gap_days"].astype(float).fillna(-1).tolist() == exp["last_order_gap_days"].fillna(-1).tolist()
+        assert got["lifetime_avg_order_value"].astype(float).tolist() == pytest.approx(exp["lifetime_avg_order_value"].tolist(), abs=0.006)
+    # the last as-of date's lifetime summary reaches past the active window
+    assert (got["lifetime_orders"] > got["orders_180d"]).sum() > 10
         assert got["sessions_30d"].fillna(0).astype(int).tolist() == exp["sessions_30d"].astype(int).tolist()
         assert got["amount_180d"].astype(float).round(2).tolist() == exp["amount_180d"].tolist()
         assert got["churned_90d"].astype(float).fillna(-1).tolist() == exp["churned_90d"].fillna(-1).tolist()

@@ -109,6 +109,24 @@ active as (
     select * from history where last_order_date is not null
 ),
 
+-- The whole order history up to the last order before the as-of date (not only the active window): the
+-- buy-till-you-die summary (Fader, Hardie & Lee 2005) of repeat order days, their span and the gaps. A
+-- lateral on the model itself (not the `days` CTE) reads each customer's days through its unique index.
+lifetime as (
+    select a.as_of_date, a.customer_id, l.*
+    from active as a
+    cross join lateral (
+        select
+            count(*) as order_days,
+            min(o.activity_date) as first_order_day,
+            sum(o.n_orders) as orders,
+            sum(o.amount) as amount,
+            max(o.activity_date) filter (where o.activity_date < a.last_order_date) as previous_order_date
+        from {{ ref('int_customer_days') }} as o
+        where o.customer_id = a.customer_id and o.activity_date <= a.last_order_date and o.n_orders > 0
+    ) as l
+),
+
 future as (
     select
         d.as_of_date,
@@ -143,6 +161,13 @@ select
     (coalesce(a.sessions_30d, 0) - coalesce(a.sessions_prev_30d, 0))::integer as sessions_trend_30d,
     coalesce(a.pages_30d, 0)::integer as pages_30d,
     a.as_of_date - a.last_session_date as days_since_last_session,
+    (l.order_days - 1)::integer as repeat_order_days,
+    a.last_order_date - l.first_order_day as first_to_last_order_days,
+    l.orders::integer as lifetime_orders,
+    round(l.amount / l.orders, 2)::numeric(14, 2) as lifetime_avg_order_value,
+    round((a.last_order_date - l.first_order_day)::numeric / nullif(l.order_days - 1, 0), 1)::numeric(10, 1)
+        as mean_order_gap_days,
+    a.last_order_date - l.previous_order_date as last_order_gap_days,
     c.region,
     (extract(year from a.as_of_date) - c.birth_year)::integer as age,
     c.acquisition_channel,
@@ -163,4 +188,5 @@ inner join customers as c
     on c.customer_id = a.customer_id
     and c.valid_from < a.as_of_date
     and (c.valid_to is null or c.valid_to >= a.as_of_date)
+inner join lifetime as l on l.customer_id = a.customer_id and l.as_of_date = a.as_of_date
 left join future as f on f.customer_id = a.customer_id and f.as_of_date = a.as_of_date
