@@ -186,7 +186,7 @@ def _ordered(outcome, expectations: list[dict]):
     for exp in expectations:
         for i, res in enumerate(pending):
             cfg = res.expectation_config
-            if cfg.type == exp["type"] and all(cfg.kwargs.get(k) == v for k, v in exp.get("kwargs", {}).items()):
+            if cfg.type == exp["type"].lower() and all(cfg.kwargs.get(k) == v for k, v in exp.get("kwargs", {}).items()):
                 yield pending.pop(i)
                 break
         else:
