@@ -35,7 +35,8 @@ TRAIN_DOC = """
 
 **Owner:** Data Scientist · **Triggered by:** the `{name}_retrain` asset, which `monitor_{name}` updates
 when it finds drift, a drop in realised performance or a model past its age (the reason is in the
-event and becomes the run's `mlscale.retrain_reason` tag), or by hand.
+event and becomes the run's `mlscale.retrain_reason` tag), or by hand (a run by hand right after such a
+request, before a version answers it, still names the request; otherwise the tag says "manual run").
 
 {description}
 
@@ -172,7 +173,7 @@ def _train_dag(spec: ModelSpec):
     retrain = retrain_asset(spec.name)
 
     @dag(**dag_args(
-        "data_scientist", retries=1,
+        spec.owner, retries=1,
         dag_id=f"train_{spec.name}",
         schedule=[retrain],
         tags=["data-scientist", "training", spec.name],
@@ -184,19 +185,20 @@ def _train_dag(spec: ModelSpec):
         ),
     ))
     def train_dag():
-        @task(outlets=[candidate])
+        @task(inlets=[retrain], outlets=[candidate])
         def train() -> dict:
             """Train, log to MLflow, register a version; announce it on the candidate asset."""
             from mlscale.config import settings
             from mlscale.specs import load_specs
-            from mlscale.training import train
+            from mlscale.training import retrain_reason, train
 
             context = get_current_context()
-            events = context["triggering_asset_events"].get(retrain, [])
-            reason = events[-1].extra.get("reason", "") if events else f"manual run ({context['run_id']})"
+            # the event that triggered this run, else the retrain asset's newest event (a run by hand)
+            requests = context["triggering_asset_events"].get(retrain) or context["inlet_events"][retrain]
+            reason = retrain_reason(spec.name, requests[-1] if requests else None, context["run_id"])
             result = train(settings(), load_specs()[spec.name],
                            tags={"airflow.dag_id": context["dag"].dag_id, "airflow.run_id": context["run_id"],
-                                 "mlscale.retrain_reason": reason[:5000]})
+                                 "mlscale.retrain_reason": reason})
             if not result["registered"]:
                 # Skipped, not failed: training worked, the model is just not worth promoting. No asset event.
                 raise AirflowSkipException(f"not registered: does not beat the baseline: {result['reason']}")

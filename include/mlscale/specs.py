@@ -173,6 +173,8 @@ class Monitoring(_Strict):
 class ModelSpec(_Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     description: str
+    # The role answerable for the model: its train_ DAG's owner and a tag of the registered model.
+    owner: str = "data_scientist"
     intended_use: str
     limitations: list[str] = []
     task: Literal["classification", "regression"]

@@ -280,6 +280,7 @@ def fit_and_log(settings: Settings, spec: ModelSpec, frame: pd.DataFrame, econom
         mlflow.set_tags({"mlscale.registered": str(registered).lower(), "mlscale.baseline_check": reason})
         version = str(info.registered_model_version) if registered else None
         if registered:
+            _describe_registered_model(spec)
             _describe_version(spec, version, facts, tags)
             fetched = artifacts.record(spec.name, version)
             log.info("%s v%s artifact sha256 %s (%d bytes) recorded", spec.name, version, fetched.sha256, fetched.size_bytes)
@@ -291,6 +292,40 @@ def fit_and_log(settings: Settings, spec: ModelSpec, frame: pd.DataFrame, econom
     return {"model": spec.name, "version": version, "run_id": run.info.run_id, "candidate": cand.name,
             "params": params, "metrics": metrics, "baseline_metrics": baseline_metrics, "business": business,
             "registered": registered, "reason": reason}
+
+
+def retrain_reason(name: str, request, run_id: str) -> str:
+    """What asked for this training, for the `mlscale.retrain_reason` tag: the newest retrain request of model
+    `name` (an Airflow asset event whose extra carries monitoring's reason) when no version was registered
+    after it, so a run started by hand (or by `dag.test()`) right after a request still names it; else a
+    manual run."""
+    import mlflow
+
+    versions = mlflow.MlflowClient().search_model_versions(f"name='{name}'")
+    newest = max((v.creation_timestamp for v in versions), default=None)  # ms since the epoch
+    if request is not None and (newest is None or request.timestamp.timestamp() * 1000 > newest):
+        return str(request.extra.get("reason", ""))[:5000] or f"retrain requested ({run_id})"
+    return f"manual run ({run_id}): no retrain request since the newest version"
+
+
+def _describe_registered_model(spec: ModelSpec) -> None:
+    """The registered model itself (not only each version) says what it is for, from its spec: a reviewer
+    opening it in the MLflow UI sees the intended use and limitations, the owner and where the spec lives."""
+    import mlflow
+
+    from mlscale.specs import ROOT, specs_dir
+
+    limitations = "".join(f"\n- {item}" for item in spec.limitations)
+    description = f"{spec.description}\n\nIntended use: {spec.intended_use.strip()}"
+    client = mlflow.MlflowClient()
+    client.update_registered_model(spec.name, description=description + (f"\n\nLimitations:{limitations}"
+                                                                          if limitations else ""))
+    path = specs_dir() / f"{spec.name}.yml"  # load_spec holds the name to the file name
+    tags = {"owner": spec.owner, "task": spec.task, "label": spec.label, "primary_metric": spec.primary_metric,
+            "intended_use": spec.intended_use.strip(),
+            "spec": str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)}
+    for key, value in tags.items():
+        client.set_registered_model_tag(spec.name, key, value)
 
 
 def _describe_version(spec: ModelSpec, version: str, facts: dict, tags: dict[str, str]) -> None:

@@ -83,6 +83,8 @@ def test_price_drift_triggers_retraining_and_a_new_production_version(spendy_pro
 
     # The retrain event triggers train_ (the scheduler would; here it is run next), and its candidate promote_.
     assert dagrun.run_dag(settings, f"train_{MODEL}").task_states == {"train": "success"}
+    # run by hand (dag.test), train_ still names the request it answers: the retrain asset's newest event
+    assert mlflow.MlflowClient().get_model_version(MODEL, "2").tags["mlscale.retrain_reason"] == decision.detail
     assert dagrun.run_dag(settings, f"promote_{MODEL}").task_states == {"evaluate": "success", "switch": "success"}
     assert registry_state() == {"2": ("Production", ["production"]), "1": ("Archived", ["previous_production"])}
 
@@ -109,6 +111,8 @@ def test_scheduled_retraining_whose_candidate_fails_leaves_production_untouched(
 
     # Same data, same spec: the candidate is no better than Production, so the gates reject it.
     assert dagrun.run_dag(settings, f"train_{MODEL}").task_states == {"train": "success"}
+    assert mlflow.MlflowClient().get_model_version(MODEL, "3").tags["mlscale.retrain_reason"] == \
+        _retrain_events(settings)[-1]["reason"]
     run = dagrun.run_dag(settings, f"promote_{MODEL}")
     assert run.task_states == {"evaluate": "success", "switch": "skipped"}
     after = registry_state()

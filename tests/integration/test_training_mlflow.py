@@ -105,6 +105,13 @@ def test_train_logs_everything_and_registers_a_version(built, name):
     assert version.tags["train_sha256"] == train_tags["content_sha256"]
     assert version.tags["mlscale.dbt_invocation_id"] == tags["mlscale.dbt_invocation_id"]
     assert float(version.tags[f"test_{spec.primary_metric}"]) == pytest.approx(result["metrics"][spec.primary_metric])
+    # The registered model itself: what it is for, who owns it, where its spec is.
+    registered = client.get_registered_model(name)
+    assert registered.description.startswith(spec.description) and spec.intended_use.strip() in registered.description
+    assert all(item in registered.description for item in spec.limitations)
+    assert registered.tags == {"owner": "data_scientist", "task": spec.task, "label": spec.label,
+                               "primary_metric": spec.primary_metric, "intended_use": spec.intended_use.strip(),
+                               "spec": f"include/models/{name}.yml"}
 
 
 def test_same_data_and_seed_give_the_same_model(built):
