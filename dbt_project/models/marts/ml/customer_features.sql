@@ -110,15 +110,15 @@ active as (
 ),
 
 -- The whole order history up to the last order before the as-of date (not only the active window): the
--- buy-till-you-die summary (Fader, Hardie & Lee 2005) of repeat order days, their span and the gaps. A
--- lateral on the model itself (not the `days` CTE) reads each customer's days through its unique index.
+-- buy-till-you-die summary (Fader, Hardie & Lee 2005) of repeat order days, their span (from the customer's
+-- first_order_date) and the gaps. A lateral on the model itself (not the `days` CTE) reads each customer's days
+-- through its unique index.
 lifetime as (
     select a.as_of_date, a.customer_id, l.*
     from active as a
     cross join lateral (
         select
             count(*) as order_days,
-            min(o.activity_date) as first_order_day,
             sum(o.n_orders) as orders,
             sum(o.amount) as amount,
             max(o.activity_date) filter (where o.activity_date < a.last_order_date) as previous_order_date
@@ -162,10 +162,10 @@ select
     coalesce(a.pages_30d, 0)::integer as pages_30d,
     a.as_of_date - a.last_session_date as days_since_last_session,
     (l.order_days - 1)::integer as repeat_order_days,
-    a.last_order_date - l.first_order_day as first_to_last_order_days,
+    a.last_order_date - c.first_order_date as first_to_last_order_days,
     l.orders::integer as lifetime_orders,
     round(l.amount / l.orders, 2)::numeric(14, 2) as lifetime_avg_order_value,
-    round((a.last_order_date - l.first_order_day)::numeric / nullif(l.order_days - 1, 0), 1)::numeric(10, 1)
+    round((a.last_order_date - c.first_order_date)::numeric / nullif(l.order_days - 1, 0), 1)::numeric(10, 1)
         as mean_order_gap_days,
     a.last_order_date - l.previous_order_date as last_order_gap_days,
     c.region,
