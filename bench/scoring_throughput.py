@@ -21,7 +21,7 @@ import training_scale  # noqa: F401  (sets the _bench environment before mlscale
 
 import psycopg  # noqa: E402
 
-from mlscale import features, postgres, registry, scoring, services, training  # noqa: E402
+from mlscale import features, postgres, registry, scoring, selection, services, training  # noqa: E402
 from mlscale.artifacts import load_verified  # noqa: E402
 from mlscale.config import Settings  # noqa: E402
 from mlscale.specs import load_specs  # noqa: E402
@@ -81,7 +81,7 @@ def main() -> None:
     bare, end_to_end = [], []
     for _ in range(args.repeats):
         t0 = time.perf_counter()
-        training.predict(spec, model, frame)
+        selection.predict(spec, model, frame)
         bare.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         result = scoring.score(settings, spec, as_of)

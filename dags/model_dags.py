@@ -42,16 +42,20 @@ request, before a version answers it, still names the request; otherwise the tag
 
 Reads matured rows of `{table}` (label `{label}`), splits by as-of date (test = the latest matured
 as-of date; training only on as-of dates at least {gap} days earlier), tries up to {budget} parameter
-combinations of each of {candidates} (one nested MLflow run each), picks the best on the last {valid}
-training as-of dates by `{metric}`, refits it and tests it against the naive baseline ({baseline}).
+combinations of each of {candidates} (one nested MLflow run each; no new one after {minutes}), picks the
+best on the last {valid} training as-of dates by `{metric}` (classification: among those whose validation
+log loss is within {excess} of the best), refits it, calibrates its probabilities on those held-out dates
+(classification: {calibration}, kept only where it lowers their log loss) and tests it against the
+strongest of its baselines ({baselines}).
 
-Logged to the MLflow experiment `{name}`: params, test metrics of model and baseline, per-segment
-metrics, the campaign profit (economics: dbt seed `model_economics`), ROC/PR/calibration or residual
-plots, permutation importance, `model_card.md`, signature, input example, the training and test
-datasets (content digest) and tags for the dbt invocation, git commit and this Airflow run.
+Logged to the MLflow experiment `{name}`: params, test metrics of model and each baseline, per-segment
+metrics, the campaign profit (economics: dbt seed `model_economics`), ROC/PR/reliability or residual
+plots, permutation importance, `evaluation/search.json` (what was tried, excluded, not tried),
+`model_card.md`, signature, input example, the training and test datasets (content digest) and tags for
+the dbt invocation, git commit and this Airflow run.
 
 **Produces:** a registered version and the `{name}_candidate` asset (extra: model, version, run_id),
-which triggers `promote_{name}`. A model that does not beat the baseline is logged but not registered:
+which triggers `promote_{name}`. A model that does not beat the strongest baseline is logged but not registered:
 the task is **skipped** with the reason in its log, and nothing is promoted.
 """
 
@@ -181,7 +185,10 @@ def _train_dag(spec: ModelSpec):
             name=spec.name, description=spec.description, table=spec.table, label=spec.label,
             gap=spec.split.gap_days, candidates=", ".join(c.name for c in spec.candidates),
             valid=spec.split.validation_as_of_dates, metric=spec.primary_metric, budget=spec.search.budget,
-            baseline=f"training label mean per bin of {spec.baseline.feature}",
+            minutes=f"{spec.search.max_minutes:g} minutes" if spec.search.max_minutes else "no time limit",
+            excess=spec.search.max_log_loss_excess, calibration=", ".join(spec.calibration.methods) or "none",
+            baselines="; ".join(f"training label mean per bin of {b.feature}" if b.kind == "binned_mean"
+                                else f"{b.kind}, {b.horizon_days} days" for b in spec.baselines),
         ),
     ))
     def train_dag():

@@ -150,3 +150,19 @@ def build_shop(settings, landing: Path, params: ShopParams) -> None:
     generate(params, landing)
     ingest_landing(settings.dsn(settings.warehouse_db), landing)
     build(settings)
+
+
+def use_spec_variant(folder: Path, monkeypatch, model: str, edit) -> None:
+    """Point the bundle at a folder holding only `model`'s shipped spec after `edit(data)` changed its YAML data;
+    the DAG bag is rebuilt (clear dagrun.dag_bag's cache again when done)."""
+    import yaml
+
+    from mlscale import dagrun
+    from mlscale.specs import SPECS_DIR
+
+    data = yaml.safe_load((SPECS_DIR / f"{model}.yml").read_text())
+    edit(data)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{model}.yml").write_text(yaml.safe_dump(data))
+    monkeypatch.setenv("MLSCALE_SPECS_DIR", str(folder))
+    dagrun.dag_bag.cache_clear()

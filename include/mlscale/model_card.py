@@ -22,10 +22,30 @@ def _uninformative(features: list[str]) -> str:
             f"them; usually an optional feed that is not delivered): {', '.join(features)}.")
 
 
+def _search(facts: dict) -> str:
+    lines = []
+    if facts["not_tried"]:
+        lines.append(f"The search's time budget left {len(facts['not_tried'])} configuration(s) untried: "
+                     f"{'; '.join(facts['not_tried'])}.")
+    if facts["excluded"]:
+        lines.append("Excluded although better on the primary metric, for their validation log loss: "
+                     f"{'; '.join(facts['excluded'])}.")
+    return "".join(f"\n{line}" for line in lines)
+
+
+def _calibration(facts: dict) -> str:
+    losses = facts["calibration_log_loss"]
+    if not losses:
+        return ""
+    measured = ", ".join(f"{k} {v:.4f}" for k, v in losses.items())
+    chosen = facts["calibration"]
+    return (f"\nProbabilities: {'recalibrated by ' + chosen if chosen else 'not recalibrated'} (held-out validation "
+            f"log loss: {measured}; see plots/calibration_curve.png).")
+
+
 def render(spec: ModelSpec, facts: dict) -> str:
     """Markdown for one training run; `facts` is what training measured (see training.fit_and_log)."""
     metrics = facts["metrics"]
-    baseline = facts["baseline_metrics"]
     business = facts["business"]
     segments = [[s["segment"], s["value"], s["rows"], _fmt(s["label_mean"]), _fmt(s["metrics"].get(spec.primary_metric, "n/a"))]
                 for s in facts["segments"]]
@@ -57,9 +77,14 @@ Missing numerics are imputed with the training median; missing categories become
 ## Model
 `{facts['candidate']}` with {facts['params'] or 'default parameters'}, chosen by validation
 `{spec.primary_metric}` among {facts['configurations']} configurations of {', '.join(c.name for c in spec.candidates)}.
+{_search(facts)}{_calibration(facts)}
 
 ## Test metrics
-{_table(['metric', 'model', f'baseline ({facts["baseline"]})'], [[k, _fmt(v), _fmt(baseline[k])] for k, v in metrics.items()])}
+The model against each baseline of its spec on the same test rows; it has to beat the strongest
+({facts['baseline']}).
+
+{_table(['metric', 'model', *facts['baselines']], [[k, _fmt(v), *(_fmt(b['metrics'][k]) for b in facts['baselines'].values())]
+                                                   for k, v in metrics.items()])}
 
 ## Business value (test as-of date)
 A campaign on the top {spec.business.top_k_share:.0%} of customers by expected gain ({int(business['targeted'])} customers):

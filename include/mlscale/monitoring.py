@@ -18,7 +18,7 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
-from mlscale import artifacts, evaluation, features, registry, training
+from mlscale import artifacts, evaluation, features, registry, selection, training
 from mlscale.drift import PROFILE_PATH, categorical_psi, numeric_psi
 from mlscale.config import Settings
 from mlscale.postgres import table_exists
@@ -174,7 +174,7 @@ def monitor(settings: Settings, spec: ModelSpec, airflow_run_id: str | None = No
         else:
             current = features.at(settings, spec, as_of)
             model, _ = artifacts.load_verified(spec.name, production)
-            scores = training.predict(spec, model, current[spec.feature_names])
+            scores = selection.predict(spec, model, current[spec.feature_names])
             report.checks += drift_checks(spec, reference, current, scores)
         report.checks += [c for c in (realised_check(settings, spec, production), age_check(spec, tags, as_of)) if c]
     report.retrain, report.reason = decide(spec, report.checks, as_of, _last_request(settings, spec.name))

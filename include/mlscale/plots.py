@@ -14,8 +14,10 @@ def _axes(title: str, xlabel: str, ylabel: str):
     return fig, ax
 
 
-def classification(y: np.ndarray, model_scores: np.ndarray, baseline_scores: np.ndarray) -> dict[str, Figure]:
-    """ROC, precision-recall and calibration curves of the model, with the baseline for reference."""
+def classification(y: np.ndarray, model_scores: np.ndarray, baseline_scores: np.ndarray,
+                   before_calibration: np.ndarray | None = None) -> dict[str, Figure]:
+    """ROC, precision-recall and reliability curves of the model, with the baseline for reference (and, on the
+    reliability diagram, the model's probabilities before calibration)."""
     from sklearn.calibration import calibration_curve
     from sklearn.metrics import precision_recall_curve, roc_curve
 
@@ -36,8 +38,11 @@ def classification(y: np.ndarray, model_scores: np.ndarray, baseline_scores: np.
     ax.legend()
     figs["pr_curve.png"] = fig
 
-    fig, ax = _axes("Calibration (test)", "mean predicted probability", "observed rate")
-    for name, s in (("model", model_scores), ("baseline", baseline_scores)):
+    fig, ax = _axes("Reliability diagram (test)", "mean predicted probability", "observed rate")
+    curves = [("model", model_scores), ("baseline", baseline_scores)]
+    if before_calibration is not None:
+        curves.insert(1, ("model before calibration", before_calibration))
+    for name, s in curves:
         observed, predicted = calibration_curve(y, s, n_bins=10, strategy="quantile")
         ax.plot(predicted, observed, marker="o", label=name)
     ax.plot([0, 1], [0, 1], "k:", label="perfect")

@@ -190,3 +190,10 @@ def ensure_databases(settings: Settings, names: list[str]) -> list[str]:
                 conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
                 created.append(name)
     return created
+
+
+def drop_databases(settings: Settings, names: list[str]) -> None:
+    """Drop each database in `names` that exists (closing its connections)."""
+    with psycopg.connect(settings.pg_dsn, autocommit=True) as conn:
+        for name in names:
+            conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))

@@ -17,8 +17,8 @@ from dataclasses import asdict, dataclass, field
 
 import psycopg
 
-from mlscale import artifacts, evaluation, features, gates, training
-from mlscale.baseline import BinnedMean
+from mlscale import artifacts, evaluation, features, gates, selection, training
+from mlscale.baseline import measure_all
 from mlscale.config import Settings
 from mlscale.specs import ModelSpec
 
@@ -166,7 +166,7 @@ def evaluate(settings: Settings, spec: ModelSpec, version: str | None = None,
         decision.gates["staging"] = {"passed": False, "checks": {"artifact_sha256": {"passed": False, "why": str(exc)}}}
         decision.reason = f"staging gate: {exc}"
         return _finish(settings, client, decision, airflow_run_id)
-    scores = training.predict(spec, model, holdout[spec.feature_names])
+    scores = selection.predict(spec, model, holdout[spec.feature_names])
     decision.candidate_metrics = evaluation.evaluate(spec, y, scores)
     staging = gates.staging(spec, model, fetched, holdout, scores, decision.candidate_metrics,
                             mart_columns(settings, spec.table))
@@ -187,11 +187,11 @@ def evaluate(settings: Settings, spec: ModelSpec, version: str | None = None,
             raise RegistryError(f"Production itself fails its artifact check, so nothing can be compared with it: "
                                 f"{exc}") from exc
         reference_name, check = f"production v{production}", gates.production
-    else:
-        reference = BinnedMean(spec.baseline.feature, spec.baseline.bins, spec.task).fit(
-            split.train[spec.feature_names], split.train[spec.label].to_numpy())
-        reference_name, check = f"the baseline ({reference.describe()})", gates.first_version
-    ref_scores = training.predict(spec, reference, holdout[spec.feature_names])
+        ref_scores = selection.predict(spec, reference, holdout[spec.feature_names])
+    else:  # the strongest of the spec's baselines, fitted on the training rows, on this holdout
+        strongest = measure_all(spec, split.train, holdout)[0]
+        reference_name, check = f"the strongest baseline ({strongest.model.describe()})", gates.first_version
+        ref_scores = strongest.scores
     decision.production_metrics = evaluation.evaluate(spec, y, ref_scores)
     prod_gate = check(spec, holdout, scores, ref_scores, reference_name)
     decision.gates["production"] = {**prod_gate.as_dict(), "against": reference_name,

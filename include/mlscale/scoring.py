@@ -14,7 +14,7 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
-from mlscale import artifacts, features, registry, training
+from mlscale import artifacts, features, registry, selection
 from mlscale.config import Settings
 from mlscale.specs import ModelSpec
 
@@ -88,7 +88,7 @@ def score(settings: Settings, spec: ModelSpec, as_of: date | None = None, chunk_
     for i, chunk in enumerate(features.chunks_at(settings, spec, as_of, chunk_rows), 1):
         ids.append(chunk["customer_id"].to_numpy(dtype=np.int64))
         for role, model in models.items():
-            scores[role].append(training.predict(spec, model, chunk[spec.feature_names]))
+            scores[role].append(selection.predict(spec, model, chunk[spec.feature_names]))
         log.info("%s as-of %s: scored chunk %d (%d customers so far)", spec.name, as_of, i, sum(map(len, ids)))
     all_ids = np.concatenate(ids) if ids else np.array([], dtype=np.int64)
     result = {"model": spec.name, "as_of_date": str(as_of), "rows": len(all_ids)}

@@ -22,8 +22,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from mlscale import (artifacts, datagen, evaluation, features, monitoring, registry, reporting, scoring, training,
-                     warehouse)
+from mlscale import (artifacts, datagen, evaluation, features, monitoring, registry, reporting, scoring, selection,
+                     training, warehouse)
 from mlscale.config import Settings
 from mlscale.ingest import ingest_landing
 from mlscale.specs import ModelSpec
@@ -211,7 +211,7 @@ def realised(settings: Settings, spec: ModelSpec, frozen: str) -> pd.DataFrame:
             "as_of_date": str(as_of.date()), "judged_customers": len(both),
             f"rolling_{metric}": evaluation.metric(metric, both[spec.label], both["score"]),
             f"frozen_{metric}": evaluation.metric(metric, judged[spec.label],
-                                                  training.predict(spec, model, judged[spec.feature_names])),
+                                                  selection.predict(spec, model, judged[spec.feature_names])),
         })
     return pd.DataFrame(rows, columns=["as_of_date", "judged_customers", f"rolling_{metric}", f"frozen_{metric}"])
 

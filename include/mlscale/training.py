@@ -7,26 +7,26 @@ benchmark and tests run exactly the code the `train_<model>` DAG runs.
 from __future__ import annotations
 
 import logging
-import time
 import warnings
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 import psycopg
 
-from mlscale import artifacts, drift, evaluation, features, lineage, model_card, plots
-from mlscale.baseline import BinnedMean
+from mlscale import artifacts, drift, evaluation, features, lineage, model_card, plots, selection
+from mlscale.baseline import measure_all
 from mlscale.config import Settings
 from mlscale.postgres import table_exists
 from mlscale.evaluation import Economics
-from mlscale.specs import Candidate, ModelSpec, improvement
+from mlscale.selection import predict
+from mlscale.specs import ModelSpec, improvement
 
 log = logging.getLogger(__name__)
 
 SEED = 7
 # Types beyond skops' defaults that our own pipelines contain; reviewed, and only ever loaded from our registry.
-SKOPS_TRUSTED_TYPES = ["numpy.dtype", "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"]
+SKOPS_TRUSTED_TYPES = ["numpy.dtype", "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+                       "mlscale.btyd.BtydFeatures", "mlscale.selection.Recalibrated"]
 # Permutation importance runs on at most this many test rows, this many times per feature.
 IMPORTANCE_ROWS, IMPORTANCE_REPEATS = 5000, 5
 
@@ -56,48 +56,6 @@ def time_split(frame: pd.DataFrame, gap_days: int) -> Split:
     return Split(train=train, test=frame[frame["as_of_date"] == test_as_of], test_as_of=test_as_of)
 
 
-def build_pipeline(spec: ModelSpec, candidate_name: str, params: dict):
-    """scikit-learn Pipeline: impute and scale numerics, one-hot categoricals, then the estimator."""
-    from sklearn.compose import ColumnTransformer
-    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
-    from sklearn.impute import SimpleImputer
-    from sklearn.linear_model import LogisticRegression, Ridge
-    from sklearn.pipeline import Pipeline, make_pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
-
-    pre = ColumnTransformer(
-        [
-            # keep_empty_features: a feature never observed (an optional feed not delivered) stays an input,
-            # as a constant, so the model's inputs are always the spec's features.
-            ("num", make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler()),
-             spec.features.numeric),
-            ("cat", make_pipeline(SimpleImputer(strategy="constant", fill_value="unknown"),
-                                  OneHotEncoder(handle_unknown="ignore")), spec.features.categorical),
-        ]
-    )
-    estimators = {
-        "logistic_regression": lambda: LogisticRegression(max_iter=2000, **params),
-        "hist_gradient_boosting": lambda: HistGradientBoostingClassifier(random_state=SEED, **params),
-        "ridge": lambda: Ridge(**params),
-        "hist_gradient_boosting_regressor": lambda: HistGradientBoostingRegressor(random_state=SEED, **params),
-    }
-    return Pipeline([("features", pre), ("model", estimators[candidate_name]())])
-
-
-def configurations(candidate: Candidate, budget: int) -> list[dict]:
-    """At most `budget` parameter combinations of `candidate`, sampled without replacement (seeded)."""
-    from sklearn.model_selection import ParameterSampler
-
-    if candidate.grid_size == 1:
-        return [{k: v[0] for k, v in candidate.space.items()}]
-    return list(ParameterSampler(candidate.space, n_iter=min(budget, candidate.grid_size), random_state=SEED))
-
-
-def predict(spec: ModelSpec, model, X: pd.DataFrame) -> np.ndarray:
-    """Scores: probability of the positive class for classification, the value for regression."""
-    return model.predict_proba(X)[:, 1] if spec.task == "classification" else model.predict(X)
-
-
 def load_economics(settings: Settings, model: str) -> Economics:
     """The model's row of the dbt seed model_economics (reference.model_economics)."""
     with psycopg.connect(settings.dsn(settings.warehouse_db)) as conn:
@@ -124,27 +82,6 @@ def train(settings: Settings, spec: ModelSpec, tags: dict[str, str] | None = Non
     # Monitoring's reference: the customers the model was about to score when it was trained.
     reference = features.at(settings, spec, newest)
     return fit_and_log(settings, spec, frame, load_economics(settings, spec.name), run_tags, reference)
-
-
-def _search(spec: ModelSpec, fit_part: pd.DataFrame, valid_part: pd.DataFrame) -> tuple[Candidate, dict, int]:
-    """Fit every sampled configuration on fit_part, score on valid_part (one nested MLflow run each)."""
-    import mlflow
-
-    X, y = fit_part[spec.feature_names], fit_part[spec.label].to_numpy()
-    plan = [(cand, params) for cand in spec.candidates for params in configurations(cand, spec.search.budget)]
-    best = None
-    for i, (cand, params) in enumerate(plan, 1):
-        started = time.monotonic()
-        model = build_pipeline(spec, cand.name, params).fit(X, y)
-        score = evaluation.evaluate(spec, valid_part[spec.label], predict(spec, model, valid_part[spec.feature_names]))
-        with mlflow.start_run(run_name=f"{cand.name}-{i}", nested=True):
-            mlflow.log_params({"candidate": cand.name, **params})
-            mlflow.log_metrics({f"valid_{k}": v for k, v in score.items()})
-        log.info("search %d/%d: %s %s -> validation %s %.4f (%.1fs)", i, len(plan), cand.name, params,
-                 spec.primary_metric, score[spec.primary_metric], time.monotonic() - started)
-        if best is None or improvement(spec.primary_metric, score[spec.primary_metric], best[2]) > 0:
-            best = (cand, params, score[spec.primary_metric])
-    return best[0], best[1], len(plan)
 
 
 def _importance(spec: ModelSpec, model, test: pd.DataFrame) -> list[dict]:
@@ -182,11 +119,13 @@ def fit_and_log(settings: Settings, spec: ModelSpec, frame: pd.DataFrame, econom
     split = time_split(frame, spec.split.gap_days)
     train_dates = sorted(split.train["as_of_date"].unique())
     valid_dates = train_dates[-spec.split.validation_as_of_dates:]
-    fit_part = split.train[~split.train["as_of_date"].isin(valid_dates)]
+    fit_end = pd.Timestamp(valid_dates[0]) - pd.Timedelta(days=spec.split.validation_gap_days)
+    fit_part = split.train[(split.train["as_of_date"] < valid_dates[0]) & (split.train["as_of_date"] <= fit_end)]
     valid_part = split.train[split.train["as_of_date"].isin(valid_dates)]
     if fit_part.empty:
         raise NotEnoughData(f"only {len(train_dates)} training as-of date(s); need more than "
-                            f"{spec.split.validation_as_of_dates} for validation")
+                            f"{spec.split.validation_as_of_dates} for validation, and one at least "
+                            f"{spec.split.validation_gap_days} days before them to fit on")
     log.info("split: %d fit rows, %d validation rows (%s..%s), %d test rows (as-of %s)", len(fit_part),
              len(valid_part), pd.Timestamp(valid_dates[0]).date(), pd.Timestamp(valid_dates[-1]).date(),
              len(split.test), split.test_as_of.date())
@@ -209,13 +148,20 @@ def fit_and_log(settings: Settings, spec: ModelSpec, frame: pd.DataFrame, econom
                 data = lineage.dataset(settings, spec.table, part, query, spec.label, f"{spec.table}:{context}")
                 mlflow.log_input(data, context=context, tags=lineage.profile(part))
 
-        cand, params, n_configs = _search(spec, fit_part, valid_part)
-        model = build_pipeline(spec, cand.name, params).fit(X_train, y_train)
+        searched = selection.search(spec, fit_part, valid_part)
+        cand, params, n_configs = searched.chosen.candidate, searched.chosen.params, len(searched.tried)
+        raw_model = selection.build_pipeline(spec, cand.name, params).fit(X_train, y_train)
+        calibrated = None
+        if spec.task == "classification" and spec.calibration.methods:
+            # learned from the search's fit of the configuration, which never saw the validation as-of dates
+            calibrated = selection.calibrate(spec, searched.chosen.model, raw_model, valid_part)
+        model = calibrated.model if calibrated else raw_model
         scores = predict(spec, model, X_test)
         metrics = evaluation.evaluate(spec, y_test, scores)
-        baseline = BinnedMean(spec.baseline.feature, spec.baseline.bins, spec.task).fit(X_train, y_train)
-        baseline_scores = predict(spec, baseline, X_test)
-        baseline_metrics = evaluation.evaluate(spec, y_test, baseline_scores)
+        raw_scores = predict(spec, raw_model, X_test) if calibrated and calibrated.method else None
+        measured = measure_all(spec, split.train, split.test)
+        strongest = measured[0]
+        baseline_metrics, baseline_scores = strongest.metrics, strongest.scores
         business = evaluation.campaign(spec, economics, split.test, y_test, scores)
         baseline_business = evaluation.campaign(spec, economics, split.test, y_test, baseline_scores)
         segments = evaluation.by_segment(spec, split.test, y_test, scores)
@@ -224,17 +170,21 @@ def fit_and_log(settings: Settings, spec: ModelSpec, frame: pd.DataFrame, econom
         metric = spec.primary_metric
         delta = improvement(metric, metrics[metric], baseline_metrics[metric])
         registered = delta > 0
-        reason = (f"test {metric} {metrics[metric]:.4f} vs baseline {baseline_metrics[metric]:.4f} "
-                  f"({baseline.describe()}): improvement {delta:+.4f}")
+        reason = (f"test {metric} {metrics[metric]:.4f} vs the strongest baseline {baseline_metrics[metric]:.4f} "
+                  f"({strongest.model.describe()}): improvement {delta:+.4f}")
         lineage_facts = {"dbt_invocation_id": tags.get("mlscale.dbt_invocation_id", "unknown"),
                          "git_commit": tags.get("mlscale.git_commit", "unknown"),
                          "train_sha256": lineage.content_hash(split.train)}
         facts = {
             "candidate": cand.name, "params": params, "configurations": n_configs,
+            "not_tried": searched.not_tried, "excluded": searched.excluded,
+            "calibration": calibrated.method if calibrated else None,
+            "calibration_log_loss": calibrated.log_loss if calibrated else {},
             "train_rows": len(split.train), "test_rows": len(split.test),
             "train_as_of_min": str(pd.Timestamp(train_dates[0]).date()),
             "train_as_of_max": str(pd.Timestamp(train_dates[-1]).date()), "test_as_of": str(split.test_as_of.date()),
-            "metrics": metrics, "baseline_metrics": baseline_metrics, "baseline": baseline.describe(),
+            "metrics": metrics, "baseline_metrics": baseline_metrics, "baseline": strongest.model.describe(),
+            "baselines": {m.name: {"describe": m.model.describe(), "metrics": m.metrics} for m in measured},
             "business": business, "segments": segments, "importance": importance,
             "registered": registered, "reason": reason, "lineage": lineage_facts,
             "uninformative_features": no_information,
@@ -242,25 +192,41 @@ def fit_and_log(settings: Settings, spec: ModelSpec, frame: pd.DataFrame, econom
 
         mlflow.log_params({
             "candidate": cand.name, **{f"model__{k}": v for k, v in params.items()},
-            "search_budget": spec.search.budget, "configurations": n_configs,
+            "search_budget": spec.search.budget, "search_max_minutes": spec.search.max_minutes,
+            "configurations": n_configs, "configurations_not_tried": len(searched.not_tried),
+            "calibration": facts["calibration"] or "none",
             "features": ",".join(spec.feature_names), "label": spec.label, "table": spec.table,
+            "btyd_features": ",".join(selection.BtydFeatures.OUTPUTS) if spec.features.btyd else "none",
             "uninformative_features": ",".join(no_information) or "none",
             "train_rows": len(split.train), "test_rows": len(split.test),
             "train_as_of_min": facts["train_as_of_min"], "train_as_of_max": facts["train_as_of_max"],
             "test_as_of": facts["test_as_of"], "gap_days": spec.split.gap_days,
-            "baseline": baseline.describe(), "business_top_k_share": spec.business.top_k_share,
+            "validation_gap_days": spec.split.validation_gap_days,
+            "baseline": strongest.model.describe(), "baseline_name": strongest.name,
+            "baselines": ",".join(m.name for m in measured), "business_top_k_share": spec.business.top_k_share,
             "economics": f"margin {economics.margin_rate}, response {economics.response_rate}, "
                          f"contact cost {economics.contact_cost}",
         })
         mlflow.log_metrics({
             **{f"test_{k}": v for k, v in metrics.items()},
             **{f"baseline_test_{k}": v for k, v in baseline_metrics.items()},
+            **{f"baseline_{m.name}_test_{k}": v for m in measured for k, v in m.metrics.items()},
+            **({f"uncalibrated_test_{k}": v for k, v in evaluation.evaluate(spec, y_test, raw_scores).items()}
+               if raw_scores is not None else {}),
+            **({f"valid_log_loss_calibration_{k}": v for k, v in calibrated.log_loss.items()} if calibrated else {}),
+            "search_seconds": searched.seconds,
             **{f"business_{k}": v for k, v in business.items()},
             "baseline_business_profit": baseline_business["profit"],
             **{metric_key("segment", s["segment"], s["value"], f"test_{k}"): v
                for s in segments for k, v in s["metrics"].items()},
         })
-        figures = (plots.classification if spec.task == "classification" else plots.regression)(y_test, scores, baseline_scores)
+        mlflow.log_dict({"tried": [{"candidate": t.candidate.name, "params": t.params, "validation": t.validation}
+                                   for t in searched.tried],
+                         "chosen": {"candidate": cand.name, "params": params}, "not_tried": searched.not_tried,
+                         "excluded_by_log_loss_bound": searched.excluded, "seconds": searched.seconds},
+                        "evaluation/search.json")
+        figures = (plots.classification(y_test, scores, baseline_scores, raw_scores) if spec.task == "classification"
+                   else plots.regression(y_test, scores, baseline_scores))
         figures["permutation_importance.png"] = plots.importance(importance, metric)
         for name, fig in figures.items():
             mlflow.log_figure(fig, f"plots/{name}")

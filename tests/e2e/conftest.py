@@ -11,7 +11,7 @@ import pytest
 
 from mlscale import airflow_ui, dagrun, registry, services, training
 from mlscale.postgres import table_exists
-from mlscale.specs import Baseline, Business, Candidate, Features, load_specs
+from mlscale.specs import BinnedMeanBaseline, Business, Candidate, Features, load_specs
 from tests.helpers import airflow_shop, drop_registered_model
 
 MODEL = "churn_90d"
@@ -20,7 +20,7 @@ SPEC = load_specs()[MODEL]
 FAST = SPEC.model_copy(update={"search": SPEC.search.model_copy(update={"budget": 1})})
 # Two weak features and no floors: registered (it beats the mean), clearly worse than FAST.
 WEAK = SPEC.model_copy(update={
-    "features": Features(numeric=["tenure_days", "age"]), "baseline": Baseline(feature="age", bins=1),
+    "features": Features(numeric=["tenure_days", "age"]), "baselines": [BinnedMeanBaseline(kind="binned_mean", feature="age", bins=1)],
     "segments": {}, "business": Business(top_k_share=0.1),
     "candidates": [Candidate(name="logistic_regression", params={"C": 1.0})],
     "promotion": SPEC.promotion.model_copy(update={"staging": SPEC.promotion.staging.model_copy(update={"min_metrics": {}})}),

@@ -21,7 +21,10 @@ from tests.helpers import build_shop, drop_registered_model, query
 
 pytestmark = pytest.mark.integration
 SPECS = load_specs()
-REVENUE = SPECS["revenue_90d"].model_copy(update={"search": SPECS["revenue_90d"].search.model_copy(update={"budget": 1})})
+# One configuration, and only the binned-mean baseline: this tests the report's numbers, and on 500 customers
+# the model does not beat BG/NBD x Gamma-Gamma (RMSE 296 against 282), so it would not be registered.
+REVENUE = SPECS["revenue_90d"].model_copy(update={"search": SPECS["revenue_90d"].search.model_copy(update={"budget": 1}),
+                                                  "baselines": SPECS["revenue_90d"].baselines[:1]})
 
 
 @pytest.fixture(scope="module")

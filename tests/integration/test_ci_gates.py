@@ -94,11 +94,11 @@ def test_model_ci_passes_the_shipped_specs_and_fails_broken_ones_with_the_reason
     # Broken on purpose: its only feature carries no information (birth year is random in the generator), and
     # a one-split stump that cannot beat 50 recency bins.
     uninformative = _spec_file(tmp_path / "uninformative", **{
-        "features": {"numeric": ["age"], "categorical": []}, "baseline": {"feature": "age", "bins": 1},
+        "features": {"numeric": ["age"], "categorical": []}, "baselines": [{"kind": "binned_mean", "feature": "age", "bins": 1}],
         "segments": {}, "business": {"top_k_share": 0.1}, "search.budget": 1})
     stump = _spec_file(tmp_path / "stump", **{
         "features": {"numeric": ["age", "recency_days"], "categorical": []},
-        "baseline": {"feature": "recency_days", "bins": 50}, "segments": {}, "business": {"top_k_share": 0.1},
+        "baselines": [{"kind": "binned_mean", "feature": "recency_days", "bins": 50}], "segments": {}, "business": {"top_k_share": 0.1},
         "candidates": [{"name": "hist_gradient_boosting", "params": {"max_iter": 1, "max_leaf_nodes": 2}}]})
     ci_mlflow = ci.ci_settings(stack).mlflow_uri
 
@@ -110,8 +110,8 @@ def test_model_ci_passes_the_shipped_specs_and_fails_broken_ones_with_the_reason
     assert out.returncode == 1 and len(lines) == 5, out.stdout + out.stderr[-3000:]
     assert lines[0].startswith("ci-model: shop of 600 customers over 270 days built in "
                                f"{ci.ci_settings(stack).warehouse_db}")
-    assert lines[1].startswith("  PASS churn_90d (churn_90d): passed both gates against the baseline")
-    assert lines[2].startswith("  PASS revenue_90d (revenue_90d): passed both gates against the baseline")
+    assert lines[1].startswith("  PASS churn_90d (churn_90d): passed both gates against the strongest baseline")
+    assert lines[2].startswith("  PASS revenue_90d (revenue_90d): passed both gates against the strongest baseline")
     assert lines[3].startswith(f"  FAIL churn_90d ({uninformative}): staging gate: ") and "floor 0.7" in lines[3]
     assert lines[4].startswith(f"  FAIL churn_90d ({stump}): does not beat its baseline: test roc_auc")
     assert "ci-model: CiFailed: 2 of 4 model(s) would not be promoted" in out.stderr

@@ -9,7 +9,7 @@ import yaml
 from mlscale import dagrun, lineage, training
 from mlscale.config import Settings
 from mlscale.datagen import ShopParams
-from mlscale.specs import SPECS_DIR, load_spec, load_specs
+from mlscale.specs import LOWER_IS_BETTER, SPECS_DIR, load_spec, load_specs
 from tests.helpers import build_shop, drop_registered_model, scalar
 
 pytestmark = pytest.mark.integration
@@ -56,6 +56,23 @@ def test_train_logs_everything_and_registers_a_version(built, name):
     assert {k.removeprefix("test_") for k in metrics if k.startswith("test_")} == task_metrics
     assert {k.removeprefix("baseline_test_") for k in metrics if k.startswith("baseline_test_")} == task_metrics
     assert metrics[f"test_{spec.primary_metric}"] == pytest.approx(result["metrics"][spec.primary_metric])
+    # Every baseline of the spec on the same test rows; the one to beat is the strongest of them.
+    names = params["baselines"].split(",")
+    assert sorted(names) == sorted(["binned_mean_" + b.feature if b.kind == "binned_mean" else b.kind
+                                    for b in spec.baselines])
+    per_baseline = {n: metrics[f"baseline_{n}_test_{spec.primary_metric}"] for n in names}
+    best = (min if spec.primary_metric in LOWER_IS_BETTER else max)(per_baseline.values())
+    assert metrics[f"baseline_test_{spec.primary_metric}"] == best == per_baseline[params["baseline_name"]]
+    assert names[0] == params["baseline_name"]  # strongest first
+    assert params["btyd_features"] == "btyd_p_alive,btyd_expected_purchases,btyd_p_no_purchase"
+    if spec.task == "classification":  # calibrated on held-out as-of dates when that lowers their log loss
+        held_out = {k.removeprefix("valid_log_loss_calibration_"): v for k, v in metrics.items()
+                    if k.startswith("valid_log_loss_calibration_")}
+        assert set(held_out) == {"none", *spec.calibration.methods}
+        assert params["calibration"] == min(held_out, key=held_out.get)
+        if params["calibration"] != "none":
+            assert {k.removeprefix("uncalibrated_test_") for k in metrics if k.startswith("uncalibrated_")} \
+                == task_metrics
     assert metrics["business_profit"] > metrics["business_profit_random"]
     assert metrics["business_targeted"] == pytest.approx(round(int(params["test_rows"]) * 0.1 + 0.5), abs=1)
     assert any(k.startswith(f"segment/region/Europe/test_{spec.primary_metric}") for k in metrics)
@@ -66,12 +83,15 @@ def test_train_logs_everything_and_registers_a_version(built, name):
     assert len(children) == int(params["configurations"]) == sum(
         min(spec.search.budget, c.grid_size) for c in spec.candidates)
     assert all(f"valid_{spec.primary_metric}" in c.data.metrics for c in children)
+    local = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="evaluation")
+    search = json.load(open(f"{local}/search.json"))
+    assert len(search["tried"]) == len(children) and search["not_tried"] == []
+    assert search["chosen"] == {"candidate": result["candidate"], "params": result["params"]}
 
     # Plots, importance, segments and the model card.
     plots = ({"roc_curve.png", "pr_curve.png", "calibration_curve.png"} if spec.task == "classification"
              else {"predicted_vs_actual.png", "residuals.png"}) | {"permutation_importance.png"}
     assert _artifacts(client, run.info.run_id, "plots") == sorted(f"plots/{p}" for p in plots)
-    local = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="evaluation")
     importance = json.load(open(f"{local}/permutation_importance.json"))["rows"]
     assert {r["feature"] for r in importance} == set(spec.feature_names)
     segments = json.load(open(f"{local}/segments.json"))["segments"]
@@ -127,7 +147,7 @@ def _weak_spec(folder):
     """churn_90d, but the only candidate is a one-split stump (two distinct scores): it cannot beat 50 recency bins."""
     data = yaml.safe_load((SPECS_DIR / "churn_90d.yml").read_text())
     data.update(name="churn_weak", features={"numeric": ["age", "recency_days"], "categorical": []},
-                baseline={"feature": "recency_days", "bins": 50}, segments={},
+                baselines=[{"kind": "binned_mean", "feature": "recency_days", "bins": 50}], segments={},
                 business={"top_k_share": 0.1},
                 candidates=[{"name": "hist_gradient_boosting",
                              "params": {"max_iter": 1, "max_leaf_nodes": 2, "learning_rate": 0.1}}])
@@ -141,7 +161,7 @@ def test_a_model_that_does_not_beat_the_baseline_is_logged_not_registered(built,
     with built_economics(built, spec.name):
         result = training.train(built, spec)
     assert not result["registered"] and result["version"] is None
-    assert result["reason"].startswith("test roc_auc") and "vs baseline" in result["reason"]
+    assert result["reason"].startswith("test roc_auc") and "vs the strongest baseline" in result["reason"]
     client = mlflow.MlflowClient()
     run = client.get_run(result["run_id"])
     assert run.data.tags["mlscale.registered"] == "false"

@@ -97,7 +97,7 @@ def test_batch_latency_scores_on_one_thread():
     """OpenMP and BLAS pools are limited to one thread while the budget is timed, and restored after."""
     from threadpoolctl import threadpool_info
 
-    from mlscale.training import build_pipeline
+    from mlscale.selection import build_pipeline
 
     frame = pd.DataFrame({c: np.arange(200.0) % 7 for c in SPEC.features.numeric}
                          | {c: ["x", "y"] * 100 for c in SPEC.features.categorical})
@@ -140,3 +140,21 @@ def test_first_version_only_has_to_beat_the_baseline():
     assert passed.passed and list(passed.checks) == ["beats_baseline"]
     failed = gates.first_version(SPEC, frame, noise, good, "the baseline")
     assert not failed.passed and failed.reason.startswith("beats_baseline: roc_auc")
+
+
+def test_calibration_ceiling_fails_what_the_holdout_shows_is_miscalibrated():
+    rng = np.random.default_rng(5)
+    p = rng.uniform(0.05, 0.6, size=6000)
+    y = (rng.uniform(size=6000) < p).astype(float)
+    # calibrated scores pass; the same ranking pushed toward 0.5 (class_weight balanced does this) fails
+    good = gates.ceiling_check("calibration_error", y, p, 0.05)
+    assert good["passed"] and good["value"] < 0.02 and good["low"] <= good["value"] <= good["high"]
+    pushed = gates.ceiling_check("calibration_error", y, 0.5 + 0.6 * (p - 0.3), 0.05)
+    assert not pushed["passed"] and pushed["low"] > 0.05
+    assert pushed["why"].startswith("calibration_error=") and "above ceiling 0.05" in pushed["why"]
+    # probabilities 0.07 too high: 6,000 rows show it; on 300 rows the estimate is as high, but the interval
+    # (binning noise on few rows) cannot tell it from a calibrated model's
+    high = p + 0.07
+    assert not gates.ceiling_check("calibration_error", y, high, 0.05)["passed"]
+    small = gates.ceiling_check("calibration_error", y[:300], high[:300], 0.05)
+    assert small["value"] > 0.05 and small["low"] <= 0.05 and small["passed"]

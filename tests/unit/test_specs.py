@@ -40,7 +40,8 @@ def test_every_spec_has_economics_in_the_dbt_seed():
 
 
 @pytest.mark.parametrize(("changes", "message"), [
-    ({"features__numeric": ["recency_days", "tenure_days", "amount_90d", "tenure_dayz"]},
+    ({"features__numeric": ["recency_days", "tenure_days", "amount_90d", "repeat_order_days",
+                            "first_to_last_order_days", "tenure_dayz"]},
      r"features\.numeric: unknown column 'tenure_dayz': ml\.customer_features has no such column"),
     ({"features__categorical": ["region", "colour"]}, r"features\.categorical: unknown column 'colour'"),
     ({"label": "churned_30d"}, r"label: unknown column 'churned_30d'"),
@@ -56,7 +57,25 @@ def test_every_spec_has_economics_in_the_dbt_seed():
     ({"candidates": [{"name": "logistic_regression", "params": {"C": []}}]}, r"params\.C: empty list"),
     ({"candidates": []}, r"candidates: List should have at least 1 item"),
     ({"search__budget": 0}, r"search\.budget: Input should be greater than or equal to 1"),
-    ({"baseline__feature": "region"}, r"baseline\.feature: 'region' is not a numeric feature"),
+    ({"baselines": [{"kind": "binned_mean", "feature": "region"}]},
+     r"baselines\.0\.feature: 'region' is not a numeric feature"),
+    ({"baselines": []}, r"baselines: List should have at least 1 item"),
+    ({"baselines": [{"kind": "pareto_nbd", "horizon_days": 90}]}, r"baselines\.0: Input tag 'pareto_nbd' found using 'kind'"),
+    ({"baselines": [{"kind": "bg_nbd_gamma_gamma", "horizon_days": 90}]},
+     r"baselines\.0: bg_nbd_gamma_gamma predicts a regression label, this is a classification model"),
+    ({"baselines": [{"kind": "bg_nbd", "horizon_days": 90, "recency": "recency_days"}, {"kind": "bg_nbd"}]},
+     r"baselines\.1\.bg_nbd\.horizon_days: Field required"),
+    ({"features__numeric": ["recency_days", "tenure_days", "repeat_order_days"]},
+     r"baselines\.1\.recency: 'first_to_last_order_days' is not a numeric feature"),
+    ({"features__btyd": {"horizon_days": 90, "frequency": "orders_90d", "age": "age_days"}},
+     r"features\.btyd\.age: 'age_days' is not a numeric feature"),
+    ({"promotion__staging__max_metrics": {"roc_auc": 0.9}}, r"max_metrics\.roc_auc: higher roc_auc is better, so give it under min_metrics"),
+    ({"promotion__staging__min_metrics": {"calibration_error": 0.05}},
+     r"min_metrics\.calibration_error: lower calibration_error is better, so give it under max_metrics"),
+    ({"promotion__staging__max_metrics": {"calibration_error": 2}}, r"max_metrics\.calibration_error: threshold 2\.0 is outside"),
+    ({"search__max_minutes": 0}, r"search\.max_minutes: Input should be greater than 0"),
+    ({"search__max_log_loss_excess": -0.1}, r"search\.max_log_loss_excess: Input should be greater than or equal to 0"),
+    ({"calibration__methods": ["platt"]}, r"calibration\.methods\.0: Input should be 'sigmoid' or 'isotonic'"),
     ({"segments__tenure_band__edges": [365, 90]}, r"segments\.tenure_band.*strictly increasing"),
     ({"segments__tenure_band__column": "churned_90d"}, r"segments\.tenure_band\.column: 'churned_90d' is not a numeric feature"),
     ({"business__top_k_share": 0}, r"business\.top_k_share: Input should be greater than 0"),
@@ -113,3 +132,21 @@ def test_monitoring_section_is_optional_with_defaults(tmp_path):
     spec = load_spec(_write(tmp_path, monitoring=None))
     assert (spec.monitoring.feature_psi, spec.monitoring.max_model_age_days) == (0.25, None)
     assert load_specs()["churn_90d"].monitoring.max_model_age_days == 91
+
+
+def test_btyd_baselines_and_calibration_fit_their_task(tmp_path):
+    with pytest.raises(SpecError, match=r"revenue_90d\.yml: baselines\.0: bg_nbd predicts a classification label"):
+        load_spec(_write(tmp_path, "revenue_90d", "revenue_90d", baselines=[{"kind": "bg_nbd", "horizon_days": 90}]))
+    with pytest.raises(SpecError, match=r"revenue_90d\.yml: calibration: only a classification model"):
+        load_spec(_write(tmp_path, "revenue_90d", "revenue_90d", calibration={"methods": ["sigmoid"]}))
+    with pytest.raises(SpecError, match=r"revenue_90d\.yml: baselines\.1\.monetary: 'avg_order_value_all' is not"):
+        load_spec(_write(tmp_path, "revenue_90d", "revenue_90d", baselines=[
+            {"kind": "binned_mean", "feature": "amount_90d"},
+            {"kind": "bg_nbd_gamma_gamma", "horizon_days": 90, "monetary": "avg_order_value_all"}]))
+    churn, revenue = load_specs()["churn_90d"], load_specs()["revenue_90d"]
+    assert [b.kind for b in churn.baselines] == ["binned_mean", "bg_nbd"]
+    assert [b.kind for b in revenue.baselines] == ["binned_mean", "bg_nbd_gamma_gamma"]
+    assert churn.promotion.staging.max_metrics == {}
+    ceiling = _write(tmp_path, promotion__staging__max_metrics={"calibration_error": 0.05})
+    assert load_spec(ceiling).promotion.staging.max_metrics == {"calibration_error": 0.05}
+    assert churn.calibration.methods == ["sigmoid"] and churn.search.max_minutes == 2

@@ -3,8 +3,10 @@ import pandas as pd
 import pytest
 
 from mlscale.baseline import BinnedMean
+from mlscale.btyd import BtydFeatures
 from mlscale.specs import Candidate, load_specs
-from mlscale.training import NotEnoughData, build_pipeline, configurations, time_split, uninformative
+from mlscale.selection import build_pipeline, configurations
+from mlscale.training import NotEnoughData, time_split, uninformative
 
 SPEC = load_specs()["churn_90d"]
 
@@ -73,6 +75,11 @@ def _spec_rows(n: int) -> pd.DataFrame:
     for c in SPEC.features.categorical:
         frame[c] = rng.choice(["a", "b", "c"], size=n)
     frame[SPEC.label] = (frame[SPEC.features.numeric[0]] > 0).astype(float)
+    # the purchase summary of a BTYD model is consistent: 0 <= x, 0 <= t_x <= T
+    btyd = SPEC.features.btyd
+    frame[btyd.age] = rng.integers(0, 300, size=n)
+    frame[btyd.recency] = np.floor(frame[btyd.age] * rng.uniform(size=n))
+    frame[btyd.frequency] = rng.poisson(2.0, size=n) * (frame[btyd.recency] > 0)
     return frame
 
 
@@ -90,8 +97,11 @@ def test_pipeline_keeps_a_never_observed_feature_as_an_input():
     never = SPEC.features.numeric[1]
     frame[never] = np.nan
     model = build_pipeline(SPEC, "logistic_regression", {}).fit(frame[SPEC.feature_names], frame[SPEC.label])
-    # the fitted preprocessing still has one output per numeric feature, the empty one a constant 0 after scaling
-    numeric = model.named_steps["features"].named_transformers_["num"].transform(frame[SPEC.features.numeric])
-    assert numeric.shape == (300, len(SPEC.features.numeric))
+    # the fitted preprocessing still has one output per numeric feature (and the three BG/NBD features after
+    # them), the empty one a constant 0 after scaling
+    with_btyd = model.named_steps["btyd"].transform(frame[SPEC.feature_names])
+    columns = [*SPEC.features.numeric, *BtydFeatures.OUTPUTS]
+    numeric = model.named_steps["features"].named_transformers_["num"].transform(with_btyd[columns])
+    assert numeric.shape == (300, len(SPEC.features.numeric) + 3)
     assert (numeric[:, SPEC.features.numeric.index(never)] == 0).all()
     assert model.predict_proba(frame[SPEC.feature_names]).shape == (300, 2)
