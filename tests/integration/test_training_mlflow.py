@@ -143,6 +143,24 @@ def test_same_data_and_seed_give_the_same_model(built):
     assert first["business"] == second["business"]
 
 
+def test_the_search_time_budget_tries_each_candidate_once_and_logs_the_rest(built):
+    spec = SPECS["churn_90d"]
+    hurried = spec.model_copy(update={"search": spec.search.model_copy(update={"max_minutes": 1e-6})})
+    result = training.train(built, hurried)
+    run = mlflow.MlflowClient().get_run(result["run_id"])
+    planned = sum(min(spec.search.budget, c.grid_size) for c in spec.candidates)
+    # the budget is spent before the second configuration: each candidate's first runs, nothing else
+    assert run.data.params["configurations"] == str(len(spec.candidates))
+    assert run.data.params["configurations_not_tried"] == str(planned - len(spec.candidates))
+    local = mlflow.artifacts.download_artifacts(run_id=result["run_id"], artifact_path="evaluation")
+    search = json.load(open(f"{local}/search.json"))
+    assert [t["candidate"] for t in search["tried"]] == [c.name for c in spec.candidates]
+    assert len(search["not_tried"]) == planned - len(spec.candidates)
+    assert all(line.split(" ")[0] in {c.name for c in spec.candidates} for line in search["not_tried"])
+    card = mlflow.artifacts.load_text(f"runs:/{result['run_id']}/model_card.md")
+    assert f"left {planned - len(spec.candidates)} configuration(s) untried" in card
+
+
 def _weak_spec(folder):
     """churn_90d, but the only candidate is a one-split stump (two distinct scores): it cannot beat 50 recency bins."""
     data = yaml.safe_load((SPECS_DIR / "churn_90d.yml").read_text())
