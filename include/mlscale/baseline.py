@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from mlscale import btyd, evaluation
+from mlscale.selection import predict
 from mlscale.specs import LOWER_IS_BETTER, Baseline, BtydBaseline, ModelSpec
 
 
@@ -64,17 +65,14 @@ class BinnedMean(_Scores):
         return f"training {kind} per quantile bin of {self.feature} ({len(self.means_)} bins)"
 
 
-# A BTYD baseline is fitted on at most btyd.FIT_ROWS training rows, sampled (seeded) over all training as-of dates:
-# on the CDNOW log, 50,000 of 741,492 rows fit in 4.5 s and rank the test customers as the fit on all of them
-# (ROC AUC 0.7192 and 0.7191; 89 s).
-
-
 class BtydBaselineModel(_Scores):
     """The textbook buy-till-you-die prediction from each row's purchase summary, fitted on the training rows.
 
     `bg_nbd`: P(no purchase in the next horizon_days) (a churn probability); `bg_nbd_gamma_gamma`: expected
     purchases in the horizon x the expected spend per purchase (a revenue forecast). The label is not used:
-    the models are fitted to the purchase histories themselves, by maximum likelihood (`mlscale.btyd`).
+    the models are fitted to the purchase histories themselves, by maximum likelihood (`mlscale.btyd`), on at
+    most btyd.FIT_ROWS training rows sampled (seeded) over all training as-of dates: on the CDNOW log, 50,000 of
+    741,492 rows rank the test customers as the fit on all of them (ROC AUC 0.7192 and 0.7191, 89 s for all).
     """
 
     def __init__(self, config: BtydBaseline, task: str):
@@ -130,8 +128,7 @@ def measure_all(spec: ModelSpec, train: pd.DataFrame, test: pd.DataFrame) -> lis
     measured = []
     for config in spec.baselines:
         model = build(config, spec.task).fit(train[spec.feature_names], y_train)
-        scores = model.predict_proba(test[spec.feature_names])[:, 1] if spec.task == "classification" \
-            else model.predict(test[spec.feature_names])
+        scores = predict(spec, model, test[spec.feature_names])
         measured.append(Measured(name(config), model, scores, evaluation.evaluate(spec, y_test, scores)))
     metric = spec.primary_metric
     sign = -1 if metric in LOWER_IS_BETTER else 1

@@ -18,9 +18,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-CURRENCY = "USD"
-
-
 def cdnow_path() -> Path:
     """CDNOW_master.txt inside the installed `lifetimes` package (located, not imported)."""
     spec = importlib.util.find_spec("lifetimes")

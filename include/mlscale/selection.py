@@ -89,9 +89,8 @@ class Searched:
     seconds: float = 0.0
 
 
-def _label(t: Tried | tuple) -> str:
-    cand, params = (t.candidate, t.params) if isinstance(t, Tried) else t
-    return f"{cand.name} {params}"
+def _label(candidate: Candidate, params: dict) -> str:
+    return f"{candidate.name} {params}"
 
 
 def search(spec: ModelSpec, fit_part: pd.DataFrame, valid_part: pd.DataFrame) -> Searched:
@@ -110,9 +109,9 @@ def search(spec: ModelSpec, fit_part: pd.DataFrame, valid_part: pd.DataFrame) ->
     for i, (cand, params) in enumerate(plan, 1):
         elapsed = time.monotonic() - started
         if budget_s is not None and elapsed > budget_s and any(t.candidate == cand for t in tried):  # not its first
-            not_tried.append(_label((cand, params)))
+            not_tried.append(_label(cand, params))
             log.warning("search %d/%d: %s not tried: the search took %.0fs of its %.0fs budget", i, len(plan),
-                        _label((cand, params)), elapsed, budget_s)
+                        _label(cand, params), elapsed, budget_s)
             continue
         t0 = time.monotonic()
         model = build_pipeline(spec, cand.name, params).fit(X, y)
@@ -121,7 +120,7 @@ def search(spec: ModelSpec, fit_part: pd.DataFrame, valid_part: pd.DataFrame) ->
             mlflow.log_params({"candidate": cand.name, **params})
             mlflow.log_metrics({f"valid_{k}": v for k, v in score.items()})
         log.info("search %d/%d: %s -> validation %s %.4f, log loss %s (%.1fs)", i, len(plan),
-                 _label((cand, params)), spec.primary_metric, score[spec.primary_metric],
+                 _label(cand, params), spec.primary_metric, score[spec.primary_metric],
                  f"{score['log_loss']:.4f}" if "log_loss" in score else "n/a", time.monotonic() - t0)
         tried.append(Tried(cand, params, score, model))
     chosen, excluded = choose(spec, tried)
@@ -144,7 +143,7 @@ def choose(spec: ModelSpec, tried: list[Tried]) -> tuple[Tried, list[str]]:
     for t in eligible[1:]:
         if improvement(metric, t.validation[metric], chosen.validation[metric]) > 0:
             chosen = t
-    excluded = [f"{_label(t)}: validation {metric} {t.validation[metric]:.4f}, log loss "
+    excluded = [f"{_label(t.candidate, t.params)}: validation {metric} {t.validation[metric]:.4f}, log loss "
                 f"{t.validation['log_loss']:.4f} over the bound {bound:.4f}" for t in tried
                 if t not in eligible and improvement(metric, t.validation[metric], chosen.validation[metric]) > 0]
     for why in excluded:

@@ -14,6 +14,15 @@ from mlscale.btyd import BetaGeo, GammaGamma, fit_beta_geo, fit_gamma_gamma
 CDNOW = Path(importlib.util.find_spec("lifetimes").submodule_search_locations[0]) / "datasets"
 
 
+def purchases_after_calibration() -> pd.DataFrame:
+    """The CDNOW sample's purchases in the 39 weeks after the 39-week calibration period (columns ID, date, dollars)."""
+    log = pd.read_csv(CDNOW / "CDNOW_sample.txt", sep=r"\s+", header=None, dtype={"date": str},
+                      names=["master_id", "ID", "date", "cds", "dollars"])
+    log["date"] = pd.to_datetime(log["date"])
+    end = pd.Timestamp("1997-01-01") + pd.Timedelta(weeks=39)
+    return log[(log["date"] >= end) & (log["date"] < end + pd.Timedelta(weeks=39))]
+
+
 @pytest.fixture(scope="module")
 def cdnow() -> pd.DataFrame:
     return pd.read_csv(CDNOW / "cdnow_customers_summary_with_transactions.csv")
@@ -25,11 +34,7 @@ def test_bg_nbd_reproduces_fader_hardie_lee_2005(cdnow):
     assert (model.r, model.alpha, model.a, model.b) == pytest.approx((0.243, 4.414, 0.793, 2.426), abs=0.002)
     # The 39 weeks after the calibration period, from the transaction log: each customer's expected
     # purchases follow what they bought (the days with a purchase, as the model counts them).
-    log = pd.read_csv(CDNOW / "CDNOW_sample.txt", sep=r"\s+", header=None, dtype={"date": str},
-                      names=["master_id", "ID", "date", "cds", "dollars"])
-    log["date"] = pd.to_datetime(log["date"])
-    end = pd.Timestamp("1997-01-01") + pd.Timedelta(weeks=39)
-    holdout = log[(log["date"] >= end) & (log["date"] < end + pd.Timedelta(weeks=39))]
+    holdout = purchases_after_calibration()
     actual = holdout.groupby("ID")["date"].nunique().reindex(cdnow["ID"], fill_value=0).to_numpy()
     expected = model.expected_purchases(cdnow["x"], cdnow["t_x"], cdnow["T"], 39)
     assert actual.sum() == 1882

@@ -11,7 +11,7 @@ from mlscale import btyd, evaluation
 from mlscale.baseline import measure_all
 from mlscale.selection import Tried, calibrate, choose
 from mlscale.specs import BinnedMeanBaseline, BtydBaseline, Candidate, Features, load_specs
-from tests.unit.test_btyd import CDNOW
+from tests.unit.test_btyd import CDNOW, purchases_after_calibration
 
 CHURN, REVENUE = load_specs()["churn_90d"], load_specs()["revenue_90d"]
 LR, HGB = Candidate(name="logistic_regression"), Candidate(name="hist_gradient_boosting")
@@ -75,11 +75,7 @@ def cdnow_rows() -> pd.DataFrame:
     """The 2,357 CDNOW customers at the end of their 39-week calibration period, as feature rows (in weeks),
     with the 39 weeks after it as labels: no purchase (churn) and the purchases made."""
     summary = pd.read_csv(CDNOW / "cdnow_customers_summary_with_transactions.csv")
-    log = pd.read_csv(CDNOW / "CDNOW_sample.txt", sep=r"\s+", header=None, dtype={"date": str},
-                      names=["master_id", "ID", "date", "cds", "dollars"])
-    log["date"] = pd.to_datetime(log["date"])
-    end = pd.Timestamp("1997-01-01") + pd.Timedelta(weeks=39)
-    later = log[(log["date"] >= end) & (log["date"] < end + pd.Timedelta(weeks=39))]
+    later = purchases_after_calibration()
     bought = later.groupby("ID")["date"].nunique().reindex(summary["ID"], fill_value=0).to_numpy()
     spent = later.groupby("ID")["dollars"].sum().reindex(summary["ID"], fill_value=0).to_numpy()
     return pd.DataFrame({"repeat_order_days": summary["x"], "first_to_last_order_days": summary["t_x"],
