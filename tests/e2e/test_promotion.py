@@ -33,7 +33,9 @@ def test_better_candidate_is_promoted_then_rolled_back(fresh):
     assert checks["bootstrap"]["passed"] and checks["bootstrap"]["low"] > 0
     assert checks["segments"]["passed"] and checks["margin"]["improvement"] > 0.1
     assert set(row.gates["staging"]["checks"]) == {
-        "floor_roc_auc", "signature", "smoke_test", "artifact_sha256", "model_size", "batch_latency"}
+        "floor_roc_auc", "ceiling_calibration_error", "signature", "smoke_test", "artifact_sha256", "model_size",
+        "batch_latency"}
+    assert row.gates["staging"]["checks"]["ceiling_calibration_error"]["passed"]
     assert row.candidate_metrics["roc_auc"] > row.production_metrics["roc_auc"]
     tag = mlflow.MlflowClient().get_model_version(MODEL, v2).tags["promotion"]
     assert tag.startswith("promoted: passed both gates against production v" + v1)
