@@ -51,7 +51,8 @@ def build(settings: Settings, share: float) -> dict:
 
 
 def judge(settings: Settings, spec, result: dict) -> dict:
-    """The model and every baseline on the same test rows, with a paired bootstrap against the strongest BTYD."""
+    """The model and every baseline on the same test rows, with a paired bootstrap against the strongest BTYD, and the
+    Staging gate's ceilings."""
     frame = features.labelled(settings, spec)
     split = training.time_split(frame, spec.split.gap_days)
     test, y = split.test, split.test[spec.label].to_numpy()
@@ -66,8 +67,10 @@ def judge(settings: Settings, spec, result: dict) -> dict:
     boot = gates.paired_bootstrap(spec, y, scores, btyd.scores, samples=1000, confidence=0.95)
     mae = {"model": float(np.mean(np.abs(y - scores))), **{n: float(np.mean(np.abs(y - m.scores)))
                                                              for n, m in baselines.items()}}
+    ceilings = {metric: gates.ceiling_check(metric, y, scores, ceiling)
+                for metric, ceiling in spec.promotion.staging.max_metrics.items()}  # as the Staging gate judges them
     return {"as_of": split.test_as_of.date(), "test_rows": len(test), "train_rows": len(split.train),
-            "baselines": baselines, "btyd": btyd, "bootstrap": boot, "mae": mae}
+            "baselines": baselines, "btyd": btyd, "bootstrap": boot, "mae": mae, "ceilings": ceilings}
 
 
 def main() -> None:
@@ -101,6 +104,8 @@ def main() -> None:
             print(f"  model against {j['btyd'].name}, {metric} improvement "
                   f"{improvement(metric, m[metric], j['btyd'].metrics[metric]):+.4f}, 95% paired bootstrap "
                   f"[{boot['low']:+.4f}, {boot['high']:+.4f}] (positive: the model is better)")
+            for ceiling_metric, ceiling in spec.promotion.staging.max_metrics.items():
+                print(f"  Staging ceiling: {j['ceilings'][ceiling_metric]['why']}")
             if spec.task == "regression":
                 print("  MAE: " + ", ".join(f"{k} {v:.2f}" for k, v in j["mae"].items()))
             lines.append((name, j, m, base, seconds))

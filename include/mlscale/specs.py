@@ -78,7 +78,8 @@ class Split(_Strict):
     # recognise customers (lifetime features do) looks better on validation than it is: on a quarter of the
     # CDNOW log a gradient-boosting configuration scored ROC AUC 0.82 on validation and 0.71 on test; with a
     # 90-day gap, 0.67 on validation, and the search chose a model that beat BG/NBD. It costs history: the fit
-    # part ends validation_gap_days before the validation dates.
+    # part ends validation_gap_days before the validation dates; when no training as-of date is that early,
+    # the search fits on the dates just before them and warns (training.search_split).
     validation_gap_days: int = Field(default=0, ge=0)
 
 

@@ -56,6 +56,30 @@ def time_split(frame: pd.DataFrame, gap_days: int) -> Split:
     return Split(train=train, test=frame[frame["as_of_date"] == test_as_of], test_as_of=test_as_of)
 
 
+def search_split(spec: ModelSpec, train: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+    """The search's fit part and validation part of the training rows, and the gap between them in days.
+
+    Validation: the last `validation_as_of_dates` training as-of dates. Fit part: the training as-of dates at
+    least `validation_gap_days` before them; when the history is too short for any (a young shop), the dates
+    just before them, with a warning: the search then risks preferring a model that recognises customers.
+    """
+    dates = sorted(train["as_of_date"].unique())
+    if len(dates) <= spec.split.validation_as_of_dates:
+        raise NotEnoughData(f"only {len(dates)} training as-of date(s); need more than "
+                            f"{spec.split.validation_as_of_dates}: the last ones validate, the earlier ones fit")
+    first_valid = pd.Timestamp(dates[-spec.split.validation_as_of_dates])
+    valid_part, before = train[train["as_of_date"] >= first_valid], train[train["as_of_date"] < first_valid]
+    gap = spec.split.validation_gap_days
+    fit_part = before[before["as_of_date"] <= first_valid - pd.Timedelta(days=gap)]
+    if fit_part.empty:
+        log.warning("split: no training as-of date is %d days (validation_gap_days) before the first validation "
+                    "date %s: the history is too short, so the search fits on the dates just before it, and a "
+                    "model that recognises customers may look better on validation than it is", gap,
+                    first_valid.date())
+        gap, fit_part = 0, before
+    return fit_part, valid_part, gap
+
+
 def load_economics(settings: Settings, model: str) -> Economics:
     """The model's row of the dbt seed model_economics (reference.model_economics)."""
     with psycopg.connect(settings.dsn(settings.warehouse_db)) as conn:
@@ -118,17 +142,11 @@ def fit_and_log(settings: Settings, spec: ModelSpec, frame: pd.DataFrame, econom
 
     split = time_split(frame, spec.split.gap_days)
     train_dates = sorted(split.train["as_of_date"].unique())
-    valid_dates = train_dates[-spec.split.validation_as_of_dates:]
-    fit_end = pd.Timestamp(valid_dates[0]) - pd.Timedelta(days=spec.split.validation_gap_days)
-    fit_part = split.train[(split.train["as_of_date"] < valid_dates[0]) & (split.train["as_of_date"] <= fit_end)]
-    valid_part = split.train[split.train["as_of_date"].isin(valid_dates)]
-    if fit_part.empty:
-        raise NotEnoughData(f"only {len(train_dates)} training as-of date(s); need more than "
-                            f"{spec.split.validation_as_of_dates} for validation, and one at least "
-                            f"{spec.split.validation_gap_days} days before them to fit on")
-    log.info("split: %d fit rows, %d validation rows (%s..%s), %d test rows (as-of %s)", len(fit_part),
-             len(valid_part), pd.Timestamp(valid_dates[0]).date(), pd.Timestamp(valid_dates[-1]).date(),
-             len(split.test), split.test_as_of.date())
+    fit_part, valid_part, validation_gap = search_split(spec, split.train)
+    valid_dates = sorted(valid_part["as_of_date"].unique())
+    log.info("split: %d fit rows, %d validation rows (%s..%s, %d days after the fit part), %d test rows (as-of %s)",
+             len(fit_part), len(valid_part), pd.Timestamp(valid_dates[0]).date(), pd.Timestamp(valid_dates[-1]).date(),
+             validation_gap, len(split.test), split.test_as_of.date())
     no_information = uninformative(spec, split.train)
     if no_information:
         log.warning("%d of %d features carry no information in the training rows (never observed or constant),"
@@ -201,7 +219,7 @@ def fit_and_log(settings: Settings, spec: ModelSpec, frame: pd.DataFrame, econom
             "train_rows": len(split.train), "test_rows": len(split.test),
             "train_as_of_min": facts["train_as_of_min"], "train_as_of_max": facts["train_as_of_max"],
             "test_as_of": facts["test_as_of"], "gap_days": spec.split.gap_days,
-            "validation_gap_days": spec.split.validation_gap_days,
+            "validation_gap_days": validation_gap,
             "baseline": strongest.model.describe(), "baseline_name": strongest.name,
             "baselines": ",".join(m.name for m in measured), "business_top_k_share": spec.business.top_k_share,
             "economics": f"margin {economics.margin_rate}, response {economics.response_rate}, "

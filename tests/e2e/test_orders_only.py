@@ -30,7 +30,7 @@ def short_window_spec(tmp_path, monkeypatch):
     """The shipped spec without the lifetime and BG/NBD features, judged against the recency rule only. On this
     generated orders-only shop BG/NBD ranks better than the model (ROC AUC 0.911 against 0.882: the generator's
     customers buy and lapse as BG/NBD assumes), and the model with the lifetime features loses to the recency
-    rule too (0.889 against 0.900; the search has no validation gap, see specs.Split.validation_gap_days). This
+    rule too (0.889 against 0.900; 270 days are too short for the search's validation gap). This
     test is about the chain running on orders alone; tests/e2e/test_real_orders.py judges the model against
     BG/NBD on a real log."""
     use_spec_variant(tmp_path / "specs", monkeypatch, MODEL, _short_window_spec)

@@ -2,6 +2,7 @@
 
 import mlflow
 import numpy as np
+import psycopg
 import pytest
 
 from mlscale import artifacts, dagrun, registry, scoring
@@ -152,3 +153,16 @@ def test_two_promotions_at_once_one_wins_the_other_aborts(fresh):
                         v1: ("Archived", ["previous_production"])}
     assert [(v, d) for v, d, _, _ in _audit(fresh)] == [
         (v1, "promoted"), (v2, "aborted"), (v3, "aborted"), (v2, "promoted"), (v3, "aborted")]
+
+
+def test_a_runs_conf_sets_the_params_of_that_run_only(fresh):
+    """Airflow merges a run's conf into the DAG's own Param objects, in place: in one process a later run of the
+    same DAG object would start from it (a promote run after one given a version evaluated that version again).
+    dagrun.run_dag names every param on each run, the declared value unless the conf says otherwise."""
+    first = dagrun.run_dag(fresh, f"score_{MODEL}", conf={"as_of_date": "2026-05-07"}, check=False)
+    second = dagrun.run_dag(fresh, f"score_{MODEL}", check=False)
+    assert first.task_states == second.task_states == {"score": "failed"}  # no Production version yet
+    with psycopg.connect(fresh.dsn(fresh.airflow_db)) as conn:
+        confs = dict(conn.execute("select run_id, conf from dag_run where run_id in (%s, %s)",
+                                  (first.run_id, second.run_id)).fetchall())
+    assert confs == {first.run_id: {"as_of_date": "2026-05-07"}, second.run_id: {"as_of_date": None}}

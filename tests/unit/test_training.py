@@ -6,7 +6,7 @@ from mlscale.baseline import BinnedMean
 from mlscale.btyd import BtydFeatures
 from mlscale.specs import Candidate, load_specs
 from mlscale.selection import build_pipeline, configurations
-from mlscale.training import NotEnoughData, time_split, uninformative
+from mlscale.training import NotEnoughData, search_split, time_split, uninformative
 
 SPEC = load_specs()["churn_90d"]
 
@@ -31,6 +31,21 @@ def test_split_without_enough_history_says_so():
         time_split(_frame(pd.date_range("2026-01-01", periods=3, freq="7D")), gap_days=90)
     with pytest.raises(NotEnoughData, match="no rows"):
         time_split(_frame([]).reindex(columns=["customer_id", "as_of_date"]), gap_days=90)
+
+
+def test_the_search_fits_validation_gap_days_before_its_validation_dates(caplog):
+    spec = SPEC.model_copy(update={"split": SPEC.split.model_copy(update={"validation_gap_days": 90})})
+    train = _frame(pd.date_range("2026-01-01", periods=30, freq="7D"))
+    fit, valid, gap = search_split(spec, train)
+    assert gap == 90 and sorted(valid["as_of_date"].unique()) == list(pd.date_range("2026-07-02", periods=4, freq="7D"))
+    assert fit["as_of_date"].max() == pd.Timestamp("2026-04-02")  # the last date >= 90 days before 2026-07-02
+    assert len(fit) == 2 * 14 and not caplog.records
+    # 12 weeks of history cannot afford 90 days: the search fits on the dates just before validation, and says so
+    fit, valid, gap = search_split(spec, train.iloc[:2 * 12])
+    assert gap == 0 and fit["as_of_date"].max() == pd.Timestamp("2026-02-19") and len(valid) == 2 * 4
+    assert "history is too short" in caplog.text
+    with pytest.raises(NotEnoughData, match="only 4 training as-of date"):
+        search_split(spec, train.iloc[:2 * 4])
 
 
 def test_split_keeps_each_customers_future_out_of_training():
