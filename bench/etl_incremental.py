@@ -27,7 +27,6 @@ from mlscale.config import Settings  # noqa: E402
 
 os.environ.update(Settings.from_env().service_env())
 
-import psycopg  # noqa: E402
 
 from mlscale import dagrun, postgres, reporting, services  # noqa: E402
 from mlscale.datagen import ShopParams, generate  # noqa: E402
@@ -36,7 +35,7 @@ from mlscale.specs import load_specs  # noqa: E402
 
 
 def _reset(settings: Settings) -> None:
-    with psycopg.connect(settings.dsn(settings.warehouse_db), autocommit=True) as conn:
+    with postgres.warehouse(settings, autocommit=True) as conn:
         for (schema,) in conn.execute("select nspname from pg_namespace where nspname not in ('public', "
                                       "'information_schema') and nspname not like 'pg\\_%'").fetchall():
             conn.execute(f'drop schema "{schema}" cascade')

@@ -29,7 +29,6 @@ os.environ["MLSCALE_DB_SUFFIX"] = "_bench"
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-import psycopg  # noqa: E402
 from psycopg import sql  # noqa: E402
 
 from mlscale import postgres  # noqa: E402
@@ -68,7 +67,7 @@ def orders_file(settings: Settings, rows: int, seed: int = 7) -> Path:
 
 def empty_raw(settings: Settings) -> None:
     """raw.orders and the ledger emptied, then a checkpoint, so that each run starts from the same state."""
-    with psycopg.connect(settings.dsn(settings.warehouse_db), autocommit=True) as conn:
+    with postgres.warehouse(settings, autocommit=True) as conn:
         conn.execute("truncate raw.orders, ops.ingest_files, ops.ingest_paths, ops.quarantine")
         conn.execute("checkpoint")
 
@@ -78,7 +77,7 @@ def psql_copy(settings: Settings, path: Path) -> float:
     the ingest writes it) the file's sha256 from a column default."""
     dsn = settings.dsn(settings.warehouse_db)
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
-    with psycopg.connect(dsn, autocommit=True) as conn:
+    with postgres.connect(dsn, autocommit=True) as conn:
         conn.execute(sql.SQL("alter table raw.orders alter column _file_sha256 set default {}").format(sha))
     try:
         t0 = time.monotonic()
@@ -86,7 +85,7 @@ def psql_copy(settings: Settings, path: Path) -> float:
                         f"\\copy raw.orders ({COLUMNS}) from '{path}' with (format csv, header true)"], check=True)
         return time.monotonic() - t0
     finally:
-        with psycopg.connect(dsn, autocommit=True) as conn:
+        with postgres.connect(dsn, autocommit=True) as conn:
             conn.execute("alter table raw.orders alter column _file_sha256 drop default")
 
 
@@ -123,7 +122,7 @@ def main() -> None:
     postgres.ensure_databases(settings, [settings.warehouse_db])
     path = orders_file(settings, args.rows)
     landing = path.parents[2]
-    with psycopg.connect(settings.dsn(settings.warehouse_db)) as conn:  # raw.orders with its indexes, the ledger
+    with postgres.warehouse(settings) as conn:  # raw.orders with its indexes, the ledger
         from mlscale.contract import load_contract
         from mlscale.ingest import ensure_tables
 

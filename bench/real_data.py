@@ -27,9 +27,8 @@ from mlscale.config import Settings  # noqa: E402
 os.environ.update(Settings.from_env().service_env())
 
 import numpy as np  # noqa: E402
-import psycopg  # noqa: E402
 
-from mlscale import artifacts, datasets, features, gates, postgres, selection, services, training  # noqa: E402
+from mlscale import artifacts, datasets, features, gates, judging, postgres, services, training  # noqa: E402
 from mlscale.baseline import measure_all  # noqa: E402
 from mlscale.ingest import ingest_landing  # noqa: E402
 from mlscale.specs import improvement, load_specs  # noqa: E402
@@ -42,7 +41,7 @@ def build(settings: Settings, share: float) -> dict:
     t0 = time.monotonic()
     ingest_landing(settings.dsn(settings.warehouse_db), landing)
     run_etl(settings, "bench-real-data")
-    with psycopg.connect(settings.dsn(settings.warehouse_db)) as conn:
+    with postgres.warehouse(settings) as conn:
         rows = conn.execute("select count(*) from ml.customer_features").fetchone()[0]
     print(f"CDNOW: {delivered.customers} customers, {delivered.orders} orders in {delivered.files} daily files "
           f"({delivered.first_day}..{delivered.last_day}); ingest + ETL {time.monotonic() - t0:.0f}s, "
@@ -54,14 +53,14 @@ def judge(settings: Settings, spec, result: dict) -> dict:
     """The model and every baseline on the same test rows, with a paired bootstrap against the strongest BTYD, and the
     Staging gate's ceilings."""
     frame = features.labelled(settings, spec)
-    split = training.time_split(frame, spec.split.gap_days)
+    split = judging.time_split(frame, spec.split.gap_days)
     test, y = split.test, split.test[spec.label].to_numpy()
-    model, _ = artifacts.load_verified(spec.name, result["version"]) if result["registered"] else (None, None)
+    model, _ = artifacts.load_verified(settings, spec.name, result["version"]) if result["registered"] else (None, None)
     if model is None:
         import mlflow
 
         model = mlflow.sklearn.load_model(f"runs:/{result['run_id']}/model")
-    scores = selection.predict(spec, model, test[spec.feature_names])
+    scores = judging.predict(spec, model, test[spec.feature_names])
     baselines = {m.name: m for m in measure_all(spec, split.train, test)}
     btyd = next(m for name, m in baselines.items() if name.startswith("bg_nbd"))
     boot = gates.paired_bootstrap(spec, y, scores, btyd.scores, samples=1000, confidence=0.95)

@@ -19,9 +19,8 @@ import time
 
 import training_scale  # noqa: F401  (sets the _bench environment before mlscale reads it)
 
-import psycopg  # noqa: E402
 
-from mlscale import features, postgres, registry, scoring, selection, services, training  # noqa: E402
+from mlscale import features, judging, postgres, promotion, registry, scoring, services, training  # noqa: E402
 from mlscale.artifacts import load_verified  # noqa: E402
 from mlscale.config import Settings  # noqa: E402
 from mlscale.specs import load_specs  # noqa: E402
@@ -31,12 +30,12 @@ TABLE = "bench.scoring_features"
 
 def production_version(settings: Settings, spec) -> str:
     """Train and promote a version on the real mart unless one is in Production already."""
-    version = registry.alias_version(spec.name, "production")
+    version = registry.alias_version(settings, spec.name, "production")
     if version:
         return version
     fast = spec.model_copy(update={"search": spec.search.model_copy(update={"budget": 1})})
     trained = training.train(settings, fast, tags={"mlscale.trigger": "bench"})
-    decision = registry.promote(settings, fast, trained["version"])
+    decision = promotion.promote(settings, fast, trained["version"])
     if decision.decision != "promoted":
         raise SystemExit(f"could not promote a version to benchmark: {decision.reason}")
     return decision.version
@@ -44,7 +43,7 @@ def production_version(settings: Settings, spec) -> str:
 
 def fill(settings: Settings, rows: int) -> int:
     """bench.scoring_features: the latest as-of date's customers, copied with fresh ids up to `rows` rows."""
-    with psycopg.connect(settings.dsn(settings.warehouse_db)) as conn:
+    with postgres.warehouse(settings) as conn:
         latest, per_copy = conn.execute("select as_of_date, count(*) from ml.customer_features"
                                         " group by 1 order by 1 desc limit 1").fetchone()
         cols = [r[0] for r in conn.execute("select column_name from information_schema.columns where table_schema"
@@ -81,7 +80,7 @@ def main() -> None:
     bare, end_to_end = [], []
     for _ in range(args.repeats):
         t0 = time.perf_counter()
-        selection.predict(spec, model, frame)
+        judging.predict(spec, model, frame)
         bare.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         result = scoring.score(settings, spec, as_of)

@@ -29,7 +29,6 @@ from mlscale.config import Settings  # noqa: E402
 
 os.environ.update(Settings.from_env().service_env())
 
-import psycopg  # noqa: E402
 
 from mlscale import postgres, services  # noqa: E402
 from mlscale.specs import load_specs  # noqa: E402
@@ -44,7 +43,7 @@ def build_base(settings: Settings) -> int:
     from mlscale.ingest import ingest_landing
     from mlscale.warehouse import run_etl
 
-    with psycopg.connect(settings.dsn(settings.warehouse_db)) as conn:
+    with postgres.warehouse(settings) as conn:
         if conn.execute("select to_regclass('ml.customer_features')").fetchone()[0]:
             return conn.execute("select count(*) from ml.customer_features").fetchone()[0]
     landing = Path(tempfile.mkdtemp(prefix="mlscale-bench-train-"))
@@ -52,7 +51,7 @@ def build_base(settings: Settings) -> int:
     generate(ShopParams(customers=SHOP_CUSTOMERS, days=SHOP_DAYS), landing, progress_every=0)
     ingest_landing(settings.dsn(settings.warehouse_db), landing)
     run_etl(settings, "bench-training-scale")  # claim, raw gate, dbt build, feature gate, publish
-    with psycopg.connect(settings.dsn(settings.warehouse_db)) as conn:
+    with postgres.warehouse(settings) as conn:
         rows = conn.execute("select count(*) from ml.customer_features").fetchone()[0]
     print(f"warehouse: {SHOP_CUSTOMERS} customers over {SHOP_DAYS} days, {rows} feature rows, "
           f"built in {time.monotonic() - t0:.0f}s", flush=True)
@@ -61,7 +60,7 @@ def build_base(settings: Settings) -> int:
 
 def fill_bench_table(settings: Settings, spec, train_rows: int) -> dict:
     """bench.customer_features = copies of the labelled mart rows until the training split holds train_rows."""
-    with psycopg.connect(settings.dsn(settings.warehouse_db)) as conn:
+    with postgres.warehouse(settings) as conn:
         test_as_of = conn.execute(f"select max(as_of_date) from ml.customer_features where {spec.label} is not null").fetchone()[0]
         per_copy = conn.execute(
             f"select count(*) from ml.customer_features where {spec.label} is not null"

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from airflow.sdk import dag, task
 
-from mlscale.assets import RAW_CUSTOMERS, RAW_ORDERS, dag_args
+from mlscale.assets import RAW_CUSTOMERS, RAW_ORDERS, dag_args, failing_on
 
 
 @dag(**dag_args(
@@ -34,16 +34,14 @@ def ingest_landing():
     def load_landing_files() -> dict:
         """COPY new landing files into raw.*; fail (without retries) when a file was rejected, skip (no asset
         event, so no warehouse_etl run) when no row was loaded."""
-        from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+        from airflow.sdk.exceptions import AirflowSkipException
 
         from mlscale.config import settings
         from mlscale.ingest import IngestRejected, ingest_landing
 
         s = settings()
-        try:
+        with failing_on(IngestRejected):
             summary = ingest_landing(s.dsn(s.warehouse_db), s.landing_dir)
-        except IngestRejected as exc:
-            raise AirflowFailException(str(exc)) from exc
         if not any(counts["rows_loaded"] for counts in summary.values()):
             raise AirflowSkipException(f"no new rows under {s.landing_dir}: nothing for warehouse_etl")
         return summary

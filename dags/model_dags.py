@@ -202,7 +202,7 @@ def _train_dag(spec: ModelSpec):
             context = get_current_context()
             # the event that triggered this run, else the retrain asset's newest event (a run by hand)
             requests = context["triggering_asset_events"].get(retrain) or context["inlet_events"][retrain]
-            reason = retrain_reason(spec.name, requests[-1] if requests else None, context["run_id"])
+            reason = retrain_reason(settings(), spec.name, requests[-1] if requests else None, context["run_id"])
             result = train(settings(), load_specs()[spec.name],
                            tags={"airflow.dag_id": context["dag"].dag_id, "airflow.run_id": context["run_id"],
                                  "mlscale.retrain_reason": reason})
@@ -238,30 +238,30 @@ def _promote_dag(spec: ModelSpec):
         @task.short_circuit
         def evaluate() -> dict | None:
             """Gates; stage the version. Returns the pending decision, or nothing (downstream skipped) on rejection."""
-            from mlscale import registry
+            from mlscale import promotion, registry
             from mlscale.config import settings
             from mlscale.specs import load_specs
 
             context = get_current_context()
             with failing_on(registry.RegistryError):
-                decision = registry.evaluate(settings(), load_specs()[spec.name], context["params"].get("version"),
-                                             context["run_id"])
-            return registry.decision_dict(decision) if decision.decision == "pending" else None
+                decision = promotion.evaluate(settings(), load_specs()[spec.name], context["params"].get("version"),
+                                              context["run_id"])
+            return promotion.decision_dict(decision) if decision.decision == "pending" else None
 
         @task
         def switch(decision: dict) -> dict:
             """Compare-and-set under the model's lock, then move stages and aliases."""
-            from mlscale import registry
+            from mlscale import promotion
             from mlscale.config import settings
             from mlscale.specs import load_specs
 
             context = get_current_context()
             decided_by = responder(context["ti"]) if spec.promotion.approval == "required" else "auto"
-            done = registry.switch(settings(), load_specs()[spec.name], registry.decision_from_dict(decision),
-                                   context["run_id"], decided_by)
+            done = promotion.switch(settings(), load_specs()[spec.name], promotion.decision_from_dict(decision),
+                                    context["run_id"], decided_by)
             if done.decision == "aborted":
                 raise AirflowFailException(f"promotion aborted: {done.reason}")
-            return registry.decision_dict(done)
+            return promotion.decision_dict(done)
 
         decision = evaluate()
         promoted = switch(decision)
@@ -277,16 +277,16 @@ def _promote_dag(spec: ModelSpec):
             @task(trigger_rule=TriggerRule.ALL_SKIPPED)
             def record_rejection() -> dict:
                 """Runs only when the approver rejected (switch skipped): audit it."""
-                from mlscale import registry
+                from mlscale import promotion
                 from mlscale.config import settings
                 from mlscale.specs import load_specs
 
                 context = get_current_context()
                 ti = context["ti"]
-                done = registry.reject(settings(), load_specs()[spec.name],
-                                       registry.decision_from_dict(ti.xcom_pull(task_ids="evaluate")),
-                                       responder(ti), context["run_id"])
-                return registry.decision_dict(done)
+                done = promotion.reject(settings(), load_specs()[spec.name],
+                                        promotion.decision_from_dict(ti.xcom_pull(task_ids="evaluate")),
+                                        responder(ti), context["run_id"])
+                return promotion.decision_dict(done)
 
             decision >> approve >> promoted >> record_rejection()
 
@@ -307,16 +307,16 @@ def _rollback_dag(spec: ModelSpec):
         @task
         def rollback() -> dict:
             """Move stage and alias back to the target version; archive the current one; audit."""
-            from mlscale import registry
+            from mlscale import promotion, registry
             from mlscale.config import settings
             from mlscale.specs import load_specs
 
             context = get_current_context()
             who = getattr(context["dag_run"], "triggering_user_name", None) or "airflow"
             with failing_on(registry.RegistryError):
-                done = registry.rollback(settings(), load_specs()[spec.name], context["params"].get("version"),
-                                         context["run_id"], decided_by=who)
-            return registry.decision_dict(done)
+                done = promotion.rollback(settings(), load_specs()[spec.name], context["params"].get("version"),
+                                          context["run_id"], decided_by=who)
+            return promotion.decision_dict(done)
 
         rollback()
 

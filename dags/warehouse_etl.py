@@ -32,23 +32,19 @@ from airflow.sdk import dag, get_current_context, task
 from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
 from cosmos.constants import InvocationMode, LoadMode, TestBehavior, TestIndirectSelection
 
-from mlscale.assets import CUSTOMER_FEATURES, RAW_ORDERS, dag_args
+from mlscale.assets import CUSTOMER_FEATURES, RAW_ORDERS, dag_args, failing_on
 from mlscale.config import settings
 
 SETTINGS = settings()
 
 
 def _quality_gate(layer: str) -> dict:
-    from airflow.sdk.exceptions import AirflowFailException
-
     from mlscale.config import settings
     from mlscale.quality import DataQualityError, gate, suites
 
     s = settings()
-    try:
+    with failing_on(DataQualityError):
         return gate(s, suites(s, layer), get_current_context()["run_id"])
-    except DataQualityError as exc:
-        raise AirflowFailException(str(exc)) from exc
 
 
 @dag(**dag_args(
@@ -74,15 +70,11 @@ def warehouse_etl():
     @task
     def check_freshness() -> dict:
         """dbt source freshness; an error threshold fails the run (no retries)."""
-        from airflow.sdk.exceptions import AirflowFailException
-
         from mlscale.config import settings
         from mlscale.warehouse import StaleSource, source_freshness
 
-        try:
+        with failing_on(StaleSource):
             return source_freshness(settings())
-        except StaleSource as exc:
-            raise AirflowFailException(str(exc)) from exc
 
     dbt = DbtTaskGroup(
         group_id="dbt",

@@ -7,10 +7,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
-import psycopg
 from filelock import FileLock
 from psycopg import sql
 
+from mlscale import postgres
 from mlscale.config import Settings
 from mlscale.datagen import ShopParams, generate
 from mlscale.ingest import ingest_landing
@@ -63,7 +63,7 @@ def warehouse_from_template(settings: Settings, name: str, build: Callable[[Sett
     in its comment, so one left by an earlier run (other code, other data) is never used."""
     template = template_name(settings, name)
     with run_lock(settings, f"template-{name}"):
-        with psycopg.connect(settings.pg_dsn, autocommit=True) as conn:
+        with postgres.server(settings, autocommit=True) as conn:
             current = conn.execute("select shobj_description(oid, 'pg_database') = %s from pg_database"
                                    " where datname = %s", (f"run {RUN_ID}", template)).fetchone()
         if current and current[0]:
@@ -72,7 +72,7 @@ def warehouse_from_template(settings: Settings, name: str, build: Callable[[Sett
         empty_warehouse(settings)
         build(settings)
         copy_database(settings, settings.warehouse_db, template)
-        with psycopg.connect(settings.pg_dsn, autocommit=True) as conn:
+        with postgres.server(settings, autocommit=True) as conn:
             conn.execute(sql.SQL("comment on database {} is {}").format(sql.Identifier(template),
                                                                        sql.Literal(f"run {RUN_ID}")))
 
@@ -102,7 +102,7 @@ def copy_database(settings: Settings, source: str, target: str) -> None:
 
     A copy needs its source to itself: this worker's idle connections to it (pooled by GX or dbt) are ended
     first; the databases are the worker's own or the run's templates, so no one else's are."""
-    with psycopg.connect(settings.pg_dsn, autocommit=True) as conn:
+    with postgres.server(settings, autocommit=True) as conn:
         conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(target)))
         conn.execute("select pg_terminate_backend(pid) from pg_stat_activity where datname = %s"
                      " and pid <> pg_backend_pid()", (source,))
@@ -113,7 +113,7 @@ def drop_templates(settings: Settings) -> None:
     """Drop the template databases of test runs on this suffix (nothing when no server answers)."""
     if not answers(settings.pg_dsn):
         return
-    with psycopg.connect(settings.pg_dsn, autocommit=True) as conn:
+    with postgres.server(settings, autocommit=True) as conn:
         names = [r[0] for r in conn.execute("select datname from pg_database where datname like %s",
                                             (template_name(settings, "").replace("_", r"\_") + "%",))]
         for name in names:
@@ -122,14 +122,14 @@ def drop_templates(settings: Settings) -> None:
 
 def query(settings, sql: str) -> pd.DataFrame:
     """Rows of `sql` on the warehouse as a DataFrame."""
-    with psycopg.connect(settings.dsn(settings.warehouse_db)) as conn:
+    with postgres.warehouse(settings) as conn:
         cur = conn.execute(sql)
         return pd.DataFrame(cur.fetchall(), columns=[d.name for d in cur.description])
 
 
 def scalar(settings, sql: str, *args):
     """The first column of the first row of `sql` on the warehouse."""
-    with psycopg.connect(settings.dsn(settings.warehouse_db)) as conn:
+    with postgres.warehouse(settings) as conn:
         return conn.execute(sql, args or None).fetchone()[0]
 
 

@@ -10,6 +10,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from mlscale import registry
+from mlscale.config import Settings
+
 log = logging.getLogger(__name__)
 
 SHA_TAG, BYTES_TAG = "artifact_sha256", "artifact_bytes"
@@ -41,41 +44,39 @@ def signature_inputs(model_dir: Path) -> dict[str, str]:
     from mlflow.models import Model
 
     signature = Model.load(str(model_dir)).signature
-    return {c.name: str(c.type) for c in signature.inputs.inputs} if signature else {}
+    return {c.name: getattr(c.type, "name", str(c.type)) for c in signature.inputs.inputs} if signature else {}
 
 
 @contextlib.contextmanager
-def _download(name: str, version: str) -> Iterator[tuple[Path, Fetched]]:
+def _download(settings: Settings, name: str, version: str) -> Iterator[tuple[Path, Fetched]]:
     """The files of `models:/<name>/<version>` in a temporary folder (removed afterwards), and their facts."""
     import mlflow
 
     with tempfile.TemporaryDirectory(prefix=f"mlscale-{name}-v{version}-") as tmp:
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=tmp))
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=tmp,
+                                                             tracking_uri=settings.mlflow_uri,
+                                                             registry_uri=settings.mlflow_uri))
         sha, size = tree_sha256(local)
         yield local, Fetched(sha, size, signature_inputs(local))
 
 
-def fetch(name: str, version: str) -> Fetched:
+def fetch(settings: Settings, name: str, version: str) -> Fetched:
     """Download the files of a version and hash them (nothing is kept on disk)."""
-    with _download(name, version) as (_, fetched):
+    with _download(settings, name, version) as (_, fetched):
         return fetched
 
 
-def record(name: str, version: str) -> Fetched:
+def record(settings: Settings, name: str, version: str) -> Fetched:
     """Hash a freshly registered version and keep the hash and size as version tags."""
-    import mlflow
-
-    fetched = fetch(name, version)
-    client = mlflow.MlflowClient()
+    fetched = fetch(settings, name, version)
+    client = registry.client(settings)
     client.set_model_version_tag(name, version, SHA_TAG, fetched.sha256)
     client.set_model_version_tag(name, version, BYTES_TAG, str(fetched.size_bytes))
     return fetched
 
 
-def _recorded_sha(name: str, version: str) -> str:
-    import mlflow
-
-    recorded = mlflow.MlflowClient().get_model_version(name, version).tags.get(SHA_TAG)
+def _recorded_sha(settings: Settings, name: str, version: str) -> str:
+    recorded = registry.version_tags(settings, name, version).get(SHA_TAG)
     if not recorded:
         raise TamperedArtifact(f"{name} v{version} has no {SHA_TAG} tag: it was not registered by mlscale training "
                                f"(or before hashes were recorded); if you trust its files, record their hash with "
@@ -89,20 +90,20 @@ def _verify(name: str, version: str, fetched: Fetched, recorded: str) -> None:
                                "recorded at registration; refusing to use it")
 
 
-def fetch_verified(name: str, version: str) -> Fetched:
+def fetch_verified(settings: Settings, name: str, version: str) -> Fetched:
     """Download a version and check its hash against the one recorded at registration."""
-    recorded = _recorded_sha(name, version)
-    fetched = fetch(name, version)
+    recorded = _recorded_sha(settings, name, version)
+    fetched = fetch(settings, name, version)
     _verify(name, version, fetched, recorded)
     return fetched
 
 
-def load_verified(name: str, version: str):
+def load_verified(settings: Settings, name: str, version: str):
     """The scikit-learn model of a version, loaded from the very files whose hash was checked."""
     import mlflow.sklearn
 
-    recorded = _recorded_sha(name, version)
-    with _download(name, version) as (folder, fetched):
+    recorded = _recorded_sha(settings, name, version)
+    with _download(settings, name, version) as (folder, fetched):
         _verify(name, version, fetched, recorded)
         log.info("%s v%s: artifact sha256 %s verified (%d bytes)", name, version, fetched.sha256[:12], fetched.size_bytes)
         return mlflow.sklearn.load_model(str(folder)), fetched

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from mlscale import btyd, evaluation
-from mlscale.selection import predict
+from mlscale.judging import predict
 from mlscale.specs import LOWER_IS_BETTER, Baseline, BtydBaseline, ModelSpec
 
 

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import psycopg
 from psycopg import sql
 
+from mlscale import postgres
 from mlscale.config import Settings
 
 if TYPE_CHECKING:
@@ -97,7 +97,7 @@ def dbt_slim_ci(settings: Settings, state: Path | None = None, base: str = "main
 
 def ci_schemas(settings: Settings, schema: str) -> list[str]:
     """The schemas a slim CI build with this prefix wrote (`<schema>_staging`, `<schema>_ops`, ...)."""
-    with psycopg.connect(settings.dsn(settings.warehouse_db)) as conn:
+    with postgres.warehouse(settings) as conn:
         return [r[0] for r in conn.execute("select nspname from pg_namespace where nspname like %s order by 1",
                                            (schema.replace("_", r"\_") + r"\_%",))]
 
@@ -105,7 +105,7 @@ def ci_schemas(settings: Settings, schema: str) -> list[str]:
 def drop_ci_schemas(settings: Settings, schema: str) -> None:
     """Drop every schema of a slim CI build."""
     names = ci_schemas(settings, schema)
-    with psycopg.connect(settings.dsn(settings.warehouse_db), autocommit=True) as conn:
+    with postgres.warehouse(settings, autocommit=True) as conn:
         for name in names:
             conn.execute(sql.SQL("drop schema {} cascade").format(sql.Identifier(name)))
 
@@ -168,14 +168,14 @@ def model_ci(settings: Settings, specs: list[tuple[str, "ModelSpec"]], shop=None
 
 def check_spec(ci: Settings, spec: "ModelSpec", source: str) -> ModelCheck:
     """Train `spec` on the CI warehouse from an empty registry, then the Staging gate and the gate against the
-    baseline (`registry.evaluate`, what promote_<model> runs first); nothing is made Production."""
-    from mlscale import registry, training
+    baseline (`promotion.evaluate`, what promote_<model> runs first); nothing is made Production."""
+    from mlscale import promotion, registry, training
 
     registry.forget(ci, spec.name)
     result = training.train(ci, spec, tags={"mlscale.ci": "true"})
     if not result["registered"]:
         return ModelCheck(spec.name, source, False, None, f"does not beat its baseline: {result['reason']}",
                           result.get("metrics", {}))
-    decision = registry.evaluate(ci, spec, result["version"], "ci-model")
+    decision = promotion.evaluate(ci, spec, result["version"], "ci-model")
     passed = decision.decision == "pending"
     return ModelCheck(spec.name, source, passed, result["version"], decision.reason, decision.candidate_metrics)

@@ -76,7 +76,7 @@ def _train(args) -> None:
 
 
 def _promote(args) -> None:
-    from mlscale.registry import decision_dict, promote
+    from mlscale.promotion import decision_dict, promote
     from mlscale.specs import load_specs
 
     decision = promote(settings(), load_specs()[args.model], args.version, approved_by=args.approved_by)
@@ -84,7 +84,7 @@ def _promote(args) -> None:
 
 
 def _rollback(args) -> None:
-    from mlscale.registry import decision_dict, rollback
+    from mlscale.promotion import decision_dict, rollback
     from mlscale.specs import load_specs
 
     print(json.dumps(decision_dict(rollback(settings(), load_specs()[args.model], args.version,
@@ -94,7 +94,7 @@ def _rollback(args) -> None:
 def _record_artifact(args) -> None:
     from mlscale.artifacts import record
 
-    fetched = record(args.model, args.version)
+    fetched = record(settings(), args.model, args.version)
     print(json.dumps({"model": args.model, "version": args.version, "artifact_sha256": fetched.sha256,
                       "artifact_bytes": fetched.size_bytes}, indent=2))
 
@@ -207,8 +207,32 @@ def _down(args) -> None:
     down(settings())
 
 
+def _spec_name(name: str) -> str:
+    """A model argument: the name of a shipped spec, or a clear error naming the ones there are."""
+    from mlscale.specs import load_specs, specs_dir
+
+    known = sorted(load_specs())
+    if name not in known:
+        raise argparse.ArgumentTypeError(f"no model spec {name!r} in {specs_dir()} (there are: {', '.join(known)})")
+    return name
+
+
 def _optional_int(text: str) -> int | None:
-    return None if text.lower() == "none" else int(text)
+    """A day number, or 'none'."""
+    if text.lower() == "none":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a day number or 'none', got {text!r}") from None
+
+
+def _day(text: str) -> date:
+    """A date argument (YYYY-MM-DD)."""
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -225,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--from-day", type=int, default=0, help="first day to write (for daily deliveries)")
     g.add_argument("--to-day", type=int, default=None, help="day after the last one to write (default: --days)")
     g.add_argument("--seed", type=int, default=42)
-    g.add_argument("--start", type=date.fromisoformat, default=date(2026, 1, 1))
+    g.add_argument("--start", type=_day, default=date(2026, 1, 1))
     g.add_argument("--feeds", default=",".join(load_contract()), help="comma-separated feeds to write (orders is mandatory)")
     g.add_argument("--out", type=Path, default=None, help="landing folder (default: MLSCALE_LANDING_DIR)")
     g.add_argument("--duplicate-rows", type=float, default=0.0, help="share of order rows repeated in their file")
@@ -251,13 +275,13 @@ def main(argv: list[str] | None = None) -> int:
                                ("rollback", _rollback, "put previous_production (or --version) back into Production"),
                                ("score", _score, "batch-score with the production version (and staging in shadow)")):
         p = sub.add_parser(name, help=helptext)
-        p.add_argument("model")
+        p.add_argument("model", type=_spec_name)
         if name in ("promote", "rollback"):
             p.add_argument("--version")
         if name == "promote":
             p.add_argument("--approved-by", help="who approved (required for specs with approval: required)")
         if name == "score":
-            p.add_argument("--as-of", type=date.fromisoformat)
+            p.add_argument("--as-of", type=_day)
         p.set_defaults(fn=fn)
     ra = sub.add_parser("record-artifact", help="trust a registered version's files as they are now: record their sha256"
                                                " (for versions registered before hashes were recorded)")
@@ -274,13 +298,13 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--seed", type=int, default=42)
     d.set_defaults(fn=_demo)
     m = sub.add_parser("monitor", help="drift and realised performance of the Production version (what monitor_<model> runs)")
-    m.add_argument("model")
+    m.add_argument("model", type=_spec_name)
     m.set_defaults(fn=_monitor)
     sim = sub.add_parser("simulate", help="replay N days in steps (land, ETL, score, monitor, retrain, promote); "
                                           "rolling retraining against a frozen first model -> CSV and PNG")
     sim.add_argument("--days", type=int, default=182, help="days to simulate after the history")
     sim.add_argument("--step", choices=["weekly", "daily"], default="weekly")
-    sim.add_argument("--model", default="churn_90d")
+    sim.add_argument("--model", type=_spec_name, default="churn_90d")
     sim.add_argument("--customers", type=int, default=3000)
     sim.add_argument("--seed", type=int, default=42)
     sim.add_argument("--history-days", type=int, default=300, help="days before the first step (first model)")

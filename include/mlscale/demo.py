@@ -10,9 +10,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg
 
-from mlscale import datagen, dagrun, quality, registry, reporting
+from mlscale import dagrun, datagen, ops, postgres, quality, registry, reporting
 from mlscale.config import Settings
 from mlscale.postgres import table_exists
 from mlscale.specs import load_specs
@@ -100,25 +99,15 @@ def run_pipeline(settings: Settings, dag_ids: list[str] | None = None) -> list[S
 
 def summary(settings: Settings, times: list[StageTime], landing_note: str) -> str:
     """A report a person can read: rows, checks, metrics, registry, predictions, where to look."""
-    import mlflow
-
     lines = ["", "=" * 72, "mlscale demo: summary", "=" * 72, f"data: {landing_note}", ""]
-    with psycopg.connect(settings.dsn(settings.warehouse_db)) as conn:
+    with postgres.warehouse(settings) as conn:
         lines.append("rows loaded per feed (ledger ops.ingest_files; quarantine ops.quarantine):")
-        for feed, files, rows, quarantined, rejected in conn.execute(
-            "select feed, count(*) filter (where status = 'loaded'), coalesce(sum(rows_loaded), 0),"
-            " coalesce(sum(rows_quarantined), 0), count(*) filter (where status = 'rejected')"
-            " from ops.ingest_files group by feed order by feed"
-        ):
-            lines.append(f"  {feed:<16} {rows:>9} rows from {files} files, {quarantined} quarantined, {rejected} files rejected")
+        for r in ops.ingest_summary(conn).itertuples():
+            lines.append(f"  {r.feed:<16} {r.rows_loaded:>9} rows from {r.files} files, {r.quarantined} quarantined, "
+                         f"{r.rejected} files rejected")
         lines += ["", "quality checks of the latest warehouse_etl run (ops.dq_results):"]
-        for suite, passed, failed, failed_crit in conn.execute(
-            "select suite, count(*) filter (where success), count(*) filter (where not success),"
-            " count(*) filter (where not success and severity = 'critical') from ops.dq_results"
-            " where run_id = (select run_id from ops.dq_results order by checked_at desc limit 1)"
-            " group by suite order by suite"
-        ):
-            lines.append(f"  {suite:<24} {passed} passed, {failed} failed ({failed_crit} critical)")
+        for r in ops.latest_quality(conn).itertuples():
+            lines.append(f"  {r.suite:<24} {r.passed} passed, {r.failed} failed ({r.failed_critical} critical)")
         lines.append(f"  feature mart ml.customer_features: "
                      f"{conn.execute('select count(*) from ml.customer_features').fetchone()[0]} rows")
         preds = conn.execute(
@@ -129,27 +118,22 @@ def summary(settings: Settings, times: list[StageTime], landing_note: str) -> st
             "select model, model_version, as_of_date, count(*) from ml.shadow_predictions group by 1, 2, 3"
             " order by as_of_date desc, model limit 5"
         ).fetchall() if table_exists(conn, "ml.shadow_predictions") else []
-        monitored = conn.execute(
-            "select distinct on (model) model, model_version, as_of_date, subject, detail from ops.model_monitoring"
-            " where check_name = 'decision' order by model, id desc"
-        ).fetchall() if table_exists(conn, "ops.model_monitoring") else []
-        decisions = conn.execute(
-            "select model, to_version, decision, stage, reason from ops.model_promotions order by id desc limit 4"
-        ).fetchall()
-    mlflow.set_tracking_uri(settings.mlflow_uri)
-    client = mlflow.MlflowClient()
+        monitored = ops.latest_monitoring_decisions(conn)
+        decisions = ops.promotions(conn, limit=4)
+    client = registry.client(settings)
     for name in load_specs():
         lines += ["", f"model {name}: registry (stage, aliases) and test metrics of each version:"]
-        for v in registry.registry_state(name):
+        for v in registry.registry_state(settings, name):
             run = client.get_run(client.get_model_version(name, v["version"]).run_id)
             metrics = ", ".join(f"{k.removeprefix('test_')}={val:.3f}" for k, val in sorted(run.data.metrics.items())
                                 if k.startswith("test_"))
             lines.append(f"  v{v['version']:<3} {v['stage']:<10} aliases={','.join(v['aliases']) or '-':<28} {metrics}")
     lines += ["", "latest monitoring decision per model (ops.model_monitoring; MLflow experiments <model>_monitoring):"]
-    lines += [f"  {m} (Production v{v or '-'}) as-of {d}: {what}: {detail[:160]}"
-              for m, v, d, what, detail in monitored] or ["  none"]
+    lines += [f"  {r.model} (Production v{r.model_version or '-'}) as-of {r.as_of_date}: {r.subject}: {r.detail[:160]}"
+              for r in monitored.itertuples()] or ["  none"]
     lines += ["", "latest promotion decisions (ops.model_promotions):"]
-    lines += [f"  {m} v{v} {d} -> {s}: {r[:160]}" for m, v, d, s, r in decisions] or ["  none"]
+    lines += [f"  {r.model} v{r.to_version} {r.decision} -> {r.stage}: {r.reason[:160]}"
+              for r in decisions.itertuples()] or ["  none"]
     lines += ["", "predictions written (ml.predictions):"]
     lines += [f"  {m} v{v} as-of {d}: {n} customers scored, mean score {avg}" for m, v, d, n, avg in preds] or ["  none"]
     lines += [f"  shadow (ml.shadow_predictions): {m} v{v} as-of {d}: {n} customers" for m, v, d, n in shadow]

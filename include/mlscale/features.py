@@ -8,9 +8,9 @@ from collections.abc import Iterator
 from datetime import date
 
 import pandas as pd
-import psycopg
 from psycopg import sql
 
+from mlscale import postgres
 from mlscale.config import Settings
 from mlscale.specs import ModelSpec
 
@@ -58,7 +58,7 @@ class _CopyStream(io.RawIOBase):
 @contextlib.contextmanager
 def _copy_out(settings: Settings, query: sql.Composable) -> Iterator[io.BufferedReader]:
     """The CSV (with header) of `query`, as a file that fills while PostgreSQL sends."""
-    with psycopg.connect(settings.dsn(settings.warehouse_db)) as conn, conn.cursor() as cur:
+    with postgres.warehouse(settings) as conn, conn.cursor() as cur:
         with cur.copy(sql.SQL("copy ({}) to stdout with (format csv, header true)").format(query)) as copy:
             yield io.BufferedReader(_CopyStream(copy), buffer_size=1 << 20)
 
@@ -84,7 +84,7 @@ def labelled(settings: Settings, spec: ModelSpec) -> pd.DataFrame:
 def latest_as_of(settings: Settings, spec: ModelSpec) -> date | None:
     """The most recent as-of date in the spec's table."""
     schema, table = spec.table.split(".")
-    with psycopg.connect(settings.dsn(settings.warehouse_db)) as conn:
+    with postgres.warehouse(settings) as conn:
         row = conn.execute(
             sql.SQL("select max(as_of_date) from {}.{}").format(sql.Identifier(schema), sql.Identifier(table))
         ).fetchone()

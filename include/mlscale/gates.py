@@ -10,7 +10,7 @@ import pandas as pd
 
 from mlscale import evaluation
 from mlscale.artifacts import Fetched
-from mlscale.selection import predict
+from mlscale.judging import predict
 from mlscale.specs import ModelSpec, improvement
 
 SEED = 11

@@ -16,44 +16,10 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from mlscale import ops, postgres
 from mlscale.contract import PARSERS, Feed, load_contract
 
 log = logging.getLogger(__name__)
-
-LEDGER_DDL = """
-create schema if not exists ops;
-create table if not exists ops.ingest_files (
-    sha256 text primary key,
-    feed text not null,
-    path text not null,
-    -- loaded, rejected (broke the contract) or retracted (taken back by hand)
-    status text not null check (status in ('loaded', 'rejected', 'retracted')),
-    rows_loaded integer not null default 0,
-    rows_quarantined integer not null default 0,
-    extra_columns text[] not null default '{}',
-    error text,
-    ingested_at timestamptz not null default now(),
-    etl_run_id text,   -- the warehouse_etl run that claimed this file
-    etl_status text    -- claimed (being validated), published (passed every gate, in the marts)
-);
--- Every landing path seen, with the size and mtime it had when hashed: a run hashes only the files
--- that are new or changed since (a re-delivery under another path is still caught by its sha256).
-create table if not exists ops.ingest_paths (
-    path text primary key,
-    size_bytes bigint not null,
-    mtime_ns bigint not null,
-    sha256 text not null references ops.ingest_files (sha256)
-);
-create table if not exists ops.quarantine (
-    file_sha256 text not null,
-    path text not null,
-    line_no integer not null,
-    raw_text text not null,
-    reason text not null,
-    quarantined_at timestamptz not null default now(),
-    primary key (file_sha256, line_no)
-);
-"""
 
 
 class IngestRejected(RuntimeError):
@@ -209,7 +175,7 @@ def records(data: bytes, path: Path, feed: Feed, found: ParsedFile) -> Iterator[
 
 def ensure_tables(conn: psycopg.Connection, feeds: dict[str, Feed]) -> None:
     """Create raw.<feed> for every feed in the contract (delivered or not), the ledger and quarantine."""
-    conn.execute(LEDGER_DDL)
+    ops.ensure(conn, "ingest")
     conn.execute("create schema if not exists raw")
     for feed in feeds.values():
         table = sql.Identifier(feed.name)
@@ -359,7 +325,7 @@ def ingest_landing(dsn: str, landing_dir: Path) -> dict[str, dict[str, int]]:
     summary = {name: {"files_loaded": 0, "files_skipped": 0, "files_rejected": 0, "rows_loaded": 0, "rows_quarantined": 0}
                for name in feeds}
     rejected = []
-    with psycopg.connect(dsn) as conn:
+    with postgres.connect(dsn) as conn:
         ensure_tables(conn, feeds)
         with conn.transaction():  # closed here: each file below gets a transaction of its own
             seen = _seen_paths(conn)
@@ -397,7 +363,7 @@ def retract_file(dsn: str, sha256: str, reason: str) -> int:
 
     For a delivery that fails the raw quality gate: retract it, then deliver a corrected file.
     """
-    with psycopg.connect(dsn) as conn, conn.transaction():
+    with postgres.connect(dsn) as conn, conn.transaction():
         row = conn.execute("select feed, status from ops.ingest_files where sha256 = %s for update", (sha256,)).fetchone()
         if row is None:
             raise LookupError(f"no file with sha256 {sha256} in ops.ingest_files")

@@ -8,9 +8,9 @@ import subprocess
 from typing import Any
 
 import pandas as pd
-import psycopg
 from mlflow.data.dataset_source import DatasetSource
 
+from mlscale import postgres
 from mlscale.config import Settings
 from mlscale.postgres import table_exists
 
@@ -79,7 +79,7 @@ def profile(frame: pd.DataFrame) -> dict[str, str]:
 def last_dbt_build(settings: Settings, table: str) -> dict[str, str]:
     """The dbt invocation that last built `schema.table` (from the record_build post-hook), or {}."""
     relation = table.split(".")[1]
-    with psycopg.connect(settings.dsn(settings.warehouse_db)) as conn:
+    with postgres.warehouse(settings) as conn:
         if not table_exists(conn, BUILDS_TABLE):
             return {}
         row = conn.execute(f"select invocation_id, built_at from {BUILDS_TABLE} where relation = %s"

@@ -9,41 +9,24 @@ is a row in `ops.model_monitoring` and a metric of an MLflow run in the `<model>
 
 from __future__ import annotations
 
+import json
 import logging
+import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import date
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import psycopg
 from psycopg import sql
 
-from mlscale import artifacts, evaluation, features, registry, selection, training
+from mlscale import artifacts, evaluation, features, judging, ops, postgres, registry, training
 from mlscale.drift import PROFILE_PATH, categorical_psi, numeric_psi
 from mlscale.config import Settings
 from mlscale.postgres import table_exists
 from mlscale.specs import ModelSpec, improvement
 
 log = logging.getLogger(__name__)
-
-MONITORING_DDL = """
-create schema if not exists ops;
-create table if not exists ops.model_monitoring (
-    id bigserial primary key,
-    model text not null,
-    model_version text,
-    as_of_date date not null,
-    check_name text not null,
-    subject text not null,
-    value double precision,
-    threshold double precision,
-    breach boolean not null,
-    detail text not null,
-    airflow_run_id text,
-    checked_at timestamptz not null default now()
-);
-create index if not exists model_monitoring_model_idx on ops.model_monitoring (model, as_of_date);
-"""
 
 
 # --- the checks ---------------------------------------------------------------------------------
@@ -96,7 +79,7 @@ def realised_check(settings: Settings, spec: ModelSpec, production: str) -> Chec
     """
     metric = spec.primary_metric
     schema, table = spec.table.split(".")
-    with psycopg.connect(settings.dsn(settings.warehouse_db)) as conn:
+    with postgres.warehouse(settings) as conn:
         if not table_exists(conn, "ml.predictions"):
             return None
         rows = conn.execute(sql.SQL(
@@ -112,7 +95,7 @@ def realised_check(settings: Settings, spec: ModelSpec, production: str) -> Chec
     frame = pd.DataFrame(rows, columns=["as_of_date", "version", "score", "label"])
     version, as_of = str(frame["version"].iloc[0]), frame["as_of_date"].iloc[0]
     realised = evaluation.metric(metric, frame["label"], frame["score"])
-    expected = float(registry.version_tags(spec.name, version).get(f"test_{metric}", "nan"))
+    expected = float(registry.version_tags(settings, spec.name, version).get(f"test_{metric}", "nan"))
     drop = -improvement(metric, realised, expected)
     judged = version == production
     breach = judged and drop > spec.monitoring.max_metric_drop
@@ -136,8 +119,8 @@ def age_check(spec: ModelSpec, tags: dict[str, str], as_of: date) -> Check | Non
 
 
 def _last_request(settings: Settings, model: str) -> date | None:
-    with psycopg.connect(settings.dsn(settings.warehouse_db)) as conn:
-        conn.execute(MONITORING_DDL)
+    with postgres.warehouse(settings) as conn:
+        ops.ensure(conn, "model_monitoring")
         return conn.execute("select max(as_of_date) from ops.model_monitoring where model = %s"
                             " and check_name = 'decision' and breach", (model,)).fetchone()[0]
 
@@ -160,21 +143,21 @@ def monitor(settings: Settings, spec: ModelSpec, airflow_run_id: str | None = No
     as_of = features.latest_as_of(settings, spec)
     if as_of is None:
         raise LookupError(f"{spec.table} is empty; run warehouse_etl first")
-    production = registry.alias_version(spec.name, "production")
+    production = registry.alias_version(settings, spec.name, "production")
     report = Report(spec.name, production, str(as_of))
     if production is None:
         report.checks.append(Check("reference", "production", None, None, True,
                                    f"{spec.name} has no Production version yet"))
     else:
-        tags = registry.version_tags(spec.name, production)
-        reference = _reference(spec.name, production)
+        tags = registry.version_tags(settings, spec.name, production)
+        reference = _reference(settings, spec.name, production)
         if reference is None:
             report.checks.append(Check("reference", f"v{production}", None, None, True,
                                        f"v{production} has no reference profile (registered before monitoring)"))
         else:
             current = features.at(settings, spec, as_of)
-            model, _ = artifacts.load_verified(spec.name, production)
-            scores = selection.predict(spec, model, current[spec.feature_names])
+            model, _ = artifacts.load_verified(settings, spec.name, production)
+            scores = judging.predict(spec, model, current[spec.feature_names])
             report.checks += drift_checks(spec, reference, current, scores)
         report.checks += [c for c in (realised_check(settings, spec, production), age_check(spec, tags, as_of)) if c]
     report.retrain, report.reason = decide(spec, report.checks, as_of, _last_request(settings, spec.name))
@@ -189,12 +172,17 @@ def monitor(settings: Settings, spec: ModelSpec, airflow_run_id: str | None = No
     return report
 
 
-def _reference(name: str, version: str) -> dict | None:
+def _reference(settings: Settings, name: str, version: str) -> dict | None:
+    """The reference profile logged with the version's training run, or None."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
     try:
-        return mlflow.artifacts.load_dict(f"runs:/{registry.version_run_id(name, version)}/{PROFILE_PATH}")
+        with tempfile.TemporaryDirectory(prefix="mlscale-profile-") as tmp:
+            path = mlflow.artifacts.download_artifacts(run_id=registry.version_run_id(settings, name, version),
+                                                       artifact_path=PROFILE_PATH, dst_path=tmp,
+                                                       tracking_uri=settings.mlflow_uri)
+            return json.loads(Path(path).read_text())
     except (MlflowException, OSError):
         return None
 
@@ -202,8 +190,8 @@ def _reference(name: str, version: str) -> dict | None:
 def _record(settings: Settings, report: Report, airflow_run_id: str | None) -> None:
     rows = [(c.check_name, c.subject, c.value, c.threshold, c.breach, c.detail) for c in report.checks]
     rows.append(("decision", "retrain" if report.retrain else "none", None, None, report.retrain, report.reason))
-    with psycopg.connect(settings.dsn(settings.warehouse_db)) as conn:
-        conn.execute(MONITORING_DDL)
+    with postgres.warehouse(settings) as conn:
+        ops.ensure(conn, "model_monitoring")
         with conn.cursor() as cur:
             cur.executemany(
                 "insert into ops.model_monitoring (model, model_version, as_of_date, check_name, subject, value,"

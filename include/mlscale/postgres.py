@@ -31,15 +31,39 @@ def table_exists(conn: psycopg.Connection, table: str) -> bool:
     return conn.execute("select to_regclass(%s)", (table,)).fetchone()[0] is not None
 
 
-def connect(settings: Settings, dbname: str, **kwargs) -> psycopg.Connection:
-    """Open a psycopg 3 connection to `dbname` on the configured server."""
-    return psycopg.connect(settings.dsn(dbname), **kwargs)
+def frame(conn: psycopg.Connection, query, params=None) -> "pd.DataFrame":
+    """The rows of `query` as a pandas DataFrame with the query's column names."""
+    import pandas as pd
+
+    cur = conn.execute(query, params)
+    return pd.DataFrame(cur.fetchall(), columns=[c.name for c in cur.description])
+
+
+def connect(dsn: str, **kwargs) -> psycopg.Connection:
+    """Open a psycopg 3 connection: the one place mlscale does (connection options and timeouts belong here).
+    `kwargs` go to psycopg.connect (e.g. autocommit=True)."""
+    return psycopg.connect(dsn, **kwargs)
+
+
+def database(settings: Settings, dbname: str, **kwargs) -> psycopg.Connection:
+    """A connection to database `dbname` on the configured server."""
+    return connect(settings.dsn(dbname), **kwargs)
+
+
+def warehouse(settings: Settings, **kwargs) -> psycopg.Connection:
+    """A connection to the warehouse database (raw, staging, marts, ml, ops)."""
+    return database(settings, settings.warehouse_db, **kwargs)
+
+
+def server(settings: Settings, **kwargs) -> psycopg.Connection:
+    """A connection to the server's maintenance database, for creating and dropping databases."""
+    return connect(settings.pg_dsn, **kwargs)
 
 
 def answers(dsn: str) -> bool:
     """True when a server accepts a connection with `dsn` within 3 s."""
     try:
-        with psycopg.connect(dsn, connect_timeout=3):
+        with connect(dsn, connect_timeout=3):
             return True
     except psycopg.OperationalError:
         return False
@@ -183,7 +207,7 @@ def _run(cmd: list[str], run_as: dict, env: dict, what: str, logfile: Path | Non
 def ensure_databases(settings: Settings, names: list[str]) -> list[str]:
     """Create each database in `names` that does not exist; return the ones created."""
     created = []
-    with psycopg.connect(settings.pg_dsn, autocommit=True) as conn:
+    with server(settings, autocommit=True) as conn:
         existing = {r[0] for r in conn.execute("select datname from pg_database")}
         for name in names:
             if name not in existing:
@@ -194,6 +218,6 @@ def ensure_databases(settings: Settings, names: list[str]) -> list[str]:
 
 def drop_databases(settings: Settings, names: list[str]) -> None:
     """Drop each database in `names` that exists (closing its connections)."""
-    with psycopg.connect(settings.pg_dsn, autocommit=True) as conn:
+    with server(settings, autocommit=True) as conn:
         for name in names:
             conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))

@@ -18,9 +18,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg
 import yaml
 
+from mlscale import ops, postgres
 from mlscale.config import Settings
 from mlscale.contract import load_contract
 
@@ -28,23 +28,6 @@ log = logging.getLogger(__name__)
 
 SEVERITIES = ("critical", "warning")
 CONNECTION_VAR = "MLSCALE_GX_WAREHOUSE_URL"
-
-RESULTS_DDL = """
-create schema if not exists ops;
-create table if not exists ops.dq_results (
-    id bigserial primary key,
-    run_id text not null,
-    suite text not null,
-    expectation text not null,
-    kwargs jsonb not null,
-    severity text not null,
-    success boolean not null,
-    unexpected_count bigint,
-    unexpected_percent double precision,
-    observed_value text,
-    checked_at timestamptz not null default now()
-);
-"""
 
 
 class DataQualityError(RuntimeError):
@@ -121,7 +104,7 @@ def _query(spec: dict, run_id: str) -> str | None:
 
 
 def _count(settings: Settings, query: str) -> int:
-    with psycopg.connect(settings.dsn(settings.warehouse_db)) as conn:
+    with postgres.warehouse(settings) as conn:
         return conn.execute(f"select count(*) from ({query}) as q").fetchone()[0]
 
 
@@ -195,8 +178,8 @@ def _ordered(outcome, expectations: list[dict]):
 
 def record(settings: Settings, run_id: str, suite: str, results: list[CheckResult]) -> None:
     """Append results to ops.dq_results."""
-    with psycopg.connect(settings.dsn(settings.warehouse_db)) as conn:
-        conn.execute(RESULTS_DDL)
+    with postgres.warehouse(settings) as conn:
+        ops.ensure(conn, "dq_results")
         conn.cursor().executemany(
             "insert into ops.dq_results (run_id, suite, expectation, kwargs, severity, success, unexpected_count,"
             " unexpected_percent, observed_value) values (%s, %s, %s, %s, %s, %s, %s, %s, %s)",

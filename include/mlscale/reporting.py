@@ -20,11 +20,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
-import psycopg
 import matplotlib.dates as mdates
 from matplotlib.figure import Figure
 
-from mlscale import registry, scoring
+from mlscale import ops, postgres, registry, scoring
 from mlscale.config import Settings
 from mlscale.postgres import table_exists
 from mlscale.specs import ModelSpec
@@ -66,17 +65,12 @@ def dbt_docs(settings: Settings, specs: dict[str, ModelSpec]) -> Path:
     return settings.dbt_target_dir / "static_index.html"
 
 
-def _frame(conn, query: str, params: tuple = ()) -> pd.DataFrame:
-    cur = conn.execute(query, params)
-    return pd.DataFrame(cur.fetchall(), columns=[c.name for c in cur.description])
-
-
 def read_kpis(settings: Settings) -> dict[str, pd.DataFrame]:
     """Every KPI mart as a DataFrame (numbers as floats); a mart not built yet reads as empty."""
     out = {}
-    with psycopg.connect(settings.dsn(settings.warehouse_db)) as conn:
+    with postgres.warehouse(settings) as conn:
         for table in KPI_TABLES:
-            frame = _frame(conn, f"select * from kpi.{table}") if table_exists(conn, f"kpi.{table}") else pd.DataFrame()
+            frame = postgres.frame(conn, f"select * from kpi.{table}") if table_exists(conn, f"kpi.{table}") else pd.DataFrame()
             for col in frame.columns:
                 if frame[col].dtype == object and len(frame) and hasattr(frame[col].iloc[0], "as_integer_ratio"):
                     frame[col] = frame[col].astype(float)
@@ -129,11 +123,9 @@ def value_by_version(kpis: dict[str, pd.DataFrame]) -> pd.DataFrame:
 def model_overview(settings: Settings, spec: ModelSpec, max_versions: int = 20) -> dict:
     """One model for people: Production/Staging versions, each version's test metrics and MLflow run,
     the promotion history and the latest monitoring decision."""
-    from mlflow import MlflowClient
-
-    client = MlflowClient(settings.mlflow_uri)
+    client = registry.client(settings)
     versions = []
-    for mv in registry.model_versions(spec.name)[:max_versions]:
+    for mv in registry.model_versions(settings, spec.name)[:max_versions]:
         run = client.get_run(mv.run_id) if mv.run_id else None
         metrics = run.data.metrics if run else {}
         versions.append({
@@ -146,16 +138,9 @@ def model_overview(settings: Settings, spec: ModelSpec, max_versions: int = 20) 
         })
     roles = {alias: next((v["version"] for v in versions if alias in v["aliases"]), None)
              for alias in ("production", "staging")}
-    with psycopg.connect(settings.dsn(settings.warehouse_db)) as conn:
-        promotions = _frame(
-            conn, "select decided_at, from_version, to_version, stage, decision, reason, decided_by, gates"
-                  " from ops.model_promotions where model = %s order by id desc", (spec.name,)
-        ) if table_exists(conn, "ops.model_promotions") else pd.DataFrame()
-        monitoring = _frame(
-            conn, "select as_of_date, model_version, check_name, subject, value, threshold, breach, detail"
-                  " from ops.model_monitoring where model = %s and checked_at ="
-                  " (select max(checked_at) from ops.model_monitoring where model = %s) order by id",
-            (spec.name, spec.name)) if table_exists(conn, "ops.model_monitoring") else pd.DataFrame()
+    with postgres.warehouse(settings) as conn:
+        promotions = ops.promotions(conn, spec.name).drop(columns="model", errors="ignore")
+        monitoring = ops.latest_monitoring(conn, spec.name)
     status = None
     if len(monitoring):
         decision = monitoring[monitoring["check_name"] == "decision"].iloc[-1]

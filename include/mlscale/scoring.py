@@ -11,10 +11,9 @@ from datetime import date
 
 import numpy as np
 import pandas as pd
-import psycopg
 from psycopg import sql
 
-from mlscale import artifacts, features, registry, selection
+from mlscale import artifacts, features, judging, postgres, registry
 from mlscale.config import Settings
 from mlscale.specs import ModelSpec
 
@@ -49,7 +48,7 @@ def deciles(scores: np.ndarray) -> np.ndarray:
 
 def create_tables(settings: Settings) -> None:
     """Create ml.predictions and ml.shadow_predictions if no scoring run has yet (readers need them to exist)."""
-    with psycopg.connect(settings.dsn(settings.warehouse_db)) as conn:
+    with postgres.warehouse(settings) as conn:
         for table in TABLES.values():
             conn.execute(sql.SQL(PREDICTIONS_DDL.format(table=table)))
 
@@ -74,7 +73,7 @@ def _write(conn, table: str, spec: ModelSpec, version: str, as_of: date, ids: np
 
 def score(settings: Settings, spec: ModelSpec, as_of: date | None = None, chunk_rows: int = CHUNK_ROWS) -> dict:
     """Score every customer of `as_of` (default: latest) with models:/<name>@production, and @staging in shadow."""
-    versions = {role: registry.alias_version(spec.name, role) for role in TABLES}
+    versions = {role: registry.alias_version(settings, spec.name, role) for role in TABLES}
     if versions["production"] is None:
         raise registry.RegistryError(f"model {spec.name} has no production version; run promote_{spec.name} first")
     if versions["staging"] == versions["production"]:
@@ -83,16 +82,16 @@ def score(settings: Settings, spec: ModelSpec, as_of: date | None = None, chunk_
     as_of = as_of or features.latest_as_of(settings, spec)
     if as_of is None:
         raise LookupError(f"{spec.table} is empty; run warehouse_etl first")
-    models = {role: artifacts.load_verified(spec.name, v)[0] for role, v in versions.items()}
+    models = {role: artifacts.load_verified(settings, spec.name, v)[0] for role, v in versions.items()}
     ids, scores = [], {role: [] for role in models}
     for i, chunk in enumerate(features.chunks_at(settings, spec, as_of, chunk_rows), 1):
         ids.append(chunk["customer_id"].to_numpy(dtype=np.int64))
         for role, model in models.items():
-            scores[role].append(selection.predict(spec, model, chunk[spec.feature_names]))
+            scores[role].append(judging.predict(spec, model, chunk[spec.feature_names]))
         log.info("%s as-of %s: scored chunk %d (%d customers so far)", spec.name, as_of, i, sum(map(len, ids)))
     all_ids = np.concatenate(ids) if ids else np.array([], dtype=np.int64)
     result = {"model": spec.name, "as_of_date": str(as_of), "rows": len(all_ids)}
-    with psycopg.connect(settings.dsn(settings.warehouse_db)) as conn, conn.transaction():
+    with postgres.warehouse(settings) as conn, conn.transaction():
         for role, model_scores in scores.items():
             values = np.concatenate(model_scores) if model_scores else np.array([])
             replaced = _write(conn, TABLES[role], spec, versions[role], as_of, all_ids, values, chunk_rows)

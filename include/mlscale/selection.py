@@ -14,6 +14,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 
 from mlscale import evaluation
 from mlscale.btyd import BtydFeatures
+from mlscale.judging import predict
 from mlscale.specs import Candidate, ModelSpec, improvement
 
 log = logging.getLogger(__name__)
@@ -61,11 +62,6 @@ def configurations(candidate: Candidate, budget: int) -> list[dict]:
     if candidate.grid_size == 1:
         return [{k: v[0] for k, v in candidate.space.items()}]
     return list(ParameterSampler(candidate.space, n_iter=min(budget, candidate.grid_size), random_state=SEED))
-
-
-def predict(spec: ModelSpec, model, X: pd.DataFrame) -> np.ndarray:
-    """Scores: probability of the positive class for classification, the value for regression."""
-    return model.predict_proba(X)[:, 1] if spec.task == "classification" else model.predict(X)
 
 
 @dataclass(eq=False)

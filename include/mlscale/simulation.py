@@ -22,8 +22,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from mlscale import (artifacts, datagen, evaluation, features, monitoring, registry, reporting, scoring, selection,
-                     training, warehouse)
+from mlscale import (artifacts, datagen, evaluation, features, judging, monitoring, postgres, promotion, registry,
+                     reporting, scoring, training, warehouse)
 from mlscale.config import Settings
 from mlscale.ingest import ingest_landing
 from mlscale.specs import ModelSpec
@@ -101,7 +101,7 @@ class _Replay:
                                                                   "mlscale.simulation_step": str(step)})
         if not trained["registered"]:
             return "candidate not registered (does not beat the baseline)"
-        decision = registry.promote(self.settings, self.spec, trained["version"])
+        decision = promotion.promote(self.settings, self.spec, trained["version"])
         return f"v{decision.version} {decision.decision}"
 
 
@@ -138,7 +138,7 @@ def simulate(settings: Settings, spec: ModelSpec, scenario: Scenario, out_dir: P
         reset(settings, spec)
         replay.land_and_build(0, h, "simulate-history")
         first = replay.retrain("first model", 0)
-        frozen = registry.alias_version(spec.name, "production")
+        frozen = registry.alias_version(settings, spec.name, "production")
     if frozen is None:
         raise RuntimeError(f"the first model was not promoted ({first}); see {logfile}")
     echo(f"  history: days 0-{h - 1} built, first model {first} (kept frozen as v{frozen}) "
@@ -191,16 +191,14 @@ def simulate(settings: Settings, spec: ModelSpec, scenario: Scenario, out_dir: P
 
 def realised(settings: Settings, spec: ModelSpec, frozen: str) -> pd.DataFrame:
     """Per as-of date with matured labels: the metric of the predictions made then (rolling) and of the frozen model."""
-    import psycopg
-
     metric = spec.primary_metric
     labelled = features.labelled(settings, spec)
-    with psycopg.connect(settings.dsn(settings.warehouse_db)) as conn:
+    with postgres.warehouse(settings) as conn:
         predictions = pd.DataFrame(conn.execute(
             "select as_of_date, customer_id, score from ml.predictions where model = %s", (spec.name,)).fetchall(),
             columns=["as_of_date", "customer_id", "score"])
     predictions["as_of_date"] = pd.to_datetime(predictions["as_of_date"])
-    model, _ = artifacts.load_verified(spec.name, frozen)
+    model, _ = artifacts.load_verified(settings, spec.name, frozen)
     rows = []
     for as_of, rolling in predictions.groupby("as_of_date"):
         judged = labelled[labelled["as_of_date"] == as_of]
@@ -211,7 +209,7 @@ def realised(settings: Settings, spec: ModelSpec, frozen: str) -> pd.DataFrame:
             "as_of_date": str(as_of.date()), "judged_customers": len(both),
             f"rolling_{metric}": evaluation.metric(metric, both[spec.label], both["score"]),
             f"frozen_{metric}": evaluation.metric(metric, judged[spec.label],
-                                                  selection.predict(spec, model, judged[spec.feature_names])),
+                                                  judging.predict(spec, model, judged[spec.feature_names])),
         })
     return pd.DataFrame(rows, columns=["as_of_date", "judged_customers", f"rolling_{metric}", f"frozen_{metric}"])
 

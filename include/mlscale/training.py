@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import logging
 import warnings
-from dataclasses import dataclass
 
 import pandas as pd
-import psycopg
 
-from mlscale import artifacts, drift, evaluation, features, lineage, model_card, plots, selection
+from mlscale import artifacts, drift, evaluation, features, lineage, model_card, plots, postgres, registry, selection
 from mlscale.baseline import measure_all
 from mlscale.config import Settings
 from mlscale.postgres import table_exists
 from mlscale.evaluation import Economics
-from mlscale.selection import predict
+from mlscale.judging import NotEnoughData, predict, time_split
 from mlscale.specs import ModelSpec, improvement
 
 log = logging.getLogger(__name__)
@@ -29,31 +27,6 @@ SKOPS_TRUSTED_TYPES = ["numpy.dtype", "sklearn.ensemble._hist_gradient_boosting.
                        "mlscale.btyd.BtydFeatures", "mlscale.selection.Recalibrated"]
 # Permutation importance runs on at most this many test rows, this many times per feature.
 IMPORTANCE_ROWS, IMPORTANCE_REPEATS = 5000, 5
-
-
-@dataclass(frozen=True)
-class Split:
-    train: pd.DataFrame
-    test: pd.DataFrame
-    test_as_of: pd.Timestamp
-
-
-class NotEnoughData(RuntimeError):
-    """The matured history is too short for the spec's split."""
-
-
-def time_split(frame: pd.DataFrame, gap_days: int) -> Split:
-    """Test on the latest matured as-of date; train on as-of dates at least `gap_days` before it."""
-    if frame.empty:
-        raise NotEnoughData("no rows with a matured label: the warehouse needs more history")
-    test_as_of = frame["as_of_date"].max()
-    cutoff = test_as_of - pd.Timedelta(days=gap_days)
-    train = frame[frame["as_of_date"] <= cutoff]
-    if train.empty:
-        raise NotEnoughData(
-            f"no training as-of date on or before {cutoff.date()} (test as-of {test_as_of.date()}, gap {gap_days} days)"
-        )
-    return Split(train=train, test=frame[frame["as_of_date"] == test_as_of], test_as_of=test_as_of)
 
 
 def search_split(spec: ModelSpec, train: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, int]:
@@ -82,7 +55,7 @@ def search_split(spec: ModelSpec, train: pd.DataFrame) -> tuple[pd.DataFrame, pd
 
 def load_economics(settings: Settings, model: str) -> Economics:
     """The model's row of the dbt seed model_economics (reference.model_economics)."""
-    with psycopg.connect(settings.dsn(settings.warehouse_db)) as conn:
+    with postgres.warehouse(settings) as conn:
         if not table_exists(conn, "reference.model_economics"):
             raise LookupError("reference.model_economics is missing: run warehouse_etl (dbt build loads the seed)")
         row = conn.execute("select margin_rate, response_rate, contact_cost from reference.model_economics"
@@ -264,9 +237,9 @@ def fit_and_log(settings: Settings, spec: ModelSpec, frame: pd.DataFrame, econom
         mlflow.set_tags({"mlscale.registered": str(registered).lower(), "mlscale.baseline_check": reason})
         version = str(info.registered_model_version) if registered else None
         if registered:
-            _describe_registered_model(spec)
-            _describe_version(spec, version, facts, tags)
-            fetched = artifacts.record(spec.name, version)
+            _describe_registered_model(settings, spec)
+            _describe_version(settings, spec, version, facts, tags)
+            fetched = artifacts.record(settings, spec.name, version)
             log.info("%s v%s artifact sha256 %s (%d bytes) recorded", spec.name, version, fetched.sha256, fetched.size_bytes)
     if registered:
         log.info("registered %s version %s (run %s): %s; %s", spec.name, version, run.info.run_id, metrics, reason)
@@ -278,30 +251,26 @@ def fit_and_log(settings: Settings, spec: ModelSpec, frame: pd.DataFrame, econom
             "registered": registered, "reason": reason}
 
 
-def retrain_reason(name: str, request, run_id: str) -> str:
+def retrain_reason(settings: Settings, name: str, request, run_id: str) -> str:
     """What asked for this training, for the `mlscale.retrain_reason` tag: the newest retrain request of model
     `name` (an Airflow asset event whose extra carries monitoring's reason) when no version was registered
     after it, so a run started by hand (or by `dag.test()`) right after a request still names it; else a
     manual run."""
-    import mlflow
-
-    versions = mlflow.MlflowClient().search_model_versions(f"name='{name}'")
+    versions = registry.client(settings).search_model_versions(f"name='{name}'")
     newest = max((v.creation_timestamp for v in versions), default=None)  # ms since the epoch
     if request is not None and (newest is None or request.timestamp.timestamp() * 1000 > newest):
         return str(request.extra.get("reason", ""))[:5000] or f"retrain requested ({run_id})"
     return f"manual run ({run_id}): no retrain request since the newest version"
 
 
-def _describe_registered_model(spec: ModelSpec) -> None:
+def _describe_registered_model(settings: Settings, spec: ModelSpec) -> None:
     """The registered model itself (not only each version) says what it is for, from its spec: a reviewer
     opening it in the MLflow UI sees the intended use and limitations, the owner and where the spec lives."""
-    import mlflow
-
     from mlscale.specs import ROOT, specs_dir
 
     limitations = "".join(f"\n- {item}" for item in spec.limitations)
     description = f"{spec.description}\n\nIntended use: {spec.intended_use.strip()}"
-    client = mlflow.MlflowClient()
+    client = registry.client(settings)
     client.update_registered_model(spec.name, description=description + (f"\n\nLimitations:{limitations}"
                                                                           if limitations else ""))
     path = specs_dir() / f"{spec.name}.yml"  # load_spec holds the name to the file name
@@ -312,11 +281,9 @@ def _describe_registered_model(spec: ModelSpec) -> None:
         client.set_registered_model_tag(spec.name, key, value)
 
 
-def _describe_version(spec: ModelSpec, version: str, facts: dict, tags: dict[str, str]) -> None:
-    import mlflow
-
+def _describe_version(settings: Settings, spec: ModelSpec, version: str, facts: dict, tags: dict[str, str]) -> None:
     metric = spec.primary_metric
-    client = mlflow.MlflowClient()
+    client = registry.client(settings)
     client.update_model_version(
         spec.name, version,
         description=(f"{facts['candidate']} {facts['params']} trained on as-of {facts['train_as_of_min']}.."

@@ -9,8 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import psycopg
 
+from mlscale import postgres
 from mlscale.config import Settings
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ def dbt(settings: Settings, *args: str, env: dict[str, str] | None = None) -> st
 
 def drop_schemas(settings: Settings) -> None:
     """Empty the warehouse: drop every schema but the system ones (a replay starts from nothing)."""
-    with psycopg.connect(settings.dsn(settings.warehouse_db), autocommit=True) as conn:
+    with postgres.warehouse(settings, autocommit=True) as conn:
         schemas = [r[0] for r in conn.execute(
             "select nspname from pg_namespace where nspname not in ('public', 'information_schema')"
             " and nspname not like 'pg\\_%'")]
@@ -74,7 +74,7 @@ def run_etl(settings: Settings, run_id: str) -> dict:
 
 def claim_batch(settings: Settings, run_id: str) -> int:
     """Claim every loaded file no ETL run has published yet (including those of failed runs); return the count."""
-    with psycopg.connect(settings.dsn(settings.warehouse_db)) as conn:
+    with postgres.warehouse(settings) as conn:
         cur = conn.execute(
             "update ops.ingest_files set etl_run_id = %s, etl_status = 'claimed'"
             " where status = 'loaded' and etl_status is distinct from 'published'",
@@ -87,7 +87,7 @@ def claim_batch(settings: Settings, run_id: str) -> int:
 
 def publish_batch(settings: Settings, run_id: str) -> int:
     """Mark the run's files as published: their rows passed every gate and reached the marts."""
-    with psycopg.connect(settings.dsn(settings.warehouse_db)) as conn:
+    with postgres.warehouse(settings) as conn:
         cur = conn.execute(
             "update ops.ingest_files set etl_status = 'published' where etl_run_id = %s and etl_status = 'claimed'",
             (run_id,),

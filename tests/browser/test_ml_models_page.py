@@ -10,11 +10,10 @@ import os
 import shutil
 import subprocess
 
-import psycopg
 import pytest
 import requests
 
-from mlscale import dagrun, registry, reporting, services
+from mlscale import dagrun, postgres, promotion, reporting, services
 from mlscale.postgres import table_exists
 from mlscale.specs import load_specs
 from tests.e2e.conftest import FAST, MODEL, api_server, shop, train_version  # noqa: F401 (shop is a fixture)
@@ -35,12 +34,12 @@ def ui(shop):
         pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (make test does it)")
     for name in load_specs():
         drop_registered_model(shop, name)
-    with psycopg.connect(shop.dsn(shop.warehouse_db)) as conn:
+    with postgres.warehouse(shop) as conn:
         for table in ("ops.model_promotions", "ops.model_monitoring", "ml.predictions"):
             if table_exists(conn, table):
                 conn.execute(f"delete from {table}")
     version = train_version(shop, FAST)
-    assert registry.promote(shop, FAST, version).decision == "promoted"
+    assert promotion.promote(shop, FAST, version).decision == "promoted"
     for dag_id in (f"score_{MODEL}", "business_report"):
         dagrun.run_dag(shop, dag_id)
     assert (shop.reports_dir / reporting.FILENAME).exists()

@@ -6,10 +6,9 @@ import os
 import time
 
 import mlflow
-import psycopg
 import pytest
 
-from mlscale import airflow_ui, dagrun, registry, services, training
+from mlscale import airflow_ui, postgres, promotion, registry, services, training
 from mlscale.postgres import table_exists
 from mlscale.specs import BinnedMeanBaseline, Business, Candidate, Features, load_specs
 from tests.helpers import airflow_shop, drop_registered_model
@@ -41,7 +40,7 @@ def shop(stack, tmp_path_factory):
 def fresh(shop):
     """No registered versions, no audit rows, no predictions."""
     drop_registered_model(shop, MODEL)
-    with psycopg.connect(shop.dsn(shop.warehouse_db)) as conn:
+    with postgres.warehouse(shop) as conn:
         for table in ("ops.model_promotions", "ml.predictions", "ml.shadow_predictions"):
             if table_exists(conn, table):
                 conn.execute(f"delete from {table}")
@@ -55,15 +54,15 @@ def train_version(settings, spec) -> str:
     return result["version"]
 
 
-def registry_state():
+def registry_state(settings):
     """version -> (stage, aliases) of every version of MODEL."""
-    return {v["version"]: (v["stage"], v["aliases"]) for v in registry.registry_state(MODEL)}
+    return {v["version"]: (v["stage"], v["aliases"]) for v in registry.registry_state(settings, MODEL)}
 
 
 def weak_production_and_better_candidate(settings) -> tuple[str, str]:
     """Production v1 trained on WEAK, and a clearly better candidate (FAST) registered, not yet promoted."""
     weak = train_version(settings, WEAK)
-    assert registry.promote(settings, WEAK, weak).decision == "promoted"
+    assert promotion.promote(settings, WEAK, weak).decision == "promoted"
     return weak, train_version(settings, FAST)
 
 

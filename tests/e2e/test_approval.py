@@ -104,7 +104,7 @@ def test_approval_waits_then_promotes_on_approve(approval_required, api):
     assert seen["options"] == ["Approve", "Reject"] and "| roc_auc |" in seen["body"]
     assert run.task_states == {"evaluate": "success", "approve": "success", "switch": "success",
                                "record_rejection": "skipped"}
-    assert registry_state() == {v2: ("Production", ["production"]), v1: ("Archived", ["previous_production"])}
+    assert registry_state(approval_required) == {v2: ("Production", ["production"]), v1: ("Archived", ["previous_production"])}
     decision, decided_by, reason = query(settings, "select decision, decided_by, reason from ops.model_promotions"
                                                    " order by id desc limit 1").iloc[0]
     assert (decision, decided_by) == ("promoted", airflow_ui.ADMIN_USER)
@@ -119,7 +119,7 @@ def test_approval_rejected_keeps_production(approval_required, api):
     assert run.state == "success"
     assert run.task_states == {"evaluate": "success", "approve": "success", "switch": "skipped",
                                "record_rejection": "success"}
-    assert registry_state() == {v2: ("Staging", ["staging"]), v1: ("Production", ["production"])}
+    assert registry_state(approval_required) == {v2: ("Staging", ["staging"]), v1: ("Production", ["production"])}
     decision, decided_by, reason = query(settings, "select decision, decided_by, reason from ops.model_promotions"
                                                    " order by id desc limit 1").iloc[0]
     assert (decision, decided_by) == ("rejected", airflow_ui.ADMIN_USER)

@@ -1,9 +1,8 @@
 """Bad deliveries through Airflow: each is caught where it should be, and nothing bad reaches the marts."""
 
-import psycopg
 import pytest
 
-from mlscale import dagrun
+from mlscale import dagrun, postgres
 from mlscale.datagen import DirtyData, ShopParams, generate
 from mlscale.ingest import retract_file
 from tests.helpers import dbt, query, scalar
@@ -51,7 +50,7 @@ def test_null_flood_fails_the_run_before_dbt(warehouse):
 def test_stale_source_fails_the_run(warehouse):
     generate(ShopParams(**SMALL), warehouse.landing_dir)
     dagrun.run_dag(warehouse, "ingest_landing")
-    with psycopg.connect(warehouse.dsn(warehouse.warehouse_db)) as conn:
+    with postgres.warehouse(warehouse) as conn:
         conn.execute("update raw.orders set _loaded_at = now() - interval '3 days'")
 
     result = dagrun.run_dag(warehouse, "warehouse_etl", check=False)

@@ -1,11 +1,10 @@
 """monitor_<model> through Airflow on a real warehouse and MLflow: no drift, injected drift, scheduled retraining."""
 
 import mlflow
-import psycopg
 import pytest
 import yaml
 
-from mlscale import dagrun, registry, training
+from mlscale import dagrun, postgres, promotion, registry, training
 from mlscale.datagen import Drift, ShopParams, generate
 from mlscale.ingest import ingest_landing
 from mlscale.specs import Features, SPECS_DIR
@@ -24,7 +23,7 @@ SPENDY = WEAK.model_copy(update={"features": Features(numeric=["amount_30d", "ag
 
 def _retrain_events(settings):
     """extra of every `<MODEL>_retrain` Asset event in the Airflow metadata DB, oldest first."""
-    with psycopg.connect(settings.dsn(settings.airflow_db)) as conn:
+    with postgres.database(settings, settings.airflow_db) as conn:
         return [r[0] for r in conn.execute("select e.extra from asset_event e join asset a on a.id = e.asset_id"
                                            " where a.name = %s order by e.id", (f"{MODEL}_retrain",))]
 
@@ -47,10 +46,10 @@ def _decisions(settings):
 def spendy_production(shop):
     """SPENDY v1 in Production, trained before any drift; no monitoring history."""
     drop_registered_model(shop, MODEL)
-    with psycopg.connect(shop.dsn(shop.warehouse_db)) as conn:
+    with postgres.warehouse(shop) as conn:
         conn.execute("drop table if exists ops.model_monitoring")
     version = training.train(shop, SPENDY)["version"]
-    assert registry.promote(shop, SPENDY, version).decision == "promoted"
+    assert promotion.promote(shop, SPENDY, version).decision == "promoted"
     return shop
 
 
@@ -84,9 +83,9 @@ def test_price_drift_triggers_retraining_and_a_new_production_version(spendy_pro
     # The retrain event triggers train_ (the scheduler would; here it is run next), and its candidate promote_.
     assert dagrun.run_dag(settings, f"train_{MODEL}").task_states == {"train": "success"}
     # run by hand (dag.test), train_ still names the request it answers: the retrain asset's newest event
-    assert mlflow.MlflowClient().get_model_version(MODEL, "2").tags["mlscale.retrain_reason"] == decision.detail
+    assert registry.client(spendy_production).get_model_version(MODEL, "2").tags["mlscale.retrain_reason"] == decision.detail
     assert dagrun.run_dag(settings, f"promote_{MODEL}").task_states == {"evaluate": "success", "switch": "success"}
-    assert registry_state() == {"2": ("Production", ["production"]), "1": ("Archived", ["previous_production"])}
+    assert registry_state(spendy_production) == {"2": ("Production", ["production"]), "1": ("Archived", ["previous_production"])}
 
     # The new version is monitored against its own reference: the drifted population is its normal.
     run = dagrun.run_dag(settings, f"monitor_{MODEL}")
@@ -102,7 +101,7 @@ def test_scheduled_retraining_whose_candidate_fails_leaves_production_untouched(
     data["monitoring"].update(max_model_age_days=1, min_days_between_retrains=0)
     (tmp_path / f"{MODEL}.yml").write_text(yaml.safe_dump(data))
     monkeypatch.setenv("MLSCALE_SPECS_DIR", str(tmp_path))
-    production_before = registry_state()
+    production_before = registry_state(spendy_production)
     _land(settings, tmp_path / "landing", range(SHOP.days + 35, SHOP.days + 42))  # a week later
 
     run = dagrun.run_dag(settings, f"monitor_{MODEL}")
@@ -111,10 +110,10 @@ def test_scheduled_retraining_whose_candidate_fails_leaves_production_untouched(
 
     # Same data, same spec: the candidate is no better than Production, so the gates reject it.
     assert dagrun.run_dag(settings, f"train_{MODEL}").task_states == {"train": "success"}
-    assert mlflow.MlflowClient().get_model_version(MODEL, "3").tags["mlscale.retrain_reason"] == \
+    assert registry.client(spendy_production).get_model_version(MODEL, "3").tags["mlscale.retrain_reason"] == \
         _retrain_events(settings)[-1]["reason"]
     run = dagrun.run_dag(settings, f"promote_{MODEL}")
     assert run.task_states == {"evaluate": "success", "switch": "skipped"}
-    after = registry_state()
+    after = registry_state(spendy_production)
     assert after["2"] == production_before["2"] == ("Production", ["production"])
     assert after["3"] == ("Staging", ["staging"])

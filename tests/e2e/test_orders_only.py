@@ -67,8 +67,8 @@ def test_orders_only_chain(warehouse, short_window_spec):
     assert scalar(warehouse, "select count(*) filter (where in_customers_feed) from core.dim_customers") == 0
 
     # recency and frequency alone still predict churn: v1 trained, promoted, and scoring the latest as-of date
-    assert registry.registry_state(MODEL) == [{"version": "1", "stage": "Production", "aliases": ["production"]}]
-    client = mlflow.MlflowClient()
+    assert registry.registry_state(warehouse, MODEL) == [{"version": "1", "stage": "Production", "aliases": ["production"]}]
+    client = registry.client(warehouse)
     run = client.get_run(client.get_model_version(MODEL, "1").run_id)
     assert run.data.metrics["test_roc_auc"] > 0.7
     # the features of the missing feeds are recorded as carrying no information; the order features all vary

@@ -1,10 +1,8 @@
 """The whole pipeline through Airflow (dag.test against the migrated metadata DB), real PostgreSQL, dbt, GX, MLflow."""
 
-import mlflow
-import psycopg
 import pytest
 
-from mlscale import dagrun, registry
+from mlscale import dagrun, postgres, registry
 from mlscale.datagen import ShopParams, generate
 from tests.helpers import drop_registered_model
 
@@ -14,20 +12,20 @@ PARAMS = ShopParams(customers=600, days=270, seed=21)
 
 
 def _rows(settings, sql, *args):
-    with psycopg.connect(settings.dsn(settings.warehouse_db)) as conn:
+    with postgres.warehouse(settings) as conn:
         return conn.execute(sql, args).fetchall()
 
 
 def _candidate_event(settings):
     """(extra, source run id) of the latest `<MODEL>_candidate` Asset event in the Airflow metadata DB."""
-    with psycopg.connect(settings.dsn(settings.airflow_db)) as conn:
+    with postgres.database(settings, settings.airflow_db) as conn:
         return conn.execute("select e.extra, e.source_run_id from asset_event e join asset a on a.id = e.asset_id"
                             " where a.name = %s order by e.id desc limit 1", (f"{MODEL}_candidate",)).fetchone()
 
 
 def _raw_orders_events(settings, run_id: str) -> int:
     """Asset events of raw.orders that the DAG run `run_id` emitted (Airflow metadata DB)."""
-    with psycopg.connect(settings.dsn(settings.airflow_db)) as conn:
+    with postgres.database(settings, settings.airflow_db) as conn:
         return conn.execute("select count(*) from asset_event e join asset a on a.id = e.asset_id"
                             " where a.name = 'raw.orders' and e.source_run_id = %s", (run_id,)).fetchone()[0]
 
@@ -35,7 +33,7 @@ def _raw_orders_events(settings, run_id: str) -> int:
 @pytest.fixture
 def clean_registry(stack):
     drop_registered_model(stack, MODEL)
-    return mlflow.MlflowClient()
+    return registry.client(stack)
 
 
 def test_pipeline_end_to_end(warehouse, clean_registry):
@@ -59,7 +57,7 @@ def test_pipeline_end_to_end(warehouse, clean_registry):
         warehouse, "select as_of_date, count(*) from ml.customer_features group by 1 order by 1 desc limit 1")[0]
 
     # One version, promoted to Production with both a stage and the alias.
-    state = registry.registry_state(MODEL)
+    state = registry.registry_state(warehouse, MODEL)
     assert state == [{"version": "1", "stage": "Production", "aliases": ["production"]}]
     run = clean_registry.get_run(clean_registry.get_model_version(MODEL, "1").run_id)
     assert run.data.metrics["test_roc_auc"] > 0.7
@@ -100,7 +98,7 @@ def test_pipeline_end_to_end(warehouse, clean_registry):
     runs = {dag_id: dagrun.run_dag(warehouse, dag_id)
             for dag_id in (f"train_{MODEL}", f"promote_{MODEL}", f"score_{MODEL}")}
     assert runs[f"promote_{MODEL}"].task_states == {"evaluate": "success", "switch": "skipped"}
-    state = {v["version"]: (v["stage"], v["aliases"]) for v in registry.registry_state(MODEL)}
+    state = {v["version"]: (v["stage"], v["aliases"]) for v in registry.registry_state(warehouse, MODEL)}
     assert state == {"2": ("Staging", ["staging"]), "1": ("Production", ["production"])}
     assert _rows(warehouse, "select decision from ops.model_promotions order by id") == [("promoted",), ("rejected",)]
     # Rescoring the same as-of date replaces the rows: no duplicates; the challenger's go to the shadow table.

@@ -1,11 +1,9 @@
 """Promotion, rollback and scoring through Airflow (dag.test) on a real warehouse, MLflow server and PostgreSQL."""
 
-import mlflow
 import numpy as np
-import psycopg
 import pytest
 
-from mlscale import artifacts, dagrun, registry, scoring
+from mlscale import artifacts, dagrun, postgres, promotion, registry, scoring
 from tests.e2e.conftest import (FAST, MODEL, SPEC, WEAK, registry_state, train_version,
                                 weak_production_and_better_candidate)
 from tests.helpers import query, scalar
@@ -18,7 +16,7 @@ def _audit(settings):
 
 def _artifact_dir(settings, version):
     """Where the test MLflow server keeps the files of a version."""
-    location = mlflow.MlflowClient().get_model_version_download_uri(MODEL, version)
+    location = registry.client(settings).get_model_version_download_uri(MODEL, version)
     return settings.mlflow_artifacts_dir / location.split("mlflow-artifacts:/", 1)[1]
 
 
@@ -27,7 +25,7 @@ def test_better_candidate_is_promoted_then_rolled_back(fresh):
 
     run = dagrun.run_dag(fresh, f"promote_{MODEL}", conf={"version": v2})
     assert run.task_states == {"evaluate": "success", "switch": "success"}
-    assert registry_state() == {v2: ("Production", ["production"]), v1: ("Archived", ["previous_production"])}
+    assert registry_state(fresh) == {v2: ("Production", ["production"]), v1: ("Archived", ["previous_production"])}
     row = query(fresh, "select * from ops.model_promotions order by id desc limit 1").iloc[0]
     assert (row.decision, row.from_version, row.to_version, row.airflow_run_id) == ("promoted", v1, v2, run.run_id)
     checks = row.gates["production"]["checks"]
@@ -38,31 +36,31 @@ def test_better_candidate_is_promoted_then_rolled_back(fresh):
         "batch_latency"}
     assert row.gates["staging"]["checks"]["ceiling_calibration_error"]["passed"]
     assert row.candidate_metrics["roc_auc"] > row.production_metrics["roc_auc"]
-    tag = mlflow.MlflowClient().get_model_version(MODEL, v2).tags["promotion"]
+    tag = registry.client(fresh).get_model_version(MODEL, v2).tags["promotion"]
     assert tag.startswith("promoted: passed both gates against production v" + v1)
 
     run = dagrun.run_dag(fresh, f"rollback_{MODEL}")
     assert run.task_states == {"rollback": "success"}
-    assert registry_state() == {v2: ("Archived", []), v1: ("Production", ["production"])}
-    assert mlflow.MlflowClient().get_model_version(MODEL, v2).tags["rolled_back"] == f"replaced by v{v1}"
+    assert registry_state(fresh) == {v2: ("Archived", []), v1: ("Production", ["production"])}
+    assert registry.client(fresh).get_model_version(MODEL, v2).tags["rolled_back"] == f"replaced by v{v1}"
     assert _audit(fresh)[-1][:3] == (v1, "rolled_back", "Production")
 
     dagrun.run_dag(fresh, f"score_{MODEL}")
     assert query(fresh, "select distinct model_version from ml.predictions")["model_version"].tolist() == [v1]
     # Nothing left to roll back to: a clear failure, nothing changed.
     failed = dagrun.run_dag(fresh, f"rollback_{MODEL}", check=False)
-    assert failed.task_states == {"rollback": "failed"} and registry_state()[v1] == ("Production", ["production"])
+    assert failed.task_states == {"rollback": "failed"} and registry_state(fresh)[v1] == ("Production", ["production"])
 
 
 def test_a_candidate_no_better_than_production_is_rejected_and_shadow_scored(fresh):
     v1 = train_version(fresh, FAST)
-    assert registry.promote(fresh, FAST, v1).decision == "promoted"
+    assert promotion.promote(fresh, FAST, v1).decision == "promoted"
     v2 = train_version(fresh, FAST)  # same data, same seed: the same model
 
     run = dagrun.run_dag(fresh, f"promote_{MODEL}", conf={"version": v2})
     assert run.state == "success" and run.task_states == {"evaluate": "success", "switch": "skipped"}
-    assert registry_state() == {v2: ("Staging", ["staging"]), v1: ("Production", ["production"])}
-    assert registry.newest_candidate(MODEL) == v2  # a retried promote run evaluates the same version again
+    assert registry_state(fresh) == {v2: ("Staging", ["staging"]), v1: ("Production", ["production"])}
+    assert registry.newest_candidate(fresh, MODEL) == v2  # a retried promote run evaluates the same version again
     decision, reason = query(fresh, "select decision, reason from ops.model_promotions order by id desc limit 1").iloc[0]
     assert decision == "rejected"
     assert reason.startswith(f"production gate against production v{v1}: bootstrap: 95% interval of the improvement"
@@ -94,7 +92,7 @@ def test_a_candidate_no_better_than_production_is_rejected_and_shadow_scored(fre
 
 def test_a_tampered_artifact_is_refused_by_promotion_and_scoring(fresh):
     v1 = train_version(fresh, FAST)
-    assert registry.promote(fresh, FAST, v1).decision == "promoted"
+    assert promotion.promote(fresh, FAST, v1).decision == "promoted"
     v2 = train_version(fresh, FAST)
     skops = next(_artifact_dir(fresh, v2).glob("*.skops"))
     skops.write_bytes(skops.read_bytes() + b"\0")
@@ -103,9 +101,9 @@ def test_a_tampered_artifact_is_refused_by_promotion_and_scoring(fresh):
     assert run.task_states == {"evaluate": "success", "switch": "skipped"}
     reason = scalar(fresh, "select reason from ops.model_promotions order by id desc limit 1")
     assert reason.startswith(f"staging gate: {MODEL} v{v2}: artifact sha256") and "refusing to use it" in reason
-    assert registry_state()[v2] == ("None", []) and registry_state()[v1] == ("Production", ["production"])
+    assert registry_state(fresh)[v2] == ("None", []) and registry_state(fresh)[v1] == ("Production", ["production"])
 
-    recorded = mlflow.MlflowClient().get_model_version(MODEL, v1).tags[artifacts.SHA_TAG]
+    recorded = registry.client(fresh).get_model_version(MODEL, v1).tags[artifacts.SHA_TAG]
     production = next(_artifact_dir(fresh, v1).glob("*.skops"))
     original = production.read_bytes()
     production.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
@@ -119,37 +117,37 @@ def test_a_tampered_artifact_is_refused_by_promotion_and_scoring(fresh):
 
     # A version without a recorded hash (registered before hashes existed) is refused until an operator
     # records one; then it serves again.
-    mlflow.MlflowClient().delete_model_version_tag(MODEL, v1, artifacts.SHA_TAG)
+    registry.client(fresh).delete_model_version_tag(MODEL, v1, artifacts.SHA_TAG)
     run = dagrun.run_dag(fresh, f"score_{MODEL}", check=False)
     assert run.task_states == {"score": "failed"}
-    assert artifacts.record(MODEL, v1).sha256 == recorded
+    assert artifacts.record(fresh, MODEL, v1).sha256 == recorded
     assert dagrun.run_dag(fresh, f"score_{MODEL}").task_states == {"score": "success"}
 
 
 def test_two_promotions_at_once_one_wins_the_other_aborts(fresh):
     v1 = train_version(fresh, WEAK)
-    assert registry.promote(fresh, WEAK, v1).decision == "promoted"
+    assert promotion.promote(fresh, WEAK, v1).decision == "promoted"
     v2, v3 = train_version(fresh, FAST), train_version(fresh, FAST)
     # Both are evaluated against Production v1 and both pass...
-    first, second = registry.evaluate(fresh, SPEC, v2), registry.evaluate(fresh, SPEC, v3)
+    first, second = promotion.evaluate(fresh, SPEC, v2), promotion.evaluate(fresh, SPEC, v3)
     assert (first.decision, second.decision) == ("pending", "pending")
 
     # ... while another promotion holds the model's lock, the switch aborts (through Airflow too).
-    with registry.promotion_lock(fresh, MODEL) as held:
+    with promotion.promotion_lock(fresh, MODEL) as held:
         assert held
-        blocked = registry.switch(fresh, SPEC, registry.decision_from_dict(registry.decision_dict(first)))
+        blocked = promotion.switch(fresh, SPEC, promotion.decision_from_dict(promotion.decision_dict(first)))
         run = dagrun.run_dag(fresh, f"promote_{MODEL}", conf={"version": v3}, check=False)
     assert blocked.decision == "aborted" and "holds the lock; nothing changed" in blocked.reason
     assert run.task_states == {"evaluate": "success", "switch": "failed"}
-    assert registry_state()[v1] == ("Production", ["production"])
+    assert registry_state(fresh)[v1] == ("Production", ["production"])
 
     # The first switch wins; the second finds Production changed since its evaluation and aborts.
-    assert registry.switch(fresh, SPEC, first).decision == "promoted"
-    lost = registry.switch(fresh, SPEC, second)
+    assert promotion.switch(fresh, SPEC, first).decision == "promoted"
+    lost = promotion.switch(fresh, SPEC, second)
     assert lost.decision == "aborted"
     assert lost.reason == (f"Production is now v{v2}, but v{v3} was evaluated against v{v1}; nothing changed "
                            "(promote it again to re-evaluate)")
-    assert registry_state() == {v3: ("Staging", ["staging"]), v2: ("Production", ["production"]),
+    assert registry_state(fresh) == {v3: ("Staging", ["staging"]), v2: ("Production", ["production"]),
                         v1: ("Archived", ["previous_production"])}
     assert [(v, d) for v, d, _, _ in _audit(fresh)] == [
         (v1, "promoted"), (v2, "aborted"), (v3, "aborted"), (v2, "promoted"), (v3, "aborted")]
@@ -162,7 +160,7 @@ def test_a_runs_conf_sets_the_params_of_that_run_only(fresh):
     first = dagrun.run_dag(fresh, f"score_{MODEL}", conf={"as_of_date": "2026-05-07"}, check=False)
     second = dagrun.run_dag(fresh, f"score_{MODEL}", check=False)
     assert first.task_states == second.task_states == {"score": "failed"}  # no Production version yet
-    with psycopg.connect(fresh.dsn(fresh.airflow_db)) as conn:
+    with postgres.database(fresh, fresh.airflow_db) as conn:
         confs = dict(conn.execute("select run_id, conf from dag_run where run_id in (%s, %s)",
                                   (first.run_id, second.run_id)).fetchall())
     assert confs == {first.run_id: {"as_of_date": "2026-05-07"}, second.run_id: {"as_of_date": None}}

@@ -1,12 +1,12 @@
 """A real orders log through the whole chain, as a new user would bring one: a sample of the CDNOW customers
 (the log `lifetimes` ships; four columns: order id, customer, time, amount) delivered as the orders feed only,
 with no optional feed and no optional column. Ingest, warehouse, training and promotion run through Airflow,
-and the promoted model is judged against the recency rule and the textbook BG/NBD on the same customers. The full log runs in bench/real_data.py (README, *Model quality on real data*)."""
+and the promoted model is judged against the recency rule and the textbook BG/NBD on the same customers. The full
+log runs in bench/real_data.py (README, *Model quality on real data*)."""
 
-import mlflow
 import pytest
 
-from mlscale import artifacts, dagrun, datasets, evaluation, features, gates, selection, training
+from mlscale import artifacts, dagrun, datasets, evaluation, features, gates, judging, registry
 from mlscale.baseline import measure_all
 from mlscale.specs import load_specs
 from tests.helpers import drop_registered_model, query, scalar
@@ -43,7 +43,7 @@ def test_real_orders_log_chain(warehouse):
     assert (mart["sessions_30d"] == 0).all() and (mart["tickets_90d"] == 0).all()
 
     # The run judged the model against both baselines on the newest matured as-of date's customers.
-    client = mlflow.MlflowClient()
+    client = registry.client(warehouse)
     run = client.search_runs([client.get_experiment_by_name(MODEL).experiment_id],
                              "tags.mlscale.model = 'churn_90d'", order_by=["attributes.start_time DESC"])[0]
     params, metrics = run.data.params, run.data.metrics
@@ -67,10 +67,10 @@ def test_real_orders_log_chain(warehouse):
     assert metrics["test_roc_auc"] > bg_nbd
     assert run.data.tags["mlscale.registered"] == "true"
     assert runs[f"train_{MODEL}"].task_states == {"train": "success"}
-    split = training.time_split(features.labelled(warehouse, spec), spec.split.gap_days)
+    split = judging.time_split(features.labelled(warehouse, spec), spec.split.gap_days)
     y = split.test[spec.label].to_numpy()
-    model, _ = artifacts.load_verified(MODEL, "1")
-    scores = selection.predict(spec, model, split.test[spec.feature_names])
+    model, _ = artifacts.load_verified(warehouse, MODEL, "1")
+    scores = judging.predict(spec, model, split.test[spec.feature_names])
     assert evaluation.metric("roc_auc", y, scores) == pytest.approx(metrics["test_roc_auc"])
     btyd = {m.name: m for m in measure_all(spec, split.train, split.test)}["bg_nbd"]
     assert btyd.metrics["roc_auc"] == pytest.approx(bg_nbd)

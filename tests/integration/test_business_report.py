@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlscale import evaluation, registry, reporting, scoring, training
+from mlscale import demo, evaluation, promotion, registry, reporting, scoring, training
 from mlscale.datagen import ShopParams
 from mlscale.specs import load_specs
 from tests.e2e.conftest import FAST, WEAK, train_version
@@ -39,15 +39,15 @@ def scored(stack, tmp_path_factory):
     latest = query(stack, "select max(as_of_date) as d from ml.customer_features")["d"][0]
 
     weak = train_version(stack, WEAK)
-    assert registry.promote(stack, WEAK, weak).decision == "promoted"
+    assert promotion.promote(stack, WEAK, weak).decision == "promoted"
     for as_of in matured[:2]:
         scoring.score(stack, WEAK, as_of)
     better = train_version(stack, FAST)
-    assert registry.promote(stack, FAST, better).decision == "promoted"
+    assert promotion.promote(stack, FAST, better).decision == "promoted"
     for as_of in (matured[2], latest):
         scoring.score(stack, FAST, as_of)
     revenue = train_version(stack, REVENUE)
-    assert registry.promote(stack, REVENUE, revenue).decision == "promoted"
+    assert promotion.promote(stack, REVENUE, revenue).decision == "promoted"
     for as_of in matured:
         scoring.score(stack, REVENUE, as_of)
     reporting.build_kpis(stack, SPECS)
@@ -174,9 +174,9 @@ def test_report_has_every_section_with_the_marts_numbers(scored, tmp_path):
     assert f"{out['summary']['revenue_30d']:,.0f} EUR" in page
     assert f"<b>v2</b>" in page and "promoted" in page  # churn Production and its promotion history
 
-    run = mlflow.MlflowClient(stack.mlflow_uri).get_run(out["run_id"])
+    run = registry.client(stack).get_run(out["run_id"])
     assert run.data.metrics["revenue_30d"] == pytest.approx(out["summary"]["revenue_30d"])
-    assert [a.path for a in mlflow.MlflowClient(stack.mlflow_uri).list_artifacts(out["run_id"])] == [reporting.FILENAME]
+    assert [a.path for a in registry.client(stack).list_artifacts(out["run_id"])] == [reporting.FILENAME]
 
 
 def test_dbt_docs_document_the_kpi_marts_and_the_report_exposure(scored):
@@ -193,3 +193,20 @@ def test_dbt_docs_document_the_kpi_marts_and_the_report_exposure(scored):
             assert set(entry["columns"]) == set(documented), node
             assert all(c["description"] for c in documented.values()), node
             assert manifest["nodes"][node]["description"], node
+
+
+def test_the_demo_summary_reads_the_ledger_the_promotions_and_the_predictions(scored):
+    stack, matured, latest = scored
+    text = demo.summary(stack, [], "a generated shop")
+    ledger = query(stack, "select feed, count(*) as files, sum(rows_loaded) as loaded from ops.ingest_files"
+                          " where status = 'loaded' group by feed")
+    assert len(ledger) == 6
+    for r in ledger.itertuples():
+        assert f"  {r.feed:<16} {r.loaded:>9} rows from {r.files} files, 0 quarantined, 0 files rejected" in text
+    promotions = text.split("latest promotion decisions (ops.model_promotions):\n")[1].split("\n\n")[0].splitlines()
+    # newest first (at most four): the three promotions the fixture made
+    assert [line.split(":")[0] for line in promotions] == [
+        "  revenue_90d v1 promoted -> Production", "  churn_90d v2 promoted -> Production",
+        "  churn_90d v1 promoted -> Production"]
+    assert "latest monitoring decision per model (ops.model_monitoring; MLflow experiments <model>_monitoring):\n  none" in text
+    assert f"  churn_90d v2 as-of {latest}: " in text  # the newest predictions

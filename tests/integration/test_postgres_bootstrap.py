@@ -6,7 +6,6 @@ import socket
 import tempfile
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from mlscale import postgres
@@ -50,13 +49,13 @@ def test_private_cluster_starts_answers_and_restarts(kind, state_dir):
     dsn = postgres.start_private_cluster(data, port, bindir)
     try:
         assert dsn == f"postgresql://mlscale@127.0.0.1:{port}/postgres"
-        with psycopg.connect(dsn) as conn:
+        with postgres.connect(dsn) as conn:
             assert conn.execute("select 1 + 1").fetchone()[0] == 2
             conn.execute("create table t (x int)")
         postgres.stop_private_cluster(data, bindir)
         assert not postgres.answers(dsn)
         postgres.start_private_cluster(data, port, bindir)  # restart keeps the data
-        with psycopg.connect(dsn) as conn:
+        with postgres.connect(dsn) as conn:
             assert conn.execute("select count(*) from t").fetchone()[0] == 0
     finally:
         postgres.stop_private_cluster(data, bindir)

@@ -1,12 +1,15 @@
 """Both shipped specs train on a small real warehouse against a real MLflow server, with full tracking."""
 
 import json
+import os
+import subprocess
+import sys
 
 import mlflow
 import pytest
 import yaml
 
-from mlscale import dagrun, lineage, training
+from mlscale import dagrun, lineage, postgres, registry, training
 from mlscale.config import Settings
 from mlscale.datagen import ShopParams
 from mlscale.specs import LOWER_IS_BETTER, SPECS_DIR, load_spec, load_specs
@@ -35,7 +38,7 @@ def test_train_logs_everything_and_registers_a_version(built, name):
     spec = SPECS[name]
     result = training.train(built, spec, tags={"airflow.run_id": "manual__test"})
     assert result["registered"], result["reason"]
-    client = mlflow.MlflowClient()
+    client = registry.client(built)
     version = client.get_model_version(name, result["version"])
     run = client.get_run(result["run_id"])
     assert version.run_id == run.info.run_id
@@ -147,7 +150,7 @@ def test_the_search_time_budget_tries_each_candidate_once_and_logs_the_rest(buil
     spec = SPECS["churn_90d"]
     hurried = spec.model_copy(update={"search": spec.search.model_copy(update={"max_minutes": 1e-6})})
     result = training.train(built, hurried)
-    run = mlflow.MlflowClient().get_run(result["run_id"])
+    run = registry.client(built).get_run(result["run_id"])
     planned = sum(min(spec.search.budget, c.grid_size) for c in spec.candidates)
     # the budget is spent before the second configuration: each candidate's first runs, nothing else
     assert run.data.params["configurations"] == str(len(spec.candidates))
@@ -180,7 +183,7 @@ def test_a_model_that_does_not_beat_the_baseline_is_logged_not_registered(built,
         result = training.train(built, spec)
     assert not result["registered"] and result["version"] is None
     assert result["reason"].startswith("test roc_auc") and "vs the strongest baseline" in result["reason"]
-    client = mlflow.MlflowClient()
+    client = registry.client(built)
     run = client.get_run(result["run_id"])
     assert run.data.tags["mlscale.registered"] == "false"
     assert run.data.tags["mlscale.baseline_check"] == result["reason"]
@@ -200,7 +203,7 @@ def test_train_dag_skips_and_announces_nothing_when_the_baseline_wins(built, tmp
         dagrun.dag_bag.cache_clear()
     assert result.task_states == {"train": "skipped"}
     assert result.state == "success"
-    assert mlflow.MlflowClient().search_model_versions("name='churn_weak'") == []
+    assert registry.client(built).search_model_versions("name='churn_weak'") == []
 
 
 class built_economics:
@@ -210,9 +213,7 @@ class built_economics:
         self.settings, self.model = settings, model
 
     def _sql(self, sql):
-        import psycopg
-
-        with psycopg.connect(self.settings.dsn(self.settings.warehouse_db)) as conn:
+        with postgres.warehouse(self.settings) as conn:
             conn.execute(sql, (self.model,))
 
     def __enter__(self):
@@ -222,3 +223,30 @@ class built_economics:
 
     def __exit__(self, *exc):
         self._sql("delete from reference.model_economics where model = %s")
+
+
+def test_registry_lookups_use_the_configured_server_and_never_create_a_local_mlflow_db(stack, tmp_path):
+    """Without MLFLOW_TRACKING_URI, MLflow's default is a mlflow.db in the working directory (that is how one got
+    committed once). Every registry lookup and training's retrain reason go to the settings' server instead."""
+    name = "mlscale_no_local_store"
+    drop_registered_model(stack, name)
+    script = f"""
+import json
+from mlscale import registry, training
+from mlscale.config import Settings
+settings = Settings.from_env()
+registry.client(settings).create_registered_model({name!r})
+print(json.dumps({{"state": registry.registry_state(settings, {name!r}),
+                  "production": registry.alias_version(settings, {name!r}, "production"),
+                  "reason": training.retrain_reason(settings, {name!r}, None, "run-1")}}))
+"""
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {
+        "state": [], "production": None, "reason": "manual run (run-1): no retrain request since the newest version"}
+    assert list(tmp_path.iterdir()) == []  # no mlflow.db (nor mlruns) where it ran
+    # the model it created is on the configured server
+    assert [m.name for m in registry.client(stack).search_registered_models(f"name='{name}'")] == [name]
+    drop_registered_model(stack, name)

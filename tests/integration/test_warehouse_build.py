@@ -4,9 +4,9 @@ import logging
 import shutil
 
 import pandas as pd
-import psycopg
 import pytest
 
+from mlscale import postgres
 from mlscale.datagen import ShopParams, generate, read_landing
 from mlscale.ingest import ingest_landing, retract_file
 from mlscale.quality import DataQualityError, gate
@@ -98,7 +98,7 @@ def test_quality_gate_stops_a_null_flood(warehouse):
     ingest_landing(warehouse.dsn(warehouse.warehouse_db), warehouse.landing_dir)
     assert claim_batch(warehouse, "run-1") == stats.files["orders"]
     assert gate(warehouse, "raw_orders", "run-1")["raw_orders"]["failed_critical"] == 0
-    with psycopg.connect(warehouse.dsn(warehouse.warehouse_db)) as conn:
+    with postgres.warehouse(warehouse) as conn:
         conn.execute("update raw.orders set customer_id = null where order_id % 3 = 0")
         flooded = conn.execute("select count(*) from raw.orders where customer_id is null").fetchone()[0]
     assert 0 < flooded < stats.rows["orders"]
@@ -144,11 +144,11 @@ def test_feature_gate_checks_the_rows_the_run_wrote_and_the_newest_matured_label
     assert float(observed) == pytest.approx(float(expected_rate))
 
     # A bad row this run did not write was checked when it was written; one it wrote fails the gate.
-    with psycopg.connect(warehouse.dsn(warehouse.warehouse_db)) as conn:
+    with postgres.warehouse(warehouse) as conn:
         conn.execute("update ml.customer_features set recency_days = 999 where as_of_date = %s",
                      ((first_day + pd.Timedelta(days=28)).date(),))
     assert gate(warehouse, mart_suites, "run-3")["mart_customer_features"]["failed_critical"] == 0
-    with psycopg.connect(warehouse.dsn(warehouse.warehouse_db)) as conn:
+    with postgres.warehouse(warehouse) as conn:
         conn.execute("update ml.customer_features set recency_days = 999 where as_of_date = %s",
                      ((first_day + pd.Timedelta(days=56)).date(),))
     with pytest.raises(DataQualityError, match=r"mart_customer_features: expect_column_values_to_be_between "
@@ -160,7 +160,7 @@ def test_a_failed_warning_is_logged_and_recorded_and_does_not_stop_the_run(wareh
     generate(ShopParams(customers=250, days=60, seed=5, feeds=("orders",)), warehouse.landing_dir)
     ingest_landing(warehouse.dsn(warehouse.warehouse_db), warehouse.landing_dir)
     claim_batch(warehouse, "run-1")
-    with psycopg.connect(warehouse.dsn(warehouse.warehouse_db)) as conn:
+    with postgres.warehouse(warehouse) as conn:
         # one order in seven above 5000 EUR: the warn-level expectation allows 0.1%, the critical one 100000
         big = conn.execute("update raw.orders set amount = 6000 where order_id % 7 = 0").rowcount
     assert big > 0
@@ -184,7 +184,7 @@ def test_staging_tests_check_the_keys_of_the_claimed_files_or_every_key(warehous
     dbt(warehouse, "build", "--select", "stg_shop__orders")
     publish_batch(warehouse, "run-1")
     # A published order with a channel the accepted_values test rejects (it slipped in before the test existed).
-    with psycopg.connect(warehouse.dsn(warehouse.warehouse_db)) as conn:
+    with postgres.warehouse(warehouse) as conn:
         conn.execute("update raw.orders set channel = 'fax' where order_id = (select min(order_id) from raw.orders)")
 
     # No file claimed (a manual run): every key is tested, the old order fails.
@@ -256,7 +256,7 @@ def test_source_freshness_passes_warns_then_fails_and_reuses_its_parse(warehouse
     assert (freshness_target(warehouse) / "partial_parse.msgpack").is_file()
 
     def last_load(hours_ago: int) -> None:
-        with psycopg.connect(warehouse.dsn(warehouse.warehouse_db)) as conn:
+        with postgres.warehouse(warehouse) as conn:
             conn.execute("update raw.orders set _loaded_at = now() - make_interval(hours => %s)", (hours_ago,))
 
     last_load(30)  # past the 26 h warning, before the 50 h error

@@ -1,8 +1,8 @@
 """Time in the warehouse: features never see the future, and customer history is kept as SCD2."""
 
-import psycopg
 import pytest
 
+from mlscale import postgres
 from mlscale.datagen import DirtyData, ShopParams, generate
 from mlscale.ingest import ingest_landing
 from tests.helpers import build, query, scalar
@@ -24,7 +24,7 @@ def test_shifting_future_events_leaves_features_unchanged(warehouse):
     # Everything from the cutoff on happens 30 days later (and one big order appears on the cutoff day).
     # Deliveries on the cutoff day: every customer delivered before it moves to Japan (a new SCD2 version),
     # and 500 new customers born in 2005, all from email and Japan, would move every imputation statistic.
-    with psycopg.connect(warehouse.dsn(warehouse.warehouse_db)) as conn:
+    with postgres.warehouse(warehouse) as conn:
         for table, column in (("orders", "ordered_at"), ("support_tickets", "created_at"), ("web_sessions", "started_at")):
             conn.execute(f"update raw.{table} set {column} = {column} + interval '30 days' where {column} >= '{cutoff}'")
         conn.execute("insert into raw.orders (order_id, customer_id, ordered_at, amount, _file_sha256, _line_no)"

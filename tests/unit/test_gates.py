@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from mlscale import gates
-from mlscale.artifacts import signature_inputs, tree_sha256
+from mlscale.artifacts import signature_inputs
 from mlscale.specs import load_specs
 
 SPEC = load_specs()["churn_90d"]
@@ -63,20 +63,6 @@ def test_signature_check_against_the_mart(tmp_path):
     assert gates.signature_check(SPEC, inputs, dropped)["why"] == "ml.customer_features has no column 'age' any more"
     retyped = mart | {"region": "integer"}
     assert "ml.customer_features.region is integer" in gates.signature_check(SPEC, inputs, retyped)["why"]
-
-
-def test_tree_hash_changes_with_any_byte_or_name(tmp_path):
-    (tmp_path / "sub").mkdir()
-    (tmp_path / "model.skops").write_bytes(b"weights")
-    (tmp_path / "sub" / "MLmodel").write_text("flavors: {}")
-    sha, size = tree_sha256(tmp_path)
-    assert size == len(b"weights") + len("flavors: {}")
-    assert tree_sha256(tmp_path) == (sha, size)
-    (tmp_path / "model.skops").write_bytes(b"weightz")
-    assert tree_sha256(tmp_path)[0] != sha
-    (tmp_path / "model.skops").write_bytes(b"weights")
-    (tmp_path / "model.skops").rename(tmp_path / "other.skops")
-    assert tree_sha256(tmp_path)[0] != sha
 
 
 @pytest.mark.parametrize("rows", [3, 250])

@@ -1,11 +1,7 @@
 import dataclasses
 import logging
-import re
 from datetime import datetime, timezone
 from decimal import Decimal
-
-import pytest
-import yaml
 
 from mlscale.contract import FileFormat, load_contract
 from mlscale.ingest import FileRejected, ParsedFile, discover, load_file, path_problem, read_file, records
@@ -233,17 +229,6 @@ def test_a_folder_that_is_not_a_day_or_a_link_out_of_landing_is_refused(tmp_path
     (good_day / "orders.csv").write_text(HEADER)
     (good_day / "inside.csv").symlink_to(good_day / "orders.csv")
     assert path_problem(landing, good_day / "inside.csv") is None
-
-
-def test_a_contract_format_is_checked(tmp_path):
-    contract = tmp_path / "landing.yml"
-    for fmt, why in (({"encoding": "klingon"}, "unknown encoding 'klingon'"),
-                     ({"delimiter": ";;"}, "format.delimiter: one character"),
-                     ({"quote": "'"}, "unknown key(s) quote")):
-        contract.write_text(yaml.safe_dump({"feeds": {"orders": {"key": ["order_id"], "format": fmt, "columns": {
-            "order_id": {"type": "bigint", "required": True}}}}}))
-        with pytest.raises(ValueError, match=re.escape(why)):
-            load_contract.__wrapped__(contract)
 
 
 def test_a_file_still_growing_is_left_for_the_next_run(tmp_path):

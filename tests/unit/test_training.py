@@ -6,7 +6,8 @@ from mlscale.baseline import BinnedMean
 from mlscale.btyd import BtydFeatures
 from mlscale.specs import Candidate, load_specs
 from mlscale.selection import build_pipeline, configurations
-from mlscale.training import NotEnoughData, search_split, time_split, uninformative
+from mlscale.judging import NotEnoughData, time_split
+from mlscale.training import search_split, uninformative
 
 SPEC = load_specs()["churn_90d"]
 

@@ -1,7 +1,8 @@
 import pytest
 
 from mlscale.config import Settings
-from mlscale.registry import Decision, RegistryError, decision_dict, decision_from_dict, promote, switch
+from mlscale.promotion import Decision, decision_dict, decision_from_dict, promote, switch
+from mlscale.registry import RegistryError
 from mlscale.specs import load_specs
 
 SPEC = load_specs()["churn_90d"]

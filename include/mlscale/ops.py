@@ -1,0 +1,167 @@
+"""The ops schema: the pipeline's own records, created here and nowhere else, and the readers that the business
+report, the ML models page and the demo summary share.
+
+- ingest: `ops.ingest_files` (the ledger: one row per file by content hash, with its ETL status),
+  `ops.ingest_paths` (paths seen, with size and mtime) and `ops.quarantine` (rows that broke the contract);
+- dq_results: every Great Expectations result of every run;
+- model_promotions: every promotion decision (promoted, rejected, aborted, rolled back) with its gates;
+- model_monitoring: every monitoring check and decision.
+
+(`ops.dbt_model_builds` is dbt's: the post-hook macro `record_build` writes it, `lineage` reads it.)
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import psycopg
+
+from mlscale.postgres import frame, table_exists
+
+DECISIONS = ("promoted", "rejected", "aborted", "rolled_back")
+
+DDL = {
+    "ingest": """
+create schema if not exists ops;
+create table if not exists ops.ingest_files (
+    sha256 text primary key,
+    feed text not null,
+    path text not null,
+    -- loaded, rejected (broke the contract) or retracted (taken back by hand)
+    status text not null check (status in ('loaded', 'rejected', 'retracted')),
+    rows_loaded integer not null default 0,
+    rows_quarantined integer not null default 0,
+    extra_columns text[] not null default '{}',
+    error text,
+    ingested_at timestamptz not null default now(),
+    etl_run_id text,   -- the warehouse_etl run that claimed this file
+    etl_status text    -- claimed (being validated), published (passed every gate, in the marts)
+);
+-- Every landing path seen, with the size and mtime it had when hashed: a run hashes only the files
+-- that are new or changed since (a re-delivery under another path is still caught by its sha256).
+create table if not exists ops.ingest_paths (
+    path text primary key,
+    size_bytes bigint not null,
+    mtime_ns bigint not null,
+    sha256 text not null references ops.ingest_files (sha256)
+);
+create table if not exists ops.quarantine (
+    file_sha256 text not null,
+    path text not null,
+    line_no integer not null,
+    raw_text text not null,
+    reason text not null,
+    quarantined_at timestamptz not null default now(),
+    primary key (file_sha256, line_no)
+);
+""",
+    "dq_results": """
+create schema if not exists ops;
+create table if not exists ops.dq_results (
+    id bigserial primary key,
+    run_id text not null,
+    suite text not null,
+    expectation text not null,
+    kwargs jsonb not null,
+    severity text not null,
+    success boolean not null,
+    unexpected_count bigint,
+    unexpected_percent double precision,
+    observed_value text,
+    checked_at timestamptz not null default now()
+);
+""",
+    "model_promotions": f"""
+select pg_advisory_xact_lock(hashtext('mlscale.ops.model_promotions'));
+create schema if not exists ops;
+create table if not exists ops.model_promotions (
+    id bigserial primary key,
+    model text not null,
+    from_version text,
+    to_version text not null,
+    stage text not null,
+    decision text not null,
+    candidate_metrics jsonb,
+    production_metrics jsonb,
+    gates jsonb not null,
+    reason text not null,
+    airflow_run_id text,
+    decided_by text,
+    decided_at timestamptz not null default now()
+);
+alter table ops.model_promotions add column if not exists decided_by text;
+alter table ops.model_promotions drop constraint if exists model_promotions_decision_check;
+alter table ops.model_promotions add constraint model_promotions_decision_check
+    check (decision in ({", ".join(f"'{d}'" for d in DECISIONS)}));
+""",
+    "model_monitoring": """
+create schema if not exists ops;
+create table if not exists ops.model_monitoring (
+    id bigserial primary key,
+    model text not null,
+    model_version text,
+    as_of_date date not null,
+    check_name text not null,
+    subject text not null,
+    value double precision,
+    threshold double precision,
+    breach boolean not null,
+    detail text not null,
+    airflow_run_id text,
+    checked_at timestamptz not null default now()
+);
+create index if not exists model_monitoring_model_idx on ops.model_monitoring (model, as_of_date);
+""",
+}
+
+
+def ensure(conn: psycopg.Connection, *tables: str) -> None:
+    """Create the named groups of ops tables (keys of DDL) if they do not exist yet."""
+    for name in tables:
+        conn.execute(DDL[name])
+
+
+def _read(conn: psycopg.Connection, table: str, query: str, params: dict | None = None) -> pd.DataFrame:
+    """The rows of `query` on `table`; an empty frame while the table does not exist yet."""
+    return frame(conn, query, params) if table_exists(conn, table) else pd.DataFrame()
+
+
+def promotions(conn: psycopg.Connection, model: str | None = None, limit: int | None = None) -> pd.DataFrame:
+    """Promotion decisions, newest first (of one model, or of all); empty before the first one."""
+    return _read(conn, "ops.model_promotions",
+                 "select decided_at, model, from_version, to_version, stage, decision, reason, decided_by, gates"
+                 " from ops.model_promotions where %(model)s::text is null or model = %(model)s"
+                 " order by id desc limit %(limit)s", {"model": model, "limit": limit})
+
+
+def latest_monitoring(conn: psycopg.Connection, model: str) -> pd.DataFrame:
+    """Every check and the decision of the model's newest monitoring run; empty before the first one."""
+    return _read(conn, "ops.model_monitoring",
+                 "select as_of_date, model_version, check_name, subject, value, threshold, breach, detail"
+                 " from ops.model_monitoring where model = %(model)s and checked_at ="
+                 " (select max(checked_at) from ops.model_monitoring where model = %(model)s) order by id",
+                 {"model": model})
+
+
+def latest_monitoring_decisions(conn: psycopg.Connection) -> pd.DataFrame:
+    """The newest monitoring decision of each model; empty before the first one."""
+    return _read(conn, "ops.model_monitoring",
+                 "select distinct on (model) model, model_version, as_of_date, subject, detail"
+                 " from ops.model_monitoring where check_name = 'decision' order by model, id desc")
+
+
+def ingest_summary(conn: psycopg.Connection) -> pd.DataFrame:
+    """Per feed: files loaded, rows loaded, rows quarantined, files rejected (from the ledger)."""
+    return _read(conn, "ops.ingest_files",
+                 "select feed, count(*) filter (where status = 'loaded') as files,"
+                 " coalesce(sum(rows_loaded), 0) as rows_loaded, coalesce(sum(rows_quarantined), 0) as quarantined,"
+                 " count(*) filter (where status = 'rejected') as rejected"
+                 " from ops.ingest_files group by feed order by feed")
+
+
+def latest_quality(conn: psycopg.Connection) -> pd.DataFrame:
+    """Per suite of the newest checked run: expectations passed, failed, and failed critical ones."""
+    return _read(conn, "ops.dq_results",
+                 "select suite, count(*) filter (where success) as passed, count(*) filter (where not success)"
+                 " as failed, count(*) filter (where not success and severity = 'critical') as failed_critical"
+                 " from ops.dq_results where run_id = (select run_id from ops.dq_results"
+                 " order by checked_at desc limit 1) group by suite order by suite")

@@ -1,0 +1,238 @@
+"""Promotion through the MLflow registry: gates, stages and aliases, one change at a time, audit rows.
+
+A promotion has two steps, which the promote_<model> DAG runs as separate tasks (with a person's
+approval in between when the spec asks for it): `evaluate` runs the gates and stages the version;
+`switch` moves it to Production under a per-model lock, after a compare-and-set check that Production
+is still the version it was evaluated against. `rollback` moves Production back. Every decision is a
+row in ops.model_promotions and a tag on the version.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import warnings
+from dataclasses import asdict, dataclass, field
+
+from mlscale import artifacts, evaluation, features, gates, judging, ops, postgres, registry
+from mlscale.baseline import measure_all
+from mlscale.config import Settings
+from mlscale.registry import RegistryError
+from mlscale.specs import ModelSpec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Decision:
+    model: str
+    version: str
+    decision: str  # pending (gates passed, switch next) | promoted | rejected | aborted | rolled_back
+    stage: str  # the stage the version reached (or stayed in)
+    reason: str
+    previous_production: str | None = None  # Production when the version was evaluated
+    candidate_metrics: dict = field(default_factory=dict)
+    production_metrics: dict = field(default_factory=dict)
+    gates: dict = field(default_factory=dict)
+    decided_by: str | None = None
+
+
+def _transition(client, name: str, version: str, stage: str, archive_existing: bool = False) -> None:
+    # Stages are deprecated in MLflow 3 but still the registry's lifecycle view; aliases are set alongside.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        client.transition_model_version_stage(name, version, stage, archive_existing_versions=archive_existing)
+
+
+def mart_columns(settings: Settings, table: str) -> dict[str, str]:
+    """Column name -> data type of a warehouse table, as it is now."""
+    schema, name = table.split(".")
+    with postgres.warehouse(settings) as conn:
+        return dict(conn.execute("select column_name, data_type from information_schema.columns"
+                                 " where table_schema = %s and table_name = %s", (schema, name)).fetchall())
+
+
+@contextlib.contextmanager
+def promotion_lock(settings: Settings, model: str):
+    """Yield True while this process holds the model's promotion lock (a PostgreSQL advisory lock), else False."""
+    with postgres.warehouse(settings, autocommit=True) as conn:
+        key = f"mlscale.promotion.{model}"
+        held = conn.execute("select pg_try_advisory_lock(hashtext(%s))", (key,)).fetchone()[0]
+        try:
+            yield held
+        finally:
+            if held:
+                conn.execute("select pg_advisory_unlock(hashtext(%s))", (key,))
+
+
+def evaluate(settings: Settings, spec: ModelSpec, version: str | None = None,
+             airflow_run_id: str | None = None) -> Decision:
+    """Run the Staging gate (stage the version if it passes) and the Production gate; audit a rejection.
+
+    Returns a `pending` decision when both gates pass: `switch` makes it Production.
+    """
+    client = registry.client(settings)
+    version = version or registry.newest_candidate(settings, spec.name)
+    production = registry.alias_version(settings, spec.name, "production")
+    decision = Decision(spec.name, version, "rejected", client.get_model_version(spec.name, version).current_stage,
+                        "", production)
+    split = judging.time_split(features.labelled(settings, spec), spec.split.gap_days)
+    holdout, y = split.test, split.test[spec.label].to_numpy()
+    try:
+        model, fetched = artifacts.load_verified(settings, spec.name, version)
+    except artifacts.TamperedArtifact as exc:
+        decision.gates["staging"] = {"passed": False, "checks": {"artifact_sha256": {"passed": False, "why": str(exc)}}}
+        decision.reason = f"staging gate: {exc}"
+        return _finish(settings, client, decision, airflow_run_id)
+    scores = judging.predict(spec, model, holdout[spec.feature_names])
+    decision.candidate_metrics = evaluation.evaluate(spec, y, scores)
+    staging = gates.staging(spec, model, fetched, holdout, scores, decision.candidate_metrics,
+                            mart_columns(settings, spec.table))
+    decision.gates["staging"] = staging.as_dict()
+    if not staging.passed:
+        decision.reason = f"staging gate: {staging.reason}"
+        return _finish(settings, client, decision, airflow_run_id)
+    _transition(client, spec.name, version, "Staging")
+    client.set_registered_model_alias(spec.name, "staging", version)
+    decision.stage = "Staging"
+    log.info("%s v%s passed the staging gate (%s) and is in Staging", spec.name, version,
+             ", ".join(f"{k}: {c['why']}" for k, c in staging.checks.items()))
+
+    if production and production != version:
+        try:
+            reference, _ = artifacts.load_verified(settings, spec.name, production)
+        except artifacts.TamperedArtifact as exc:
+            raise RegistryError(f"Production itself fails its artifact check, so nothing can be compared with it: "
+                                f"{exc}") from exc
+        reference_name, check = f"production v{production}", gates.production
+        ref_scores = judging.predict(spec, reference, holdout[spec.feature_names])
+    else:  # the strongest of the spec's baselines, fitted on the training rows, on this holdout
+        strongest = measure_all(spec, split.train, holdout)[0]
+        reference_name, check = f"the strongest baseline ({strongest.model.describe()})", gates.first_version
+        ref_scores = strongest.scores
+    decision.production_metrics = evaluation.evaluate(spec, y, ref_scores)
+    prod_gate = check(spec, holdout, scores, ref_scores, reference_name)
+    decision.gates["production"] = {**prod_gate.as_dict(), "against": reference_name,
+                                    "holdout_as_of": str(split.test_as_of.date()), "holdout_rows": len(holdout)}
+    if not prod_gate.passed:
+        decision.reason = f"production gate against {reference_name}: {prod_gate.reason}"
+        return _finish(settings, client, decision, airflow_run_id)
+    decision.decision = "pending"
+    decision.reason = f"passed both gates against {reference_name}: " + "; ".join(
+        c["why"] for c in prod_gate.checks.values())
+    log.info("%s v%s ready for Production: %s", spec.name, version, decision.reason)
+    return decision
+
+
+def switch(settings: Settings, spec: ModelSpec, decision: Decision, airflow_run_id: str | None = None,
+           decided_by: str = "auto") -> Decision:
+    """Make an evaluated version Production, if nothing changed since it was evaluated; else abort, change nothing."""
+    if decision.decision != "pending":
+        raise RegistryError(f"{spec.name} v{decision.version} is {decision.decision}, not pending: nothing to switch")
+    client = registry.client(settings)
+    decision.decided_by = decided_by
+    with promotion_lock(settings, spec.name) as held:
+        if not held:
+            return _abort(settings, client, decision, airflow_run_id,
+                          f"another promotion or rollback of {spec.name} holds the lock; nothing changed")
+        current = registry.alias_version(settings, spec.name, "production")
+        stage = client.get_model_version(spec.name, decision.version).current_stage
+        if current == decision.version and stage == "Production":  # a retry after the switch itself went through
+            decision.decision, decision.stage = "promoted", "Production"
+            return _finish(settings, client, decision, airflow_run_id)
+        if current != decision.previous_production:
+            return _abort(settings, client, decision, airflow_run_id,
+                          f"Production is now v{current}, but v{decision.version} was evaluated against "
+                          f"v{decision.previous_production}; nothing changed (promote it again to re-evaluate)")
+        if stage != "Staging":
+            return _abort(settings, client, decision, airflow_run_id,
+                          f"v{decision.version} is in {stage}, no longer Staging; nothing changed")
+        _transition(client, spec.name, decision.version, "Production", archive_existing=True)
+        client.set_registered_model_alias(spec.name, "production", decision.version)
+        if registry.alias_version(settings, spec.name, "staging") == decision.version:  # another challenger keeps its alias
+            client.delete_registered_model_alias(spec.name, "staging")
+        if current:
+            client.set_registered_model_alias(spec.name, "previous_production", current)
+        decision.decision, decision.stage = "promoted", "Production"
+        if decided_by != "auto":
+            decision.reason += f"; approved by {decided_by}"
+        return _finish(settings, client, decision, airflow_run_id)
+
+
+def reject(settings: Settings, spec: ModelSpec, decision: Decision, decided_by: str,
+           airflow_run_id: str | None = None) -> Decision:
+    """Record that a person rejected an evaluated version; it stays in Staging, Production is untouched."""
+    decision.decision, decision.decided_by = "rejected", decided_by
+    decision.reason = f"rejected by {decided_by} at the approval step (gates had passed: {decision.reason})"
+    return _finish(settings, registry.client(settings), decision, airflow_run_id)
+
+
+def promote(settings: Settings, spec: ModelSpec, version: str | None = None, airflow_run_id: str | None = None,
+            approved_by: str | None = None) -> Decision:
+    """evaluate, then switch when both gates pass. A spec with `approval: required` needs `approved_by`."""
+    if spec.promotion.approval == "required" and not approved_by:
+        raise RegistryError(f"{spec.name} requires approval: run promote_{spec.name} in Airflow (Required Actions), "
+                            "or name the approver (mlscale promote --approved-by NAME)")
+    decision = evaluate(settings, spec, version, airflow_run_id)
+    if decision.decision != "pending":
+        return decision
+    return switch(settings, spec, decision, airflow_run_id, decided_by=approved_by or "auto")
+
+
+def rollback(settings: Settings, spec: ModelSpec, target: str | None = None, airflow_run_id: str | None = None,
+             decided_by: str = "manual") -> Decision:
+    """Make `target` (default: previous_production) Production again; archive the current version."""
+    client = registry.client(settings)
+    with promotion_lock(settings, spec.name) as held:
+        if not held:
+            raise RegistryError(f"another promotion or rollback of {spec.name} holds the lock; try again")
+        current = registry.alias_version(settings, spec.name, "production")
+        target = target or registry.alias_version(settings, spec.name, "previous_production")
+        if current is None:
+            raise RegistryError(f"{spec.name} has no Production version to roll back")
+        if target is None:
+            raise RegistryError(f"{spec.name} has no previous_production version; pass the version to roll back to")
+        if target == current:
+            raise RegistryError(f"{spec.name} v{target} is already Production")
+        artifacts.fetch_verified(settings, spec.name, target)  # never put a tampered artifact back in service
+        _transition(client, spec.name, target, "Production", archive_existing=True)
+        client.set_registered_model_alias(spec.name, "production", target)
+        if registry.alias_version(settings, spec.name, "previous_production") == target:
+            client.delete_registered_model_alias(spec.name, "previous_production")
+        client.set_model_version_tag(spec.name, current, "rolled_back", f"replaced by v{target}")
+        decision = Decision(spec.name, target, "rolled_back", "Production",
+                            f"rolled back from v{current} to v{target} by {decided_by}", current, decided_by=decided_by)
+        return _finish(settings, client, decision, airflow_run_id)
+
+
+def _abort(settings: Settings, client, decision: Decision, airflow_run_id: str | None, reason: str) -> Decision:
+    decision.decision, decision.reason = "aborted", reason
+    return _finish(settings, client, decision, airflow_run_id)
+
+
+def _finish(settings: Settings, client, decision: Decision, airflow_run_id: str | None) -> Decision:
+    """Audit the decision in ops.model_promotions and as a tag on the version."""
+    (log.info if decision.decision in ("promoted", "rolled_back") else log.warning)(
+        "%s v%s %s: %s", decision.model, decision.version, decision.decision.upper(), decision.reason)
+    client.set_model_version_tag(decision.model, decision.version, "promotion", f"{decision.decision}: {decision.reason}"[:5000])
+    with postgres.warehouse(settings) as conn:
+        ops.ensure(conn, "model_promotions")
+        conn.execute(
+            "insert into ops.model_promotions (model, from_version, to_version, stage, decision, candidate_metrics,"
+            " production_metrics, gates, reason, airflow_run_id, decided_by)"
+            " values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (decision.model, decision.previous_production, decision.version, decision.stage, decision.decision,
+             json.dumps(decision.candidate_metrics), json.dumps(decision.production_metrics),
+             json.dumps(decision.gates), decision.reason, airflow_run_id, decision.decided_by),
+        )
+    return decision
+
+
+def decision_dict(decision: Decision) -> dict:
+    """A JSON-friendly copy of a decision (for XCom and logs)."""
+    return asdict(decision)
+
+
+def decision_from_dict(data: dict) -> Decision:
+    return Decision(**data)

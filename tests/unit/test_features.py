@@ -1,0 +1,39 @@
+"""Reading a spec's feature rows: the query it sends, and how the COPY stream's CSV becomes typed columns."""
+
+import io
+from datetime import date
+
+import numpy as np
+import pandas as pd
+
+from mlscale import features
+from mlscale.specs import load_specs
+
+SPEC = load_specs()["churn_90d"]
+
+
+def test_the_labelled_query_casts_every_feature_and_keeps_only_matured_labels():
+    query = features.labelled_query(SPEC).as_string()
+    assert query.startswith('select customer_id, as_of_date, "tenure_days"::float8 as "tenure_days", ')
+    assert '"region"::text as "region"' in query and '"churned_90d"::float8 as "churned_90d"' in query
+    assert query.endswith(' from "ml"."customer_features" where "churned_90d" is not null'
+                          " order by as_of_date, customer_id")
+    at = features._at_query(SPEC, date(2026, 7, 23)).as_string()
+    assert "churned_90d" not in at and at.endswith("where as_of_date = '2026-07-23'::date order by customer_id")
+
+
+def test_the_copy_stream_parses_while_blocks_arrive_and_types_the_columns():
+    header = ",".join(["customer_id", "as_of_date", *SPEC.features.numeric, *SPEC.features.categorical, SPEC.label])
+    n_num = len(SPEC.features.numeric)
+    row1 = ",".join(["7", "2026-07-23", *["1.5"] * n_num, "Europe", "", "1"])  # a missing channel
+    row2 = ",".join(["8", "2026-07-23", "", *["2"] * (n_num - 1), "", "paid_search", "0"])  # missing tenure, region
+    text = f"{header}\n{row1}\n{row2}\n".encode()
+    blocks = [text[i:i + 7] for i in range(0, len(text), 7)]  # COPY sends arbitrary slices of the CSV
+    frame = pd.read_csv(io.BufferedReader(features._CopyStream(blocks), buffer_size=64), **features._csv_options(SPEC))
+    assert frame["customer_id"].tolist() == [7, 8] and frame["customer_id"].dtype == np.int64
+    assert frame["as_of_date"].tolist() == [pd.Timestamp("2026-07-23")] * 2
+    assert frame["tenure_days"].tolist()[0] == 1.5 and np.isnan(frame["tenure_days"].tolist()[1])
+    assert all(frame[c].dtype == np.float64 for c in SPEC.features.numeric)
+    assert frame["region"].tolist()[0] == "Europe" and pd.isna(frame["region"].tolist()[1])
+    assert pd.isna(frame["acquisition_channel"].tolist()[0]) and frame["acquisition_channel"].tolist()[1] == "paid_search"
+    assert frame[SPEC.label].tolist() == [1.0, 0.0]
