@@ -123,8 +123,7 @@ def drop_templates(settings: Settings) -> None:
 def query(settings, sql: str) -> pd.DataFrame:
     """Rows of `sql` on the warehouse as a DataFrame."""
     with postgres.warehouse(settings) as conn:
-        cur = conn.execute(sql)
-        return pd.DataFrame(cur.fetchall(), columns=[d.name for d in cur.description])
+        return postgres.frame(conn, sql)
 
 
 def scalar(settings, sql: str, *args):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import pandas as pd
 import psycopg
 
-from mlscale.postgres import frame, table_exists
+from mlscale.postgres import frame
 
 DECISIONS = ("promoted", "rejected", "aborted", "rolled_back")
 
@@ -120,48 +120,45 @@ def ensure(conn: psycopg.Connection, *tables: str) -> None:
         conn.execute(DDL[name])
 
 
-def _read(conn: psycopg.Connection, table: str, query: str, params: dict | None = None) -> pd.DataFrame:
-    """The rows of `query` on `table`; an empty frame while the table does not exist yet."""
-    return frame(conn, query, params) if table_exists(conn, table) else pd.DataFrame()
-
-
 def promotions(conn: psycopg.Connection, model: str | None = None, limit: int | None = None) -> pd.DataFrame:
     """Promotion decisions, newest first (of one model, or of all); empty before the first one."""
-    return _read(conn, "ops.model_promotions",
+    return frame(conn,
                  "select decided_at, model, from_version, to_version, stage, decision, reason, decided_by, gates"
                  " from ops.model_promotions where %(model)s::text is null or model = %(model)s"
-                 " order by id desc limit %(limit)s", {"model": model, "limit": limit})
+                 " order by id desc limit %(limit)s", {"model": model, "limit": limit},
+                 requires="ops.model_promotions")
 
 
 def latest_monitoring(conn: psycopg.Connection, model: str) -> pd.DataFrame:
     """Every check and the decision of the model's newest monitoring run; empty before the first one."""
-    return _read(conn, "ops.model_monitoring",
+    return frame(conn,
                  "select as_of_date, model_version, check_name, subject, value, threshold, breach, detail"
                  " from ops.model_monitoring where model = %(model)s and checked_at ="
                  " (select max(checked_at) from ops.model_monitoring where model = %(model)s) order by id",
-                 {"model": model})
+                 {"model": model}, requires="ops.model_monitoring")
 
 
 def latest_monitoring_decisions(conn: psycopg.Connection) -> pd.DataFrame:
     """The newest monitoring decision of each model; empty before the first one."""
-    return _read(conn, "ops.model_monitoring",
+    return frame(conn,
                  "select distinct on (model) model, model_version, as_of_date, subject, detail"
-                 " from ops.model_monitoring where check_name = 'decision' order by model, id desc")
+                 " from ops.model_monitoring where check_name = 'decision' order by model, id desc",
+                 requires="ops.model_monitoring")
 
 
 def ingest_summary(conn: psycopg.Connection) -> pd.DataFrame:
     """Per feed: files loaded, rows loaded, rows quarantined, files rejected (from the ledger)."""
-    return _read(conn, "ops.ingest_files",
+    return frame(conn,
                  "select feed, count(*) filter (where status = 'loaded') as files,"
                  " coalesce(sum(rows_loaded), 0) as rows_loaded, coalesce(sum(rows_quarantined), 0) as quarantined,"
                  " count(*) filter (where status = 'rejected') as rejected"
-                 " from ops.ingest_files group by feed order by feed")
+                 " from ops.ingest_files group by feed order by feed", requires="ops.ingest_files")
 
 
 def latest_quality(conn: psycopg.Connection) -> pd.DataFrame:
     """Per suite of the newest checked run: expectations passed, failed, and failed critical ones."""
-    return _read(conn, "ops.dq_results",
+    return frame(conn,
                  "select suite, count(*) filter (where success) as passed, count(*) filter (where not success)"
                  " as failed, count(*) filter (where not success and severity = 'critical') as failed_critical"
                  " from ops.dq_results where run_id = (select run_id from ops.dq_results"
-                 " order by checked_at desc limit 1) group by suite order by suite")
+                 " order by checked_at desc limit 1) group by suite order by suite", requires="ops.dq_results")

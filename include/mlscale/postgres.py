@@ -31,10 +31,13 @@ def table_exists(conn: psycopg.Connection, table: str) -> bool:
     return conn.execute("select to_regclass(%s)", (table,)).fetchone()[0] is not None
 
 
-def frame(conn: psycopg.Connection, query, params=None) -> "pd.DataFrame":
-    """The rows of `query` as a pandas DataFrame with the query's column names."""
+def frame(conn: psycopg.Connection, query, params=None, *, requires: str | None = None) -> "pd.DataFrame":
+    """The rows of `query` as a pandas DataFrame with the query's column names; an empty one while the table
+    `requires` (one another step creates) does not exist yet."""
     import pandas as pd
 
+    if requires is not None and not table_exists(conn, requires):
+        return pd.DataFrame()
     cur = conn.execute(query, params)
     return pd.DataFrame(cur.fetchall(), columns=[c.name for c in cur.description])
 

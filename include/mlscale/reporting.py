@@ -25,7 +25,6 @@ from matplotlib.figure import Figure
 
 from mlscale import ops, postgres, registry, scoring
 from mlscale.config import Settings
-from mlscale.postgres import table_exists
 from mlscale.specs import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -70,7 +69,7 @@ def read_kpis(settings: Settings) -> dict[str, pd.DataFrame]:
     out = {}
     with postgres.warehouse(settings) as conn:
         for table in KPI_TABLES:
-            frame = postgres.frame(conn, f"select * from kpi.{table}") if table_exists(conn, f"kpi.{table}") else pd.DataFrame()
+            frame = postgres.frame(conn, f"select * from kpi.{table}", requires=f"kpi.{table}")
             for col in frame.columns:
                 if frame[col].dtype == object and len(frame) and hasattr(frame[col].iloc[0], "as_integer_ratio"):
                     frame[col] = frame[col].astype(float)
