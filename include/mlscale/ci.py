@@ -69,7 +69,7 @@ def dbt_slim_ci(settings: Settings, state: Path | None = None, base: str = "main
 
     `state` is a folder with the production manifest.json; without it, `base`'s dbt project is parsed for one.
     Fails (DbtFailed, with dbt's output) when a model or test of the change fails; the schemas go either way."""
-    from mlscale import reporting, scoring
+    from mlscale import outcomes, scoring
     from mlscale.specs import load_specs
     from mlscale.warehouse import dbt
 
@@ -84,7 +84,7 @@ def dbt_slim_ci(settings: Settings, state: Path | None = None, base: str = "main
         target = Path(tmp) / "target"
         try:
             dbt(settings, "build", "--target", "ci", "--select", "state:modified+", "--defer", "--state", str(state),
-                "--vars", json.dumps({"model_campaigns": reporting.campaigns(load_specs())}),
+                "--vars", outcomes.dbt_vars(load_specs()),
                 "--target-path", str(target), env={"MLSCALE_DBT_CI_SCHEMA": schema})
             results = {r["unique_id"]: r["status"]
                        for r in json.loads((target / "run_results.json").read_text())["results"]}
@@ -136,8 +136,6 @@ def model_ci(settings: Settings, specs: list[tuple[str, "ModelSpec"]], shop=None
 
     The MLflow server of the namespace is stopped at the end when this call started it; the CI warehouse
     stays for inspection (it is emptied at the start of the next run)."""
-    import mlflow
-
     from mlscale import postgres, services, warehouse
     from mlscale.datagen import ShopParams, generate
     from mlscale.ingest import ingest_landing
@@ -148,7 +146,6 @@ def model_ci(settings: Settings, specs: list[tuple[str, "ModelSpec"]], shop=None
     already_up = services.http_ok(f"{ci.mlflow_uri}/health")
     services.ensure_mlflow(ci)
     try:
-        mlflow.set_tracking_uri(ci.mlflow_uri)
         warehouse.drop_schemas(ci)
         shutil.rmtree(ci.landing_dir, ignore_errors=True)
         generate(shop, ci.landing_dir)

@@ -18,12 +18,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from psycopg import sql
-
-from mlscale import artifacts, evaluation, features, judging, ops, postgres, registry, training
+from mlscale import artifacts, evaluation, features, judging, ops, outcomes, postgres, registry, tracking, training
 from mlscale.drift import PROFILE_PATH, categorical_psi, numeric_psi
 from mlscale.config import Settings
-from mlscale.postgres import table_exists
 from mlscale.specs import ModelSpec, improvement
 
 log = logging.getLogger(__name__)
@@ -78,23 +75,13 @@ def realised_check(settings: Settings, spec: ModelSpec, production: str) -> Chec
     Only predictions of the current Production version can ask for a retrain; older versions' are reported.
     """
     metric = spec.primary_metric
-    schema, table = spec.table.split(".")
-    with postgres.warehouse(settings) as conn:
-        if not table_exists(conn, "ml.predictions"):
-            return None
-        rows = conn.execute(sql.SQL(
-            "with matured as (select max(p.as_of_date) as as_of_date from ml.predictions p"
-            " join {t} f on f.customer_id = p.customer_id and f.as_of_date = p.as_of_date"
-            " where p.model = %(model)s and f.{label} is not null)"
-            " select p.as_of_date, p.model_version, p.score, f.{label}::float8 from ml.predictions p"
-            " join {t} f on f.customer_id = p.customer_id and f.as_of_date = p.as_of_date"
-            " join matured m on m.as_of_date = p.as_of_date where p.model = %(model)s"
-        ).format(t=sql.Identifier(schema, table), label=sql.Identifier(spec.label)), {"model": spec.name}).fetchall()
-    if not rows:
+    matured = outcomes.matured(settings, spec)
+    if matured.empty:
         return None
-    frame = pd.DataFrame(rows, columns=["as_of_date", "version", "score", "label"])
-    version, as_of = str(frame["version"].iloc[0]), frame["as_of_date"].iloc[0]
-    realised = evaluation.metric(metric, frame["label"], frame["score"])
+    as_of = matured["as_of_date"].max()
+    frame = matured[matured["as_of_date"] == as_of]
+    version = str(frame["model_version"].iloc[0])
+    realised = evaluation.metric(metric, frame["outcome"], frame["score"])
     expected = float(registry.version_tags(settings, spec.name, version).get(f"test_{metric}", "nan"))
     drop = -improvement(metric, realised, expected)
     judged = version == production
@@ -203,9 +190,7 @@ def _record(settings: Settings, report: Report, airflow_run_id: str | None) -> N
 def _log_to_mlflow(settings: Settings, spec: ModelSpec, report: Report) -> None:
     import mlflow
 
-    mlflow.set_tracking_uri(settings.mlflow_uri)
-    mlflow.set_experiment(f"{spec.name}_monitoring")
-    with mlflow.start_run(run_name=f"monitor {spec.name} as-of {report.as_of_date}"):
+    with tracking.run(settings, f"{spec.name}_monitoring", f"monitor {spec.name} as-of {report.as_of_date}"):
         mlflow.set_tags({"mlscale.model": spec.name, "mlscale.production_version": report.version or "none",
                          "mlscale.as_of_date": report.as_of_date, "mlscale.retrain": str(report.retrain).lower(),
                          "mlscale.reason": report.reason[:5000]})

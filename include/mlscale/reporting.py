@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -23,7 +22,7 @@ import pandas as pd
 import matplotlib.dates as mdates
 from matplotlib.figure import Figure
 
-from mlscale import ops, postgres, registry, scoring
+from mlscale import ops, outcomes, postgres, registry, scoring, tracking
 from mlscale.config import Settings
 from mlscale.specs import ModelSpec
 
@@ -38,18 +37,13 @@ RETENTION_MONTHS = 7  # cohort columns shown: months 0..6
 
 # --- building and reading the marts --------------------------------------------------------------
 
-def campaigns(specs: dict[str, ModelSpec]) -> dict[str, dict]:
-    """The dbt var model_campaigns: per model, the label, the campaign's value column and top-k share."""
-    return {name: {"label": s.label, "value_column": s.business.value_column, "top_k_share": s.business.top_k_share}
-            for name, s in specs.items()}
-
-
 def build_kpis(settings: Settings, specs: dict[str, ModelSpec]) -> str:
     """`dbt build --select tag:kpi` with the specs' campaigns; creates ml.predictions first if nothing was scored yet."""
     from mlscale.warehouse import dbt
 
     scoring.create_tables(settings)
-    out = dbt(settings, "build", "--select", "tag:kpi", "--vars", json.dumps({"model_campaigns": campaigns(specs)}))
+    with outcomes.building(settings):  # it rebuilds int_matured_predictions, which monitoring may be building
+        out = dbt(settings, "build", "--select", "tag:kpi", "--vars", outcomes.dbt_vars(specs))
     log.info("KPI marts built: %s", out.strip().splitlines()[-1].split("  ", 1)[-1] if out.strip() else "")
     return out
 
@@ -59,8 +53,7 @@ def dbt_docs(settings: Settings, specs: dict[str, ModelSpec]) -> Path:
     file (`static_index.html` in the namespace's dbt target folder) that opens in a browser without a server."""
     from mlscale.warehouse import dbt
 
-    dbt(settings, "docs", "generate", "--static", "--select", "fqn:*",
-        "--vars", json.dumps({"model_campaigns": campaigns(specs)}))
+    dbt(settings, "docs", "generate", "--static", "--select", "fqn:*", "--vars", outcomes.dbt_vars(specs))
     return settings.dbt_target_dir / "static_index.html"
 
 
@@ -417,9 +410,7 @@ def report(settings: Settings, specs: dict[str, ModelSpec], out_dir: Path | None
     tmp = path.with_suffix(".html.tmp")
     tmp.write_text(render(data))
     tmp.replace(path)  # readers see the old report or the new one, never half of it
-    mlflow.set_tracking_uri(settings.mlflow_uri)
-    mlflow.set_experiment(EXPERIMENT)
-    with mlflow.start_run(run_name=f"report {data.generated_at}") as run:
+    with tracking.run(settings, EXPERIMENT, f"report {data.generated_at}") as run:
         mlflow.log_metrics({k: float(v) for k, v in data.summary.items() if isinstance(v, (int, float))})
         mlflow.log_metrics({f"value_{m}": v for m, v in data.summary.get("value_by_model", {}).items()})
         mlflow.log_artifact(str(path))

@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from mlscale import (artifacts, datagen, evaluation, features, judging, monitoring, postgres, promotion, registry,
+from mlscale import (artifacts, datagen, evaluation, features, judging, monitoring, outcomes, promotion, registry,
                      reporting, scoring, training, warehouse)
 from mlscale.config import Settings
 from mlscale.ingest import ingest_landing
@@ -122,13 +122,10 @@ def reset(settings: Settings, spec: ModelSpec) -> None:
 
 def simulate(settings: Settings, spec: ModelSpec, scenario: Scenario, out_dir: Path, echo=print) -> Outcome:
     """Run the replay; write <out_dir>/<model>.csv and .png; return both policies' realised performance."""
-    import mlflow
-
     t0 = time.monotonic()
     out_dir.mkdir(parents=True, exist_ok=True)
     logfile = out_dir / f"{spec.name}.log"
     logfile.unlink(missing_ok=True)
-    mlflow.set_tracking_uri(settings.mlflow_uri)
     replay = _Replay(settings, spec, scenario, logfile)
     h, k = scenario.history_days, scenario.step_days
     echo(f"simulating {spec.name}: {scenario.customers} customers, {h} days of history, then {scenario.steps} "
@@ -193,21 +190,13 @@ def realised(settings: Settings, spec: ModelSpec, frozen: str) -> pd.DataFrame:
     """Per as-of date with matured labels: the metric of the predictions made then (rolling) and of the frozen model."""
     metric = spec.primary_metric
     labelled = features.labelled(settings, spec)
-    with postgres.warehouse(settings) as conn:
-        predictions = pd.DataFrame(conn.execute(
-            "select as_of_date, customer_id, score from ml.predictions where model = %s", (spec.name,)).fetchall(),
-            columns=["as_of_date", "customer_id", "score"])
-    predictions["as_of_date"] = pd.to_datetime(predictions["as_of_date"])
     model, _ = artifacts.load_verified(settings, spec.name, frozen)
     rows = []
-    for as_of, rolling in predictions.groupby("as_of_date"):
-        judged = labelled[labelled["as_of_date"] == as_of]
-        if judged.empty:
-            continue  # labels not matured yet
-        both = judged.merge(rolling, on=["as_of_date", "customer_id"])
+    for as_of, rolling in outcomes.matured(settings, spec).groupby("as_of_date"):
+        judged = labelled[labelled["as_of_date"] == pd.Timestamp(as_of)]
         rows.append({
-            "as_of_date": str(as_of.date()), "judged_customers": len(both),
-            f"rolling_{metric}": evaluation.metric(metric, both[spec.label], both["score"]),
+            "as_of_date": str(as_of), "judged_customers": len(rolling),
+            f"rolling_{metric}": evaluation.metric(metric, rolling["outcome"], rolling["score"]),
             f"frozen_{metric}": evaluation.metric(metric, judged[spec.label],
                                                   judging.predict(spec, model, judged[spec.feature_names])),
         })

@@ -11,7 +11,8 @@ import warnings
 
 import pandas as pd
 
-from mlscale import artifacts, drift, evaluation, features, lineage, model_card, plots, postgres, registry, selection
+from mlscale import (artifacts, drift, evaluation, features, lineage, model_card, plots, postgres, registry, selection,
+                     tracking)
 from mlscale.baseline import measure_all
 from mlscale.config import Settings
 from mlscale.postgres import table_exists
@@ -128,9 +129,7 @@ def fit_and_log(settings: Settings, spec: ModelSpec, frame: pd.DataFrame, econom
     X_train, y_train = split.train[spec.feature_names], split.train[spec.label].to_numpy()
     X_test, y_test = split.test[spec.feature_names], split.test[spec.label].to_numpy()
 
-    mlflow.set_tracking_uri(settings.mlflow_uri)
-    mlflow.set_experiment(spec.name)
-    with mlflow.start_run(run_name=f"train_{spec.name}") as run:
+    with tracking.run(settings, spec.name, f"train_{spec.name}") as run:
         mlflow.set_tags({"mlscale.model": spec.name, **tags})
         query = features.labelled_query(spec).as_string()
         for part, context in ((split.train, "training"), (split.test, "testing")):

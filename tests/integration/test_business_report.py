@@ -12,8 +12,10 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import roc_auc_score
 
-from mlscale import demo, evaluation, promotion, registry, reporting, scoring, training
+from mlscale import (demo, evaluation, monitoring, outcomes, postgres, promotion, registry, reporting, scoring,
+                     training)
 from mlscale.datagen import ShopParams
 from mlscale.specs import load_specs
 from tests.e2e.conftest import FAST, WEAK, train_version
@@ -210,3 +212,30 @@ def test_the_demo_summary_reads_the_ledger_the_promotions_and_the_predictions(sc
         "  churn_90d v1 promoted -> Production"]
     assert "latest monitoring decision per model (ops.model_monitoring; MLflow experiments <model>_monitoring):\n  none" in text
     assert f"  churn_90d v2 as-of {latest}: " in text  # the newest predictions
+
+
+def test_monitoring_judges_realised_performance_on_the_matured_predictions_view(scored):
+    stack, matured, _ = scored
+    assert outcomes.built_for(stack) == outcomes.campaigns(SPECS)  # the KPI build recorded the models it covers
+    newest = query(stack, "select p.score, f.churned_90d from ml.predictions p"
+                          " join ml.customer_features f using (customer_id, as_of_date)"
+                          f" where p.model = 'churn_90d' and p.as_of_date = '{matured[2]}'")
+    check = monitoring.realised_check(stack, FAST, production="2")
+    assert check.check_name == "realised_roc_auc" and check.subject == f"v2 as-of {matured[2]}"
+    assert check.value == pytest.approx(roc_auc_score(newest["churned_90d"], newest["score"]))
+    assert f"({len(newest)} customers, labels now matured)" in check.detail
+    stale = monitoring.realised_check(stack, FAST, production="3")  # v2's predictions once v3 serves
+    assert stale.value == check.value and not stale.breach and "v2 is no longer Production" in stale.detail
+
+    # A spec whose campaign differs from the one the view was built for rebuilds it; a dropped view is rebuilt.
+    wider = FAST.model_copy(update={"business": FAST.business.model_copy(update={"top_k_share": 0.2})})
+    assert len(outcomes.matured(stack, wider)) == len(query(
+        stack, "select 1 from ml.predictions p join ml.customer_features f using (customer_id, as_of_date)"
+               " where p.model = 'churn_90d' and f.label_matured"))
+    assert outcomes.built_for(stack)["churn_90d"]["top_k_share"] == 0.2
+    assert set(query(stack, f"select distinct top_k_share from {outcomes.VIEW} where model = 'churn_90d'")
+               ["top_k_share"]) == {0.2}
+    with postgres.warehouse(stack) as conn:
+        conn.execute(f"drop view {outcomes.VIEW}")
+    assert outcomes.matured(stack, FAST)["model_version"].tolist().count("2") == len(newest)
+    assert outcomes.built_for(stack) == outcomes.campaigns(SPECS)

@@ -227,26 +227,35 @@ class built_economics:
 
 def test_registry_lookups_use_the_configured_server_and_never_create_a_local_mlflow_db(stack, tmp_path):
     """Without MLFLOW_TRACKING_URI, MLflow's default is a mlflow.db in the working directory (that is how one got
-    committed once). Every registry lookup and training's retrain reason go to the settings' server instead."""
+    committed once). Every registry lookup and training's retrain reason go to the settings' server instead, and
+    a run through `tracking.run` points MLflow's fluent API there only while it lasts."""
     name = "mlscale_no_local_store"
     drop_registered_model(stack, name)
     script = f"""
-import json
-from mlscale import registry, training
+import json, os
+import mlflow
+from mlscale import registry, tracking, training
 from mlscale.config import Settings
 settings = Settings.from_env()
 registry.client(settings).create_registered_model({name!r})
+with tracking.run(settings, {name!r}, "a run") as run:
+    mlflow.log_metric("x", 1.0)
 print(json.dumps({{"state": registry.registry_state(settings, {name!r}),
                   "production": registry.alias_version(settings, {name!r}, "production"),
-                  "reason": training.retrain_reason(settings, {name!r}, None, "run-1")}}))
+                  "reason": training.retrain_reason(settings, {name!r}, None, "run-1"),
+                  "run_id": run.info.run_id, "uri_set_after_the_run": mlflow.is_tracking_uri_set(),
+                  "env_after_the_run": os.environ.get("MLFLOW_TRACKING_URI")}}))
 """
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert json.loads(done.stdout.strip().splitlines()[-1]) == {
-        "state": [], "production": None, "reason": "manual run (run-1): no retrain request since the newest version"}
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out == {"state": [], "production": None,
+                   "reason": "manual run (run-1): no retrain request since the newest version",
+                   "run_id": out["run_id"], "uri_set_after_the_run": False, "env_after_the_run": None}
     assert list(tmp_path.iterdir()) == []  # no mlflow.db (nor mlruns) where it ran
-    # the model it created is on the configured server
+    # the model and the run it created are on the configured server
     assert [m.name for m in registry.client(stack).search_registered_models(f"name='{name}'")] == [name]
+    assert registry.client(stack).get_run(out["run_id"]).data.metrics == {"x": 1.0}
     drop_registered_model(stack, name)

@@ -1,4 +1,4 @@
-"""The report's pieces without a database: the campaigns var, headline numbers, tables, an empty warehouse."""
+"""The report's pieces without a database: headline numbers, tables, an empty warehouse."""
 
 import re
 from datetime import date, timedelta
@@ -6,16 +6,8 @@ from datetime import date, timedelta
 import pandas as pd
 
 from mlscale import reporting
-from mlscale.specs import load_specs
 
 EMPTY = {table: pd.DataFrame() for table in reporting.KPI_TABLES}
-
-
-def test_campaigns_come_from_the_specs():
-    assert reporting.campaigns(load_specs()) == {
-        "churn_90d": {"label": "churned_90d", "value_column": "amount_90d", "top_k_share": 0.1},
-        "revenue_90d": {"label": "revenue_next_90d", "value_column": None, "top_k_share": 0.1},
-    }
 
 
 def test_summary_of_the_last_30_days_against_the_30_before():
