@@ -17,7 +17,7 @@ import tempfile
 CHILD = """
 import json, resource, sys, time
 from pathlib import Path
-from mlscale.datagen import ShopParams, generate
+from mlscale.local.datagen import ShopParams, generate
 t0 = time.monotonic()
 stats = generate(ShopParams(customers=int(sys.argv[1]), days=int(sys.argv[2]), feeds=("orders", "customers")),
                  Path(sys.argv[3]), progress_every=0)

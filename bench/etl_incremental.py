@@ -28,9 +28,12 @@ from mlscale.config import Settings  # noqa: E402
 os.environ.update(Settings.from_env().service_env())
 
 
-from mlscale import dagrun, postgres, reporting, services  # noqa: E402
-from mlscale.datagen import ShopParams, generate  # noqa: E402
-from mlscale.demo import output_to  # noqa: E402
+from mlscale import postgres
+from mlscale.airflow import dagrun
+from mlscale.business import reporting
+from mlscale.local import services
+from mlscale.local.datagen import ShopParams, generate  # noqa: E402
+from mlscale.local.demo import output_to  # noqa: E402
 from mlscale.specs import load_specs  # noqa: E402
 
 

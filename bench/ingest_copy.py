@@ -31,7 +31,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from psycopg import sql  # noqa: E402
 
-from mlscale import postgres  # noqa: E402
+from mlscale import postgres
 from mlscale.config import Settings  # noqa: E402
 
 COLUMNS = "order_id, customer_id, ordered_at, amount, channel"
@@ -98,7 +98,7 @@ def ingest(settings: Settings, landing: Path, code: str | None) -> dict:
 
 
 def child(landing: Path) -> None:
-    from mlscale.ingest import ingest_landing
+    from mlscale.data.ingest import ingest_landing
 
     settings = Settings.from_env()
     t0, cpu0 = time.monotonic(), time.process_time()
@@ -123,8 +123,8 @@ def main() -> None:
     path = orders_file(settings, args.rows)
     landing = path.parents[2]
     with postgres.warehouse(settings) as conn:  # raw.orders with its indexes, the ledger
-        from mlscale.contract import load_contract
-        from mlscale.ingest import ensure_tables
+        from mlscale.data.contract import load_contract
+        from mlscale.data.ingest import ensure_tables
 
         ensure_tables(conn, load_contract())
     psql_s, ingest_s = [], []

@@ -28,11 +28,15 @@ os.environ.update(Settings.from_env().service_env())
 
 import numpy as np  # noqa: E402
 
-from mlscale import artifacts, datasets, features, gates, judging, postgres, services, training  # noqa: E402
-from mlscale.baseline import measure_all  # noqa: E402
-from mlscale.ingest import ingest_landing  # noqa: E402
+from mlscale import postgres
+from mlscale.data import datasets
+from mlscale.local import services
+from mlscale.modeling import artifacts, features, judging, training
+from mlscale.production import gates
+from mlscale.modeling.baseline import measure_all  # noqa: E402
+from mlscale.data.ingest import ingest_landing  # noqa: E402
 from mlscale.specs import improvement, load_specs  # noqa: E402
-from mlscale.warehouse import run_etl  # noqa: E402
+from mlscale.data.warehouse import run_etl  # noqa: E402
 
 
 def build(settings: Settings, share: float) -> dict:

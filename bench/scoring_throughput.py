@@ -20,8 +20,11 @@ import time
 import training_scale  # noqa: F401  (sets the _bench environment before mlscale reads it)
 
 
-from mlscale import features, judging, postgres, promotion, registry, scoring, services, training  # noqa: E402
-from mlscale.artifacts import load_verified  # noqa: E402
+from mlscale import postgres, registry
+from mlscale.local import services
+from mlscale.modeling import features, judging, training
+from mlscale.production import promotion, scoring
+from mlscale.modeling.artifacts import load_verified  # noqa: E402
 from mlscale.config import Settings  # noqa: E402
 from mlscale.specs import load_specs  # noqa: E402
 

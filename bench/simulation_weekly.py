@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 
 from mlscale.config import settings
-from mlscale.setup import setup
-from mlscale.simulation import Scenario, replay_settings, simulate
+from mlscale.local.setup import setup
+from mlscale.local.simulation import Scenario, replay_settings, simulate
 from mlscale.specs import load_specs
 
 TARGET_MINUTES = 30.0

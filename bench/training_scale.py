@@ -30,7 +30,8 @@ from mlscale.config import Settings  # noqa: E402
 os.environ.update(Settings.from_env().service_env())
 
 
-from mlscale import postgres, services  # noqa: E402
+from mlscale import postgres
+from mlscale.local import services
 from mlscale.specs import load_specs  # noqa: E402
 
 BENCH_TABLE = "bench.customer_features"
@@ -39,9 +40,9 @@ SHOP_CUSTOMERS, SHOP_DAYS = 10_000, 300
 
 def build_base(settings: Settings) -> int:
     """The real mart of a generated shop (built once; reused while ml.customer_features exists)."""
-    from mlscale.datagen import ShopParams, generate
-    from mlscale.ingest import ingest_landing
-    from mlscale.warehouse import run_etl
+    from mlscale.local.datagen import ShopParams, generate
+    from mlscale.data.ingest import ingest_landing
+    from mlscale.data.warehouse import run_etl
 
     with postgres.warehouse(settings) as conn:
         if conn.execute("select to_regclass('ml.customer_features')").fetchone()[0]:
@@ -87,7 +88,7 @@ def _other_columns(conn) -> list[str]:
 
 def train_child(model: str) -> None:
     """Runs in its own process: train the spec on bench.customer_features; print a JSON line."""
-    from mlscale import training
+    from mlscale.modeling import training
 
     spec = load_specs()[model].model_copy(update={"table": BENCH_TABLE})
     t0 = time.monotonic()

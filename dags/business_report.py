@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from airflow.sdk import dag, task
 
-from mlscale.assets import PREDICTIONS, dag_args, failing_on, table_asset
+from mlscale.airflow.assets import PREDICTIONS, dag_args, failing_on, table_asset
 
 KPI_MODEL_VALUE = table_asset("kpi", "kpi_model_value")
 
@@ -36,9 +36,9 @@ def business_report():
     def build_kpis() -> str:
         """dbt build --select tag:kpi, with each spec's label, value column and top-k share."""
         from mlscale.config import settings
-        from mlscale.reporting import build_kpis
+        from mlscale.business.reporting import build_kpis
         from mlscale.specs import load_specs
-        from mlscale.warehouse import DbtFailed
+        from mlscale.data.warehouse import DbtFailed
 
         with failing_on(DbtFailed):
             return build_kpis(settings(), load_specs()).strip().splitlines()[-1]
@@ -47,7 +47,7 @@ def business_report():
     def render_report() -> dict:
         """Render reports/business_report.html from the marts and log it to MLflow."""
         from mlscale.config import settings
-        from mlscale.reporting import report
+        from mlscale.business.reporting import report
         from mlscale.specs import load_specs
 
         return report(settings(), load_specs(), build=False)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from airflow.sdk import dag, task
 
-from mlscale.assets import RAW_CUSTOMERS, RAW_ORDERS, dag_args, failing_on
+from mlscale.airflow.assets import RAW_CUSTOMERS, RAW_ORDERS, dag_args, failing_on
 
 
 @dag(**dag_args(
@@ -37,7 +37,7 @@ def ingest_landing():
         from airflow.sdk.exceptions import AirflowSkipException
 
         from mlscale.config import settings
-        from mlscale.ingest import IngestRejected, ingest_landing
+        from mlscale.data.ingest import IngestRejected, ingest_landing
 
         s = settings()
         with failing_on(IngestRejected):

@@ -11,8 +11,8 @@ from datetime import timedelta
 from airflow.sdk import Param, TriggerRule, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from mlscale.approval import RecordedApprovalOperator, responder
-from mlscale.assets import CUSTOMER_FEATURES, PREDICTIONS, candidate_asset, dag_args, failing_on, retrain_asset
+from mlscale.airflow.approval import RecordedApprovalOperator, responder
+from mlscale.airflow.assets import CUSTOMER_FEATURES, PREDICTIONS, candidate_asset, dag_args, failing_on, retrain_asset
 from mlscale.specs import ModelSpec, load_specs
 
 APPROVAL_TIMEOUT = timedelta(days=7)  # no answer in a week: the approve task fails, nothing changes
@@ -93,8 +93,13 @@ ROLLBACK_DOC = """
 aliased `previous_production`).
 
 In one run, under the same per-model lock as promotions: verifies the target's artifact hash, moves
-it to stage `Production` with alias `production`, archives the current version (tagged
-`rolled_back`), and records a `rolled_back` row in `ops.model_promotions`.
+the `production` alias to it (what scoring serves), then its stage to `Production`, archives the current
+version (tagged `rolled_back`), and records a `rolled_back` row in `ops.model_promotions`. A retry
+after a failure midway finishes the steps left.
+
+Only a version that served in Production before (promoted or rolled back to, per `ops.model_promotions`)
+can go back: one the gates or a person rejected never can, unless `force_reason` says why, which is
+recorded with the decision.
 """
 
 SCORE_DOC = """
@@ -129,6 +134,9 @@ Every check is a row in `ops.model_monitoring` and a metric in the MLflow experi
 **request_retrain** then updates the `{name}_retrain` asset with the reason, which triggers `train_{name}`
 (and so a new staged promotion, where a worse candidate leaves Production untouched). It is skipped
 when nothing breached, or when a retrain was requested less than {cooldown} days ago.
+**record_decision** records the decision only once the request is out (or none was asked for): the
+cooldown counts from recorded requests, so a try that failed before its request (MLflow down while
+logging) never holds back its retry.
 """
 
 
@@ -152,7 +160,7 @@ def _monitor_dag(spec: ModelSpec):
         def monitor() -> dict:
             """Drift, realised performance and age of the Production version; recorded and logged."""
             from mlscale.config import settings
-            from mlscale.monitoring import monitor
+            from mlscale.production.monitoring import monitor
             from mlscale.specs import load_specs
 
             return monitor(settings(), load_specs()[spec.name], get_current_context()["run_id"]).to_dict()
@@ -167,7 +175,16 @@ def _monitor_dag(spec: ModelSpec):
                 "reason": report["reason"]}
             return report["reason"]
 
-        request_retrain(monitor())
+        @task(trigger_rule=TriggerRule.NONE_FAILED)
+        def record_decision(report: dict) -> None:
+            """The decision, once acted on (the request is out, or none was asked for): the cooldown counts from it."""
+            from mlscale.config import settings
+            from mlscale.production.monitoring import record_decision
+
+            record_decision(settings(), report, get_current_context()["run_id"])
+
+        report = monitor()
+        request_retrain(report) >> record_decision(report)
 
     return monitor_dag()
 
@@ -197,7 +214,7 @@ def _train_dag(spec: ModelSpec):
             """Train, log to MLflow, register a version; announce it on the candidate asset."""
             from mlscale.config import settings
             from mlscale.specs import load_specs
-            from mlscale.training import retrain_reason, train
+            from mlscale.modeling.training import retrain_reason, train
 
             context = get_current_context()
             # the event that triggered this run, else the retrain asset's newest event (a run by hand)
@@ -238,7 +255,8 @@ def _promote_dag(spec: ModelSpec):
         @task.short_circuit
         def evaluate() -> dict | None:
             """Gates; stage the version. Returns the pending decision, or nothing (downstream skipped) on rejection."""
-            from mlscale import promotion, registry
+            from mlscale import registry
+            from mlscale.production import promotion
             from mlscale.config import settings
             from mlscale.specs import load_specs
 
@@ -251,7 +269,7 @@ def _promote_dag(spec: ModelSpec):
         @task
         def switch(decision: dict) -> dict:
             """Compare-and-set under the model's lock, then move stages and aliases."""
-            from mlscale import promotion
+            from mlscale.production import promotion
             from mlscale.config import settings
             from mlscale.specs import load_specs
 
@@ -271,13 +289,14 @@ def _promote_dag(spec: ModelSpec):
                 subject=f"Promote {spec.name} v{{{{ ti.xcom_pull(task_ids='evaluate')['version'] }}}} to Production?",
                 body=APPROVAL_BODY,
                 response_timeout=APPROVAL_TIMEOUT,
+                execution_timeout=APPROVAL_TIMEOUT,  # waiting for a person is not a hung task
                 retries=0,  # an unanswered request fails once; a new promote run asks again
             )
 
             @task(trigger_rule=TriggerRule.ALL_SKIPPED)
             def record_rejection() -> dict:
                 """Runs only when the approver rejected (switch skipped): audit it."""
-                from mlscale import promotion
+                from mlscale.production import promotion
                 from mlscale.config import settings
                 from mlscale.specs import load_specs
 
@@ -299,7 +318,10 @@ def _rollback_dag(spec: ModelSpec):
         dag_id=f"rollback_{spec.name}",
         schedule=None,
         params={"version": Param(None, type=["null", "string"],
-                                 description="Version to put back into Production; empty = previous_production")},
+                                 description="Version to put back into Production; empty = previous_production"),
+                "force_reason": Param(None, type=["null", "string"],
+                                      description="Only to put back a version that never served in Production "
+                                                  "(the gates or a person rejected it): why; audited")},
         tags=["production-engineer", "rollback", spec.name],
         doc_md=ROLLBACK_DOC.format(name=spec.name),
     ))
@@ -307,7 +329,8 @@ def _rollback_dag(spec: ModelSpec):
         @task
         def rollback() -> dict:
             """Move stage and alias back to the target version; archive the current one; audit."""
-            from mlscale import promotion, registry
+            from mlscale import registry
+            from mlscale.production import promotion
             from mlscale.config import settings
             from mlscale.specs import load_specs
 
@@ -315,7 +338,7 @@ def _rollback_dag(spec: ModelSpec):
             who = getattr(context["dag_run"], "triggering_user_name", None) or "airflow"
             with failing_on(registry.RegistryError):
                 done = promotion.rollback(settings(), load_specs()[spec.name], context["params"].get("version"),
-                                          context["run_id"], decided_by=who)
+                                          context["run_id"], decided_by=who, force=context["params"].get("force_reason"))
             return promotion.decision_dict(done)
 
         rollback()
@@ -338,10 +361,10 @@ def _score_dag(spec: ModelSpec):
             """Score the as-of date with the Production version into ml.predictions."""
             from datetime import date
 
-            from mlscale.artifacts import TamperedArtifact
+            from mlscale.modeling.artifacts import TamperedArtifact
             from mlscale.config import settings
             from mlscale.registry import RegistryError
-            from mlscale.scoring import score
+            from mlscale.production.scoring import score
             from mlscale.specs import load_specs
 
             as_of = get_current_context()["params"].get("as_of_date")

@@ -32,7 +32,7 @@ from airflow.sdk import dag, get_current_context, task
 from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
 from cosmos.constants import InvocationMode, LoadMode, TestBehavior, TestIndirectSelection
 
-from mlscale.assets import CUSTOMER_FEATURES, RAW_ORDERS, dag_args, failing_on
+from mlscale.airflow.assets import CUSTOMER_FEATURES, RAW_ORDERS, dag_args, failing_on
 from mlscale.config import settings
 
 SETTINGS = settings()
@@ -40,7 +40,7 @@ SETTINGS = settings()
 
 def _quality_gate(layer: str) -> dict:
     from mlscale.config import settings
-    from mlscale.quality import DataQualityError, gate, suites
+    from mlscale.data.quality import DataQualityError, gate, suites
 
     s = settings()
     with failing_on(DataQualityError):
@@ -58,7 +58,7 @@ def warehouse_etl():
     def claim_batch() -> int:
         """Claim the loaded, not yet published landing files for this run."""
         from mlscale.config import settings
-        from mlscale.warehouse import claim_batch
+        from mlscale.data.warehouse import claim_batch
 
         return claim_batch(settings(), get_current_context()["run_id"])
 
@@ -71,7 +71,7 @@ def warehouse_etl():
     def check_freshness() -> dict:
         """dbt source freshness; an error threshold fails the run (no retries)."""
         from mlscale.config import settings
-        from mlscale.warehouse import StaleSource, source_freshness
+        from mlscale.data.warehouse import StaleSource, source_freshness
 
         with failing_on(StaleSource):
             return source_freshness(settings())
@@ -114,7 +114,7 @@ def warehouse_etl():
     def publish_batch() -> int:
         """Mark this run's files published."""
         from mlscale.config import settings
-        from mlscale.warehouse import publish_batch
+        from mlscale.data.warehouse import publish_batch
 
         return publish_batch(settings(), get_current_context()["run_id"])
 

@@ -1,8 +1,8 @@
-"""Airflow plugin: the "ML models" page in the Airflow UI's Browse menu (logic: include/mlscale/models_page.py)."""
+"""Airflow plugin: the "ML models" page in the Airflow UI's Browse menu (logic: include/mlscale/airflow/models_page.py)."""
 
 from airflow.plugins_manager import AirflowPlugin
 
-from mlscale.models_page import app
+from mlscale.airflow.models_page import app
 
 
 class MLModelsPlugin(AirflowPlugin):

@@ -36,7 +36,7 @@ os.environ.update(Settings.from_env().service_env())
 def manifest() -> None:
     """dbt's manifest.json, which warehouse_etl renders from (no database needed); written once per run, as
     every worker parses the bundle from it."""
-    from mlscale.services import build_dbt_manifest
+    from mlscale.local.services import build_dbt_manifest
 
     settings = Settings.from_env()
     with once_per_run(settings, "dbt-manifest") as first:
@@ -47,8 +47,9 @@ def manifest() -> None:
 @pytest.fixture(scope="session")
 def stack(manifest) -> Settings:
     """Real PostgreSQL (test databases), migrated Airflow metadata DB and a real MLflow server."""
-    from mlscale import postgres, services
-    from mlscale.setup import setup
+    from mlscale import postgres
+    from mlscale.local import services
+    from mlscale.local.setup import setup
 
     before = services.http_ok(f"{Settings.from_env().mlflow_uri}/health")
     with run_lock(Settings.from_env(), "postgres"):  # one worker starts a private cluster, if one is needed
@@ -78,7 +79,7 @@ PER_TEST = {"tests/e2e/test_dirty_data.py", "tests/e2e/test_promotion.py", "test
             "tests/integration/test_ingest_postgres.py", "tests/integration/test_postgres_bootstrap.py",
             "tests/integration/test_simulation.py", "tests/integration/test_warehouse_build.py",
             "tests/integration/test_warehouse_history.py"}
-TIERS = ["e2e", "browser", "integration", "dags", "unit"]
+TIERS = ["e2e", "browser", "integration", "reliability", "dags", "unit"]
 # The longest units of work (seconds as measured with 3 workers on 2 cores), started first so that the
 # shorter ones fill the gaps at the end. A test missing here only starts later; nothing else depends on it.
 SLOWEST_FIRST = [

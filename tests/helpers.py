@@ -12,11 +12,11 @@ from psycopg import sql
 
 from mlscale import postgres
 from mlscale.config import Settings
-from mlscale.datagen import ShopParams, generate
-from mlscale.ingest import ingest_landing
+from mlscale.local.datagen import ShopParams, generate
+from mlscale.data.ingest import ingest_landing
 from mlscale.postgres import answers
 from mlscale.registry import forget as drop_registered_model  # noqa: F401 (re-exported for the tests)
-from mlscale.warehouse import claim_batch, dbt, drop_schemas as empty_warehouse, publish_batch  # noqa: F401
+from mlscale.data.warehouse import claim_batch, dbt, drop_schemas as empty_warehouse, publish_batch  # noqa: F401
 
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
 # One id per test run, the same in all of its xdist workers; a run without xdist makes its own.
@@ -84,7 +84,7 @@ AIRFLOW_SHOP = ShopParams(customers=600, days=270, seed=41)
 def airflow_shop(settings: Settings, landing: Path) -> None:
     """Make the settings' warehouse AIRFLOW_SHOP as ingest_landing and warehouse_etl (dag.test) built it."""
     def build(s: Settings) -> None:
-        from mlscale import dagrun
+        from mlscale.airflow import dagrun
 
         generate(AIRFLOW_SHOP, landing)
         os.environ["MLSCALE_LANDING_DIR"] = str(landing)
@@ -156,7 +156,7 @@ def use_spec_variant(folder: Path, monkeypatch, model: str, edit) -> None:
     the DAG bag is rebuilt (clear dagrun.dag_bag's cache again when done)."""
     import yaml
 
-    from mlscale import dagrun
+    from mlscale.airflow import dagrun
     from mlscale.specs import SPECS_DIR
 
     data = yaml.safe_load((SPECS_DIR / f"{model}.yml").read_text())

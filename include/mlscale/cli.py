@@ -13,11 +13,11 @@ from datetime import date
 from pathlib import Path
 
 from mlscale.config import settings
-from mlscale.contract import load_contract
+from mlscale.data.contract import load_contract
 
 
 def _setup(args) -> None:
-    from mlscale.setup import setup
+    from mlscale.local.setup import setup
 
     s = setup(settings())
     print(f"PostgreSQL  {s.pg_dsn}\nMLflow      {s.mlflow_uri}\nAirflow DB  {s.sqlalchemy_url(s.airflow_db)}")
@@ -29,7 +29,7 @@ def _env(args) -> None:
 
 
 def _generate(args) -> None:
-    from mlscale import datagen
+    from mlscale.local import datagen
 
     dirty = datagen.DirtyData(
         duplicate_rows=args.duplicate_rows, redelivered_files=args.redelivered_files, late_rows=args.late_rows,
@@ -43,40 +43,40 @@ def _generate(args) -> None:
 
 
 def _ingest(args) -> None:
-    from mlscale.ingest import ingest_landing
+    from mlscale.data.ingest import ingest_landing
 
     s = settings()
     print(json.dumps(ingest_landing(s.dsn(s.warehouse_db), s.landing_dir), indent=2))
 
 
 def _etl(args) -> None:
-    from mlscale.warehouse import run_etl
+    from mlscale.data.warehouse import run_etl
 
     print(json.dumps(run_etl(settings(), f"cli-{int(time.time())}"), indent=2, default=str))
 
 
 def _retract(args) -> None:
-    from mlscale.ingest import retract_file
+    from mlscale.data.ingest import retract_file
 
     s = settings()
     print(json.dumps({"rows_deleted": retract_file(s.dsn(s.warehouse_db), args.sha256, args.reason)}))
 
 
 def _quality(args) -> None:
-    from mlscale.quality import gate
+    from mlscale.data.quality import gate
 
     print(json.dumps(gate(settings(), args.suite, f"cli-{int(time.time())}")))
 
 
 def _train(args) -> None:
     from mlscale.specs import load_specs
-    from mlscale.training import train
+    from mlscale.modeling.training import train
 
     print(json.dumps(train(settings(), load_specs()[args.model], tags={"mlscale.trigger": "cli"}), indent=2))
 
 
 def _promote(args) -> None:
-    from mlscale.promotion import decision_dict, promote
+    from mlscale.production.promotion import decision_dict, promote
     from mlscale.specs import load_specs
 
     decision = promote(settings(), load_specs()[args.model], args.version, approved_by=args.approved_by)
@@ -84,15 +84,16 @@ def _promote(args) -> None:
 
 
 def _rollback(args) -> None:
-    from mlscale.promotion import decision_dict, rollback
+    from mlscale.production.promotion import decision_dict, rollback
     from mlscale.specs import load_specs
 
     print(json.dumps(decision_dict(rollback(settings(), load_specs()[args.model], args.version,
-                                            decided_by=f"cli:{os.environ.get('USER', 'unknown')}")), indent=2))
+                                            decided_by=f"cli:{os.environ.get('USER', 'unknown')}",
+                                            force=args.force)), indent=2))
 
 
 def _record_artifact(args) -> None:
-    from mlscale.artifacts import record
+    from mlscale.modeling.artifacts import record
 
     fetched = record(settings(), args.model, args.version)
     print(json.dumps({"model": args.model, "version": args.version, "artifact_sha256": fetched.sha256,
@@ -100,23 +101,23 @@ def _record_artifact(args) -> None:
 
 
 def _score(args) -> None:
-    from mlscale.scoring import score
+    from mlscale.production.scoring import score
     from mlscale.specs import load_specs
 
     print(json.dumps(score(settings(), load_specs()[args.model], args.as_of), indent=2))
 
 
 def _run_dag(args) -> None:
-    from mlscale.dagrun import run_dag
+    from mlscale.airflow.dagrun import run_dag
 
     result = run_dag(settings(), args.dag_id, json.loads(args.conf) if args.conf else None)
     print(json.dumps(result.__dict__, indent=2))
 
 
 def _demo(args) -> None:
-    from mlscale import datagen
-    from mlscale.demo import demo
-    from mlscale.setup import setup
+    from mlscale.local import datagen
+    from mlscale.local.demo import demo
+    from mlscale.local.setup import setup
 
     t0 = time.monotonic()
     print("mlscale demo: setting up PostgreSQL, databases, Airflow metadata, dbt manifest, MLflow ...", flush=True)
@@ -127,15 +128,15 @@ def _demo(args) -> None:
 
 
 def _monitor(args) -> None:
-    from mlscale.monitoring import monitor
+    from mlscale.production.monitoring import monitor
     from mlscale.specs import load_specs
 
     print(json.dumps(monitor(settings(), load_specs()[args.model]).to_dict(), indent=2, default=str))
 
 
 def _simulate(args) -> None:
-    from mlscale.setup import setup
-    from mlscale.simulation import Scenario, replay_settings, simulate
+    from mlscale.local.setup import setup
+    from mlscale.local.simulation import Scenario, replay_settings, simulate
     from mlscale.specs import load_specs
 
     s = setup(replay_settings(settings()))
@@ -146,7 +147,7 @@ def _simulate(args) -> None:
 
 
 def _report(args) -> None:
-    from mlscale.reporting import report
+    from mlscale.business.reporting import report
     from mlscale.specs import load_specs
 
     out = report(settings(), load_specs(), args.out, build=not args.no_build)
@@ -154,14 +155,14 @@ def _report(args) -> None:
 
 
 def _dbt_docs(args) -> None:
-    from mlscale.reporting import dbt_docs
+    from mlscale.business.reporting import dbt_docs
     from mlscale.specs import load_specs
 
     print(f"dbt docs (every model, column, test and the report exposure): {dbt_docs(settings(), load_specs())}")
 
 
 def _dbt_ci(args) -> None:
-    from mlscale.ci import dbt_slim_ci
+    from mlscale.production.ci import dbt_slim_ci
 
     result = dbt_slim_ci(settings(), state=args.state, base=args.base, schema=args.schema, keep=args.keep)
     print(f"dbt slim CI: {len(result.results)} node(s) built and tested in {result.schema}_*"
@@ -172,8 +173,8 @@ def _dbt_ci(args) -> None:
 
 def _ci_model(args) -> None:
     from mlscale import postgres
-    from mlscale.ci import CiFailed, model_ci
-    from mlscale.datagen import ShopParams
+    from mlscale.production.ci import CiFailed, model_ci
+    from mlscale.local.datagen import ShopParams
     from mlscale.specs import load_spec, load_specs
 
     shipped = load_specs()
@@ -196,13 +197,13 @@ def _ci_model(args) -> None:
 
 
 def _up(args) -> None:
-    from mlscale.airflow_ui import up
+    from mlscale.local.airflow_ui import up
 
     up(settings())
 
 
 def _down(args) -> None:
-    from mlscale.airflow_ui import down
+    from mlscale.local.airflow_ui import down
 
     down(settings())
 
@@ -280,6 +281,9 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--version")
         if name == "promote":
             p.add_argument("--approved-by", help="who approved (required for specs with approval: required)")
+        if name == "rollback":
+            p.add_argument("--force", metavar="REASON", help="put back a version that never served in Production "
+                                                            "(the gates or a person rejected it); the reason is audited")
         if name == "score":
             p.add_argument("--as-of", type=_day)
         p.set_defaults(fn=fn)
@@ -297,7 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--days", type=int, default=300)
     d.add_argument("--seed", type=int, default=42)
     d.set_defaults(fn=_demo)
-    m = sub.add_parser("monitor", help="drift and realised performance of the Production version (what monitor_<model> runs)")
+    m = sub.add_parser("monitor", help="drift and realised performance of the Production version: the checks monitor_<model> "
+                       "runs, recorded; only monitor_<model> in Airflow requests a retrain and records its decision")
     m.add_argument("model", type=_spec_name)
     m.set_defaults(fn=_monitor)
     sim = sub.add_parser("simulate", help="replay N days in steps (land, ETL, score, monitor, retrain, promote); "

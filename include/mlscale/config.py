@@ -11,6 +11,13 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_PG_DSN = "postgresql://127.0.0.1:5432/postgres"
+# Settings field -> the variable that overrides it.
+TIMEOUT_VARIABLES = {
+    "pg_connect_timeout": "MLSCALE_PG_CONNECT_TIMEOUT", "pg_statement_timeout": "MLSCALE_PG_STATEMENT_TIMEOUT",
+    "pg_lock_timeout": "MLSCALE_PG_LOCK_TIMEOUT", "dbt_timeout": "MLSCALE_DBT_TIMEOUT",
+    "task_timeout": "MLSCALE_TASK_TIMEOUT", "mlflow_timeout": "MLFLOW_HTTP_REQUEST_TIMEOUT",
+    "mlflow_retries": "MLFLOW_HTTP_REQUEST_MAX_RETRIES",
+}
 
 
 @dataclass(frozen=True)
@@ -25,6 +32,14 @@ class Settings:
     db_suffix: str
     mlflow_host: str
     mlflow_port: int
+    # Timeouts, in seconds: nothing waits forever on a server that hangs (each overridable by its variable).
+    pg_connect_timeout: int = 10  # MLSCALE_PG_CONNECT_TIMEOUT: for a PostgreSQL server to accept a connection
+    pg_statement_timeout: int = 3600  # MLSCALE_PG_STATEMENT_TIMEOUT: one SQL statement (also dbt's, Airflow's)
+    pg_lock_timeout: int = 300  # MLSCALE_PG_LOCK_TIMEOUT: one statement waiting for a lock
+    dbt_timeout: int = 7200  # MLSCALE_DBT_TIMEOUT: one dbt command mlscale runs
+    task_timeout: int = 7200  # MLSCALE_TASK_TIMEOUT: one Airflow task (execution_timeout)
+    mlflow_timeout: int = 60  # MLFLOW_HTTP_REQUEST_TIMEOUT: one request to the MLflow server
+    mlflow_retries: int = 3  # MLFLOW_HTTP_REQUEST_MAX_RETRIES: retries of a failed request (backoff 2, 4, 8 s)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -41,6 +56,7 @@ class Settings:
             db_suffix=env.get("MLSCALE_DB_SUFFIX", ""),
             mlflow_host=env.get("MLSCALE_MLFLOW_HOST", "127.0.0.1"),
             mlflow_port=int(env.get("MLSCALE_MLFLOW_PORT", "5000")),
+            **{name: int(env[var]) for name, var in TIMEOUT_VARIABLES.items() if env.get(var)},
         )
 
     # --- PostgreSQL -------------------------------------------------------------------------
@@ -88,7 +104,16 @@ class Settings:
         auth = p["user"] + (f":{p['password']}" if p.get("password") else "")
         return f"postgresql+psycopg2://{auth}@{p['host']}:{p['port']}/{dbname}"
 
+    def pg_options(self) -> str:
+        """libpq `options` (and PGOPTIONS) that bound every statement and lock wait of a session."""
+        return f"-c statement_timeout={self.pg_statement_timeout}s -c lock_timeout={self.pg_lock_timeout}s"
+
     # --- MLflow --------------------------------------------------------------------------------
+    def mlflow_http_env(self) -> dict[str, str]:
+        """The variables MLflow's client reads on every request: its timeout and retries."""
+        return {"MLFLOW_HTTP_REQUEST_TIMEOUT": str(self.mlflow_timeout),
+                "MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(self.mlflow_retries)}
+
     @property
     def mlflow_uri(self) -> str:
         return f"http://{self.mlflow_host}:{self.mlflow_port}"
@@ -166,6 +191,10 @@ class Settings:
             "MLSCALE_WH_USER": wh["user"],
             "MLSCALE_WH_PASSWORD": wh.get("password", ""),
             "MLSCALE_WH_DBNAME": self.warehouse_db,
+            # Every PostgreSQL session a child process opens through libpq (dbt, Airflow, MLflow) gets the
+            # statement and lock timeouts; the child processes read the same settings.
+            "PGOPTIONS": self.pg_options(),
+            **{var: str(getattr(self, name)) for name, var in TIMEOUT_VARIABLES.items()},
         }
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 
 from mlscale.config import Settings
 
@@ -42,15 +43,20 @@ def frame(conn: psycopg.Connection, query, params=None, *, requires: str | None 
     return pd.DataFrame(cur.fetchall(), columns=[c.name for c in cur.description])
 
 
-def connect(dsn: str, **kwargs) -> psycopg.Connection:
-    """Open a psycopg 3 connection: the one place mlscale does (connection options and timeouts belong here).
-    `kwargs` go to psycopg.connect (e.g. autocommit=True)."""
+def connect(dsn: str, settings: Settings | None = None, **kwargs) -> psycopg.Connection:
+    """Open a psycopg 3 connection: the one place mlscale does. It waits at most `pg_connect_timeout` for the
+    server, and its statements and lock waits are bounded by `pg_statement_timeout` and `pg_lock_timeout` (from
+    `settings`, default: the environment's); options in the DSN come after, so they win. `kwargs` go to
+    psycopg.connect (e.g. autocommit=True)."""
+    settings = settings or Settings.from_env()
+    kwargs.setdefault("connect_timeout", settings.pg_connect_timeout)
+    kwargs.setdefault("options", f"{settings.pg_options()} {conninfo_to_dict(dsn).get('options', '')}".strip())
     return psycopg.connect(dsn, **kwargs)
 
 
 def database(settings: Settings, dbname: str, **kwargs) -> psycopg.Connection:
     """A connection to database `dbname` on the configured server."""
-    return connect(settings.dsn(dbname), **kwargs)
+    return connect(settings.dsn(dbname), settings, **kwargs)
 
 
 def warehouse(settings: Settings, **kwargs) -> psycopg.Connection:
@@ -60,7 +66,7 @@ def warehouse(settings: Settings, **kwargs) -> psycopg.Connection:
 
 def server(settings: Settings, **kwargs) -> psycopg.Connection:
     """A connection to the server's maintenance database, for creating and dropping databases."""
-    return connect(settings.pg_dsn, **kwargs)
+    return connect(settings.pg_dsn, settings, **kwargs)
 
 
 def answers(dsn: str) -> bool:

@@ -1,11 +1,13 @@
 """Read-only lookups in the MLflow model registry: versions, aliases, tags. Scoring, monitoring, reporting and
-promotion (`mlscale.promotion`) read the registry through these.
+promotion (`mlscale.production.promotion`) read the registry through these.
 
 Every client is built from the settings' tracking URI (`client`), never from MLflow's ambient default,
 which outside a configured environment is a `mlflow.db` file in the working directory.
 """
 
 from __future__ import annotations
+
+import os
 
 from mlscale.config import Settings
 
@@ -15,20 +17,31 @@ class RegistryError(RuntimeError):
 
 
 def client(settings: Settings):
-    """An MLflow client of the settings' tracking server, for tracking and for the model registry."""
+    """An MLflow client of the settings' tracking server, for tracking and for the model registry; its requests
+    time out and retry as the settings say (MLflow reads both from the environment on every request)."""
     import mlflow
 
+    os.environ.update(settings.mlflow_http_env())
     return mlflow.MlflowClient(tracking_uri=settings.mlflow_uri, registry_uri=settings.mlflow_uri)
 
 
+def not_found(exc) -> bool:
+    """True when an MlflowException says that what was asked for does not exist (no such model, alias or
+    artifact); False for every other failure (a server down or timing out), which callers must not read as
+    'nothing there'."""
+    return getattr(exc, "error_code", None) in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
+
+
 def alias_version(settings: Settings, name: str, alias: str) -> str | None:
-    """The version behind `alias`, or None."""
+    """The version behind `alias`, or None when the model or the alias does not exist (any other error raises)."""
     from mlflow.exceptions import MlflowException
 
     try:
         return str(client(settings).get_model_version_by_alias(name, alias).version)
-    except MlflowException:
-        return None
+    except MlflowException as exc:
+        if not_found(exc):
+            return None
+        raise
 
 
 def forget(settings: Settings, name: str) -> None:

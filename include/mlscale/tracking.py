@@ -8,6 +8,7 @@ process does afterwards (the demo after model CI, another namespace's tests) wri
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -19,6 +20,7 @@ def run(settings: Settings, experiment: str, run_name: str) -> Iterator["mlflow.
     """An MLflow run in `experiment` (created if missing) on the settings' server."""
     import mlflow
 
+    os.environ.update(settings.mlflow_http_env())  # request timeout and retries, read on every request
     before = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
     mlflow.set_tracking_uri(settings.mlflow_uri)
     try:

@@ -13,7 +13,11 @@ import subprocess
 import pytest
 import requests
 
-from mlscale import dagrun, postgres, promotion, reporting, services
+from mlscale import postgres
+from mlscale.airflow import dagrun
+from mlscale.business import reporting
+from mlscale.local import services
+from mlscale.production import promotion
 from mlscale.postgres import table_exists
 from mlscale.specs import load_specs
 from tests.e2e.conftest import FAST, MODEL, api_server, shop, train_version  # noqa: F401 (shop is a fixture)

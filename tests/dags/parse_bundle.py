@@ -40,6 +40,8 @@ dags = {
         "tags": sorted(dag.tags),
         "doc_md": bool(dag.doc_md and len(dag.doc_md) > 100),
         "min_retries": min(t.retries for t in dag.tasks),
+        "task_timeouts": {t.task_id: t.execution_timeout.total_seconds() if t.execution_timeout else None
+                          for t in dag.tasks},
         "catchup": dag.catchup,
         "tasks": sorted(t.task_id for t in dag.tasks),
         # An asset schedule is AssetAll(assets...): the names of the assets it waits for.

@@ -63,6 +63,14 @@ def test_every_dag_has_owner_tags_retries_and_docs(parsed):
         assert dag["catchup"] is False, dag_id
 
 
+def test_every_task_has_a_timeout(parsed):
+    """No task waits forever on a hung server: MLSCALE_TASK_TIMEOUT, 2 hours by default (the approval step of a
+    spec with `approval: required`, waiting a week for a person, is checked in tests/e2e/test_approval.py)."""
+    timeouts = {(dag_id, task): seconds for dag_id, dag in parsed["dags"].items()
+                for task, seconds in dag["task_timeouts"].items()}
+    assert len(timeouts) > 30 and set(timeouts.values()) == {7200}
+
+
 def test_dbt_models_render_as_tasks_with_their_tests(parsed, manifest):
     import json
 

@@ -5,7 +5,7 @@ import json
 import threading
 
 from mlscale.config import Settings
-from mlscale.services import build_dbt_manifest
+from mlscale.local.services import build_dbt_manifest
 
 
 def test_a_rebuild_never_shows_a_reader_half_a_manifest(manifest):

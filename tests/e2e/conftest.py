@@ -8,7 +8,10 @@ import time
 import mlflow
 import pytest
 
-from mlscale import airflow_ui, postgres, promotion, registry, services, training
+from mlscale import postgres, registry
+from mlscale.local import airflow_ui, services
+from mlscale.modeling import training
+from mlscale.production import promotion
 from mlscale.postgres import table_exists
 from mlscale.specs import BinnedMeanBaseline, Business, Candidate, Features, load_specs
 from tests.helpers import airflow_shop, drop_registered_model

@@ -6,13 +6,14 @@ Airflow api-server sharing the metadata database with the dag.test() run.
 
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 import requests
 import yaml
 
-from mlscale import airflow_ui, dagrun
+from mlscale.airflow import dagrun
+from mlscale.local import airflow_ui
 from mlscale.config import Settings
 from mlscale.specs import SPECS_DIR, load_spec
 from tests.e2e.conftest import MODEL, api_server, registry_state, weak_production_and_better_candidate
@@ -102,6 +103,8 @@ def test_approval_waits_then_promotes_on_approve(approval_required, api):
     assert seen["task_instance"]["task_id"] == "approve"
     assert seen["subject"] == f"Promote {MODEL} v{v2} to Production?"
     assert seen["options"] == ["Approve", "Reject"] and "| roc_auc |" in seen["body"]
+    approve = dagrun.dag_bag(str(settings.root / "dags")).get_dag(f"promote_{MODEL}").get_task("approve")
+    assert approve.execution_timeout == timedelta(days=7)  # a person's week, not the 2 hours of other tasks
     assert run.task_states == {"evaluate": "success", "approve": "success", "switch": "success",
                                "record_rejection": "skipped"}
     assert registry_state(approval_required) == {v2: ("Production", ["production"]), v1: ("Archived", ["previous_production"])}
@@ -124,3 +127,24 @@ def test_approval_rejected_keeps_production(approval_required, api):
                                                    " order by id desc limit 1").iloc[0]
     assert (decision, decided_by) == ("rejected", airflow_ui.ADMIN_USER)
     assert reason.startswith(f"rejected by {airflow_ui.ADMIN_USER} at the approval step")
+
+
+def _listening(port_number: int) -> set[str]:
+    """The local addresses with a TCP socket listening on `port_number` (from /proc/net/tcp and tcp6)."""
+    addresses = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in open(table).read().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, hex_port = local.split(":")
+            if state == "0A" and int(hex_port, 16) == port_number:  # 0A: LISTEN
+                raw = bytes.fromhex(address)
+                if len(raw) == 4:
+                    addresses.add(".".join(str(b) for b in reversed(raw)))
+                else:
+                    addresses.add("::" if raw == bytes(16) else raw.hex())
+    return addresses
+
+
+def test_the_api_server_listens_on_loopback_only(api):
+    """`make up` binds Airflow's UI to 127.0.0.1 (MLSCALE_AIRFLOW_HOST to change it), not every interface."""
+    assert _listening(API_PORT) == {"127.0.0.1"}

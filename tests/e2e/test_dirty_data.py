@@ -2,9 +2,10 @@
 
 import pytest
 
-from mlscale import dagrun, postgres
-from mlscale.datagen import DirtyData, ShopParams, generate
-from mlscale.ingest import retract_file
+from mlscale import postgres
+from mlscale.airflow import dagrun
+from mlscale.local.datagen import DirtyData, ShopParams, generate
+from mlscale.data.ingest import retract_file
 from tests.helpers import dbt, query, scalar
 
 pytestmark = pytest.mark.e2e

@@ -4,11 +4,14 @@ import mlflow
 import pytest
 import yaml
 
-from mlscale import dagrun, postgres, promotion, registry, training
-from mlscale.datagen import Drift, ShopParams, generate
-from mlscale.ingest import ingest_landing
+from mlscale import postgres, registry
+from mlscale.airflow import dagrun
+from mlscale.modeling import training
+from mlscale.production import promotion
+from mlscale.local.datagen import Drift, ShopParams, generate
+from mlscale.data.ingest import ingest_landing
 from mlscale.specs import Features, SPECS_DIR
-from mlscale.warehouse import run_etl
+from mlscale.data.warehouse import run_etl
 from tests.e2e.conftest import MODEL, WEAK, registry_state
 from tests.helpers import AIRFLOW_SHOP, drop_registered_model, query
 
@@ -57,7 +60,7 @@ def test_no_drift_triggers_nothing(spendy_production):
     events_before = len(_retrain_events(spendy_production))
     run = dagrun.run_dag(spendy_production, f"monitor_{MODEL}")
 
-    assert run.task_states == {"monitor": "success", "request_retrain": "skipped"}
+    assert run.task_states == {"monitor": "success", "request_retrain": "skipped", "record_decision": "success"}
     checks = query(spendy_production, "select check_name, subject, value, breach from ops.model_monitoring"
                                       f" where airflow_run_id = '{run.run_id}'")
     psi = checks[checks.check_name == "feature_psi"].set_index("subject")["value"]
@@ -74,7 +77,7 @@ def test_price_drift_triggers_retraining_and_a_new_production_version(spendy_pro
     _land(settings, tmp_path, range(SHOP.days, SHOP.days + 35))
 
     run = dagrun.run_dag(settings, f"monitor_{MODEL}")
-    assert run.task_states == {"monitor": "success", "request_retrain": "success"}
+    assert run.task_states == {"monitor": "success", "request_retrain": "success", "record_decision": "success"}
     decision = _decisions(settings).iloc[-1]
     assert decision.breach and "PSI of amount_30d" in decision.detail
     assert _retrain_events(settings)[-1] == {"model": MODEL, "production_version": "1",
@@ -89,7 +92,7 @@ def test_price_drift_triggers_retraining_and_a_new_production_version(spendy_pro
 
     # The new version is monitored against its own reference: the drifted population is its normal.
     run = dagrun.run_dag(settings, f"monitor_{MODEL}")
-    assert run.task_states == {"monitor": "success", "request_retrain": "skipped"}
+    assert run.task_states == {"monitor": "success", "request_retrain": "skipped", "record_decision": "success"}
     assert not _decisions(settings).iloc[-1].breach
 
 
@@ -105,7 +108,7 @@ def test_scheduled_retraining_whose_candidate_fails_leaves_production_untouched(
     _land(settings, tmp_path / "landing", range(SHOP.days + 35, SHOP.days + 42))  # a week later
 
     run = dagrun.run_dag(settings, f"monitor_{MODEL}")
-    assert run.task_states == {"monitor": "success", "request_retrain": "success"}
+    assert run.task_states == {"monitor": "success", "request_retrain": "success", "record_decision": "success"}
     assert "trained on data up to" in _retrain_events(settings)[-1]["reason"]
 
     # Same data, same spec: the candidate is no better than Production, so the gates reject it.

@@ -6,8 +6,9 @@ import csv
 import mlflow
 import pytest
 
-from mlscale import dagrun, registry
-from mlscale.datagen import ShopParams, generate
+from mlscale import registry
+from mlscale.airflow import dagrun
+from mlscale.local.datagen import ShopParams, generate
 from tests.helpers import drop_registered_model, query, scalar, use_spec_variant
 
 pytestmark = pytest.mark.e2e

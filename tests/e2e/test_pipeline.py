@@ -2,8 +2,9 @@
 
 import pytest
 
-from mlscale import dagrun, postgres, registry
-from mlscale.datagen import ShopParams, generate
+from mlscale import postgres, registry
+from mlscale.airflow import dagrun
+from mlscale.local.datagen import ShopParams, generate
 from tests.helpers import drop_registered_model
 
 pytestmark = pytest.mark.e2e

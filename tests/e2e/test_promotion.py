@@ -3,7 +3,10 @@
 import numpy as np
 import pytest
 
-from mlscale import artifacts, dagrun, postgres, promotion, registry, scoring
+from mlscale import postgres, registry
+from mlscale.airflow import dagrun
+from mlscale.modeling import artifacts
+from mlscale.production import promotion, scoring
 from tests.e2e.conftest import (FAST, MODEL, SPEC, WEAK, registry_state, train_version,
                                 weak_production_and_better_candidate)
 from tests.helpers import query, scalar

@@ -6,8 +6,12 @@ log runs in bench/real_data.py (README, *Model quality on real data*)."""
 
 import pytest
 
-from mlscale import artifacts, dagrun, datasets, evaluation, features, gates, judging, registry
-from mlscale.baseline import measure_all
+from mlscale import registry
+from mlscale.airflow import dagrun
+from mlscale.data import datasets
+from mlscale.modeling import artifacts, evaluation, features, judging
+from mlscale.production import gates
+from mlscale.modeling.baseline import measure_all
 from mlscale.specs import load_specs
 from tests.helpers import drop_registered_model, query, scalar
 

@@ -14,9 +14,12 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from mlscale import (demo, evaluation, monitoring, outcomes, postgres, promotion, registry, reporting, scoring,
-                     training)
-from mlscale.datagen import ShopParams
+from mlscale import postgres, registry
+from mlscale.business import reporting
+from mlscale.local import demo
+from mlscale.modeling import evaluation, training
+from mlscale.production import monitoring, outcomes, promotion, scoring
+from mlscale.local.datagen import ShopParams
 from mlscale.specs import load_specs
 from tests.e2e.conftest import FAST, WEAK, train_version
 from tests.helpers import build_shop, drop_registered_model, query

@@ -9,9 +9,10 @@ import subprocess
 import pytest
 import yaml
 
-from mlscale import ci, services
+from mlscale.local import services
+from mlscale.production import ci
 from mlscale.specs import SPECS_DIR
-from mlscale.warehouse import DbtFailed, dbt
+from mlscale.data.warehouse import DbtFailed, dbt
 from tests.helpers import airflow_shop, scalar
 
 pytestmark = pytest.mark.integration

@@ -6,9 +6,9 @@ import shutil
 
 import pytest
 
-from mlscale import ingest
-from mlscale.datagen import ShopParams, generate, read_landing
-from mlscale.ingest import IngestRejected, ingest_landing
+from mlscale.data import ingest
+from mlscale.local.datagen import ShopParams, generate, read_landing
+from mlscale.data.ingest import IngestRejected, ingest_landing
 from tests.helpers import query, scalar
 
 pytestmark = pytest.mark.integration
@@ -51,7 +51,7 @@ def test_a_rerun_reads_only_new_or_changed_files(warehouse, monkeypatch, caplog)
     monkeypatch.setattr(ingest, "read_file", lambda path, real=ingest.read_file: hashed.append(path) or real(path))
 
     # Nothing changed: every file is known by path, size and mtime, none is read.
-    with caplog.at_level(logging.INFO, logger="mlscale.ingest"):
+    with caplog.at_level(logging.INFO, logger="mlscale.data.ingest"):
         assert ingest_landing(dsn, warehouse.landing_dir)["orders"]["files_skipped"] == 10
     assert hashed == []
     assert "10 landing file(s), 10 unchanged since they were read; reading 0" in caplog.messages

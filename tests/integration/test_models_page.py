@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from mlscale import models_page
+from mlscale.airflow import models_page
 from mlscale.specs import load_specs
 
 pytestmark = pytest.mark.integration

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from mlscale.simulation import Scenario, replay_settings, simulate
+from mlscale.local.simulation import Scenario, replay_settings, simulate
 from mlscale.specs import SPECS_DIR, load_specs
 from tests.helpers import query
 

@@ -9,9 +9,11 @@ import mlflow
 import pytest
 import yaml
 
-from mlscale import dagrun, lineage, postgres, registry, training
+from mlscale import postgres, registry
+from mlscale.airflow import dagrun
+from mlscale.modeling import lineage, training
 from mlscale.config import Settings
-from mlscale.datagen import ShopParams
+from mlscale.local.datagen import ShopParams
 from mlscale.specs import LOWER_IS_BETTER, SPECS_DIR, load_spec, load_specs
 from tests.helpers import build_shop, drop_registered_model, scalar
 

@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 
 from mlscale import postgres
-from mlscale.datagen import ShopParams, generate, read_landing
-from mlscale.ingest import ingest_landing, retract_file
-from mlscale.quality import DataQualityError, gate
-from mlscale.warehouse import DbtFailed, StaleSource, claim_batch, freshness_target, publish_batch, source_freshness
+from mlscale.local.datagen import ShopParams, generate, read_landing
+from mlscale.data.ingest import ingest_landing, retract_file
+from mlscale.data.quality import DataQualityError, gate
+from mlscale.data.warehouse import DbtFailed, StaleSource, claim_batch, freshness_target, publish_batch, source_freshness
 from tests.helpers import build, dbt, empty_warehouse, query, scalar
 
 pytestmark = pytest.mark.integration
@@ -165,7 +165,7 @@ def test_a_failed_warning_is_logged_and_recorded_and_does_not_stop_the_run(wareh
         big = conn.execute("update raw.orders set amount = 6000 where order_id % 7 = 0").rowcount
     assert big > 0
 
-    with caplog.at_level(logging.WARNING, logger="mlscale.quality"):
+    with caplog.at_level(logging.WARNING, logger="mlscale.data.quality"):
         summary = gate(warehouse, "raw_orders", "run-1")
 
     assert summary["raw_orders"]["failed"] == 1 and summary["raw_orders"]["failed_critical"] == 0
@@ -260,7 +260,7 @@ def test_source_freshness_passes_warns_then_fails_and_reuses_its_parse(warehouse
             conn.execute("update raw.orders set _loaded_at = now() - make_interval(hours => %s)", (hours_ago,))
 
     last_load(30)  # past the 26 h warning, before the 50 h error
-    with caplog.at_level(logging.WARNING, logger="mlscale.warehouse"):
+    with caplog.at_level(logging.WARNING, logger="mlscale.data.warehouse"):
         assert source_freshness(warehouse) == {"shop.orders": "warn"}
     assert any("freshness shop.orders: warn (last load 30.0 hours ago)" in r.getMessage() for r in caplog.records)
     last_load(51)

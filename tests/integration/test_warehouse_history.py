@@ -3,8 +3,8 @@
 import pytest
 
 from mlscale import postgres
-from mlscale.datagen import DirtyData, ShopParams, generate
-from mlscale.ingest import ingest_landing
+from mlscale.local.datagen import DirtyData, ShopParams, generate
+from mlscale.data.ingest import ingest_landing
 from tests.helpers import build, query, scalar
 
 pytestmark = pytest.mark.integration

@@ -1,11 +1,17 @@
 """The hash a registered version is checked against: every byte and every name counts, nothing else does."""
 
 import hashlib
+import io
+import sys
+import zipfile
 
 import pandas as pd
+import pytest
 from mlflow.models import Model, infer_signature
+from skops.io import dumps, loads
 
-from mlscale.artifacts import signature_inputs, tree_sha256
+from mlscale.modeling.artifacts import former_module_paths, signature_inputs, tree_sha256
+from mlscale.modeling.btyd import BtydFeatures
 
 
 def _tree(folder, files: dict[str, bytes]):
@@ -39,3 +45,28 @@ def test_signature_inputs_read_the_mlmodel_file(tmp_path):
     assert signature_inputs(tmp_path) == {"recency_days": "long", "region": "string"}
     Model().save(tmp_path / "MLmodel")  # a model logged without a signature
     assert signature_inputs(tmp_path) == {}
+
+
+def test_a_version_saved_before_the_package_was_grouped_by_role_still_loads(monkeypatch):
+    """Its skops file names BtydFeatures by its former module path, mlscale.btyd."""
+    step = BtydFeatures()
+    step.params_ = [0.243, 4.414, 0.793, 2.426]
+    with zipfile.ZipFile(io.BytesIO(dumps(step))) as current:
+        files = {n: current.read(n) for n in current.namelist()}
+    files["schema.json"] = files["schema.json"].replace(b'"mlscale.modeling.btyd"', b'"mlscale.btyd"')
+    assert b'"mlscale.btyd"' in files["schema.json"]
+    saved = io.BytesIO()
+    with zipfile.ZipFile(saved, "w") as former:
+        for name, data in files.items():
+            former.writestr(name, data)
+    monkeypatch.delitem(sys.modules, "mlscale.btyd", raising=False)
+    with pytest.raises(ImportError):
+        loads(saved.getvalue(), trusted=["mlscale.btyd.BtydFeatures"])
+    try:
+        former_module_paths()
+        restored = loads(saved.getvalue(), trusted=["mlscale.btyd.BtydFeatures"])
+    finally:
+        sys.modules.pop("mlscale.btyd", None)
+    rows = pd.DataFrame({"repeat_order_days": [0, 3], "first_to_last_order_days": [0, 120], "tenure_days": [30, 200]})
+    assert type(restored) is BtydFeatures and restored.params_ == step.params_
+    assert restored.transform(rows).equals(step.transform(rows))

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlscale.baseline import BinnedMean, measure_all, name
+from mlscale.modeling.baseline import BinnedMean, measure_all, name
 from mlscale.specs import BinnedMeanBaseline, BtydBaseline, load_specs
 
 CHURN, REVENUE = load_specs()["churn_90d"], load_specs()["revenue_90d"]

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from mlscale.btyd import BetaGeo, GammaGamma, fit_beta_geo, fit_gamma_gamma
+from mlscale.modeling.btyd import BetaGeo, GammaGamma, fit_beta_geo, fit_gamma_gamma
 
 # The 2,357 customers of the CDNOW 1/10 sample, 39-week calibration period, time in weeks.
 CDNOW = Path(importlib.util.find_spec("lifetimes").submodule_search_locations[0]) / "datasets"

@@ -56,8 +56,8 @@ def test_slim_ci_and_model_ci_run_on_the_changes_that_need_them():
     dbt = re.search(r'echo "dbt=\$\(touched \'(.+?)\'\)"', diff).group(1)
     models = re.search(r'echo "models=\$\(touched \'(.+?)\'\)"', diff).group(1)
     assert re.search(dbt, "dbt_project/models/staging/shop/stg_shop__orders.sql")
-    assert not re.search(dbt, "include/mlscale/ingest.py")
-    for path in ("include/models/churn_90d.yml", "include/mlscale/training.py",
+    assert not re.search(dbt, "include/mlscale/data/ingest.py")
+    for path in ("include/models/churn_90d.yml", "include/mlscale/modeling/training.py",
                  "dbt_project/models/marts/ml/customer_features.sql"):
         assert re.search(models, path), path
     assert not re.search(models, "dbt_project/models/marts/kpi/kpi_daily.sql")

@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 import yaml
 
-from mlscale.contract import PARSERS, FileFormat, load_contract
+from mlscale.data.contract import PARSERS, FileFormat, load_contract
 
 
 def test_the_shipped_contract_makes_orders_the_only_mandatory_feed():

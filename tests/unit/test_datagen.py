@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlscale.contract import load_contract
-from mlscale.datagen import (FEEDS, ORDER_ID_STRIDE, DirtyData, Drift, ShopParams, generate, population,
+from mlscale.data.contract import load_contract
+from mlscale.local.datagen import (FEEDS, ORDER_ID_STRIDE, DirtyData, Drift, ShopParams, generate, population,
                              read_landing)
 
 SMALL = ShopParams(customers=300, days=60, seed=3)

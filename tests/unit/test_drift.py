@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlscale.drift import categorical_psi, numeric_profile, numeric_psi, profile, psi
+from mlscale.modeling.drift import categorical_psi, numeric_profile, numeric_psi, profile, psi
 from mlscale.specs import load_specs
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlscale.evaluation import Economics, by_segment, calibration_error, campaign, evaluate
+from mlscale.modeling.evaluation import Economics, by_segment, calibration_error, campaign, evaluate
 from mlscale.specs import load_specs
 
 CHURN = load_specs()["churn_90d"]

@@ -6,7 +6,7 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from mlscale import features
+from mlscale.modeling import features
 from mlscale.specs import load_specs
 
 SPEC = load_specs()["churn_90d"]

@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlscale import gates
-from mlscale.artifacts import signature_inputs
+from mlscale.production import gates
+from mlscale.modeling.artifacts import signature_inputs
 from mlscale.specs import load_specs
 
 SPEC = load_specs()["churn_90d"]
@@ -83,7 +83,7 @@ def test_batch_latency_scores_on_one_thread():
     """OpenMP and BLAS pools are limited to one thread while the budget is timed, and restored after."""
     from threadpoolctl import threadpool_info
 
-    from mlscale.selection import build_pipeline
+    from mlscale.modeling.selection import build_pipeline
 
     frame = pd.DataFrame({c: np.arange(200.0) % 7 for c in SPEC.features.numeric}
                          | {c: ["x", "y"] * 100 for c in SPEC.features.categorical})

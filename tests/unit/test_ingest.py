@@ -3,8 +3,8 @@ import logging
 from datetime import datetime, timezone
 from decimal import Decimal
 
-from mlscale.contract import FileFormat, load_contract
-from mlscale.ingest import FileRejected, ParsedFile, discover, load_file, path_problem, read_file, records
+from mlscale.data.contract import FileFormat, load_contract
+from mlscale.data.ingest import FileRejected, ParsedFile, discover, load_file, path_problem, read_file, records
 
 ORDERS = load_contract()["orders"]
 
@@ -205,7 +205,7 @@ def test_files_being_written_wait_and_misplaced_ones_are_named(tmp_path, caplog)
     for name in ("orders.csv", ".orders.csv.swp.csv", "_tmp.csv"):
         (day / name).write_text(HEADER)
     (tmp_path / "orders" / "loose.csv").write_text(HEADER)
-    with caplog.at_level(logging.INFO, logger="mlscale.ingest"):
+    with caplog.at_level(logging.INFO, logger="mlscale.data.ingest"):
         found = discover(tmp_path, load_contract())
     assert [p.name for _, p in found] == ["orders.csv"]
     assert any("2 file(s) still being written" in m for m in caplog.messages)

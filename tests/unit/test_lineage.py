@@ -1,6 +1,6 @@
 import pandas as pd
 
-from mlscale import lineage
+from mlscale.modeling import lineage
 from mlscale.config import Settings
 
 

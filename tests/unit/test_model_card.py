@@ -1,6 +1,6 @@
 """The model card says what a reviewer needs, from what training measured (training.fit_and_log's facts)."""
 
-from mlscale.model_card import render
+from mlscale.modeling.model_card import render
 from mlscale.specs import load_specs
 
 SPEC = load_specs()["churn_90d"]

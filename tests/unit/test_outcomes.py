@@ -2,7 +2,7 @@
 
 import json
 
-from mlscale import outcomes
+from mlscale.production import outcomes
 from mlscale.specs import load_specs
 
 

@@ -1,7 +1,7 @@
 import pytest
 
 from mlscale.config import Settings
-from mlscale.promotion import Decision, decision_dict, decision_from_dict, promote, switch
+from mlscale.production.promotion import Decision, decision_dict, decision_from_dict, promote, switch
 from mlscale.registry import RegistryError
 from mlscale.specs import load_specs
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from mlscale.config import ROOT, Settings
-from mlscale.quality import load_suite, suites
+from mlscale.data.quality import load_suite, suites
 
 SETTINGS = Settings.from_env({"MLSCALE_ROOT": str(ROOT)})
 

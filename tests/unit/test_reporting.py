@@ -5,7 +5,7 @@ from datetime import date, timedelta
 
 import pandas as pd
 
-from mlscale import reporting
+from mlscale.business import reporting
 
 EMPTY = {table: pd.DataFrame() for table in reporting.KPI_TABLES}
 

@@ -5,8 +5,8 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from mlscale.drift import profile
-from mlscale.monitoring import Check, age_check, decide, drift_checks
+from mlscale.modeling.drift import profile
+from mlscale.production.monitoring import Check, age_check, decide, drift_checks
 from mlscale.specs import load_specs
 
 SPEC = load_specs()["churn_90d"]  # feature_psi 0.25, max_model_age_days 91, min_days_between_retrains 28

@@ -1,6 +1,6 @@
 import numpy as np
 
-from mlscale.scoring import deciles
+from mlscale.production.scoring import deciles
 
 
 def test_deciles_rank_highest_scores_first():

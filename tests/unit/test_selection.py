@@ -7,9 +7,9 @@ import pytest
 from skops.io import dumps, loads
 from sklearn.linear_model import LogisticRegression
 
-from mlscale import btyd, evaluation
-from mlscale.baseline import measure_all
-from mlscale.selection import Tried, calibrate, choose
+from mlscale.modeling import btyd, evaluation
+from mlscale.modeling.baseline import measure_all
+from mlscale.modeling.selection import Tried, calibrate, choose
 from mlscale.specs import BinnedMeanBaseline, BtydBaseline, Candidate, Features, load_specs
 from tests.unit.test_btyd import CDNOW, purchases_after_calibration
 
@@ -95,7 +95,7 @@ def test_btyd_features_are_fitted_with_the_pipeline_and_travel_with_it(cdnow_row
     assert np.allclose(out["btyd_p_alive"], model.p_alive(x, t_x, T))
     assert np.allclose(out["btyd_p_no_purchase"], model.p_no_purchase(x, t_x, T, 39))
     # saved with skops as the registry saves a model, it loads and computes the same features
-    restored = loads(dumps(step), trusted=["mlscale.btyd.BtydFeatures"])
+    restored = loads(dumps(step), trusted=["mlscale.modeling.btyd.BtydFeatures"])
     assert restored.transform(cdnow_rows).equals(out)
 
 

@@ -2,7 +2,7 @@ import logging
 import sys
 import time
 
-from mlscale import services
+from mlscale.local import services
 from mlscale.config import Settings
 
 # A child that exits on SIGTERM, and one that ignores it.
@@ -19,7 +19,7 @@ def test_stop_ends_a_child_this_process_started_on_sigterm(tmp_path, caplog):
     pid = services.start_background(settings, "sleeper", POLITE, env={})
     assert (settings.run_dir / "sleeper.pid").read_text().strip() == str(pid)
 
-    with caplog.at_level(logging.INFO, logger="mlscale.services"):
+    with caplog.at_level(logging.INFO, logger="mlscale.local.services"):
         assert services.stop_background(settings, "sleeper", timeout=10)
 
     # the exited child is reaped, so the stop does not wait out the timeout and fall back to SIGKILL
@@ -37,7 +37,7 @@ def test_stop_kills_a_child_that_ignores_sigterm(tmp_path, caplog):
         time.sleep(0.05)
     assert _ignores_sigterm(pid)
 
-    with caplog.at_level(logging.WARNING, logger="mlscale.services"):
+    with caplog.at_level(logging.WARNING, logger="mlscale.local.services"):
         assert services.stop_background(settings, "stubborn", timeout=1)
 
     assert f"stubborn (pid {pid}) did not stop within 1 s of SIGTERM: killed" in caplog.text

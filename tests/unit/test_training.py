@@ -2,12 +2,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlscale.baseline import BinnedMean
-from mlscale.btyd import BtydFeatures
+from mlscale.modeling.baseline import BinnedMean
+from mlscale.modeling.btyd import BtydFeatures
 from mlscale.specs import Candidate, load_specs
-from mlscale.selection import build_pipeline, configurations
-from mlscale.judging import NotEnoughData, time_split
-from mlscale.training import search_split, uninformative
+from mlscale.modeling.selection import build_pipeline, configurations
+from mlscale.modeling.judging import NotEnoughData, time_split
+from mlscale.modeling.training import search_split, uninformative
 
 SPEC = load_specs()["churn_90d"]
 

@@ -1,7 +1,7 @@
 {#- Production predictions whose outcome is known: each model's scores joined to its label (from the matured rows of
     customer_features) and to the customer's value for the campaign. Which label, value column and top-k share belong
     to which model comes from the model specs (include/models/*.yml), passed in as the model_campaigns var by
-    `mlscale report` and monitoring (mlscale.outcomes); without it the model is empty. The view's comment records the
+    `mlscale report` and monitoring (mlscale.production.outcomes); without it the model is empty. The view's comment records the
     campaigns it was built with, so a reader knows whether it covers its model. -#}
 {{ config(materialized='view', tags=['kpi'], post_hook="{{ comment_with_model_campaigns() }}") }}
 {% set campaigns = var('model_campaigns') %}

@@ -2,7 +2,7 @@
     campaign contacts the top-k share of scored customers by expected gain (margin x response x score x value -
     contact cost, economics from the model_economics seed) and earns margin x response x outcome x value - contact
     cost per contacted customer; at random it would earn k times the average. The same rule as the campaign
-    metric logged at training (include/mlscale/evaluation.py, campaign). -#}
+    metric logged at training (include/mlscale/modeling/evaluation.py, campaign). -#}
 with gains as (
     select
         m.model,

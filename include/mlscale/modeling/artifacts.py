@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib
 import logging
+import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,6 +18,9 @@ from mlscale.config import Settings
 log = logging.getLogger(__name__)
 
 SHA_TAG, BYTES_TAG = "artifact_sha256", "artifact_bytes"
+# Where the classes of our own pipeline steps lived before the package was grouped by role (December 2026): the
+# skops files of versions registered before name them so, and load only while those paths import.
+FORMER_MODULES = {"mlscale.btyd": "mlscale.modeling.btyd", "mlscale.selection": "mlscale.modeling.selection"}
 
 
 class TamperedArtifact(RuntimeError):
@@ -49,13 +54,16 @@ def signature_inputs(model_dir: Path) -> dict[str, str]:
 
 @contextlib.contextmanager
 def _download(settings: Settings, name: str, version: str) -> Iterator[tuple[Path, Fetched]]:
-    """The files of `models:/<name>/<version>` in a temporary folder (removed afterwards), and their facts."""
+    """The files of version `version` of `name` in a temporary folder (removed afterwards), and their facts.
+
+    The version's location comes from the settings' registry: MLflow resolves a `models:/` URI with its ambient
+    registry URI even when given another."""
     import mlflow
 
+    location = registry.client(settings).get_model_version_download_uri(name, version)
     with tempfile.TemporaryDirectory(prefix=f"mlscale-{name}-v{version}-") as tmp:
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=tmp,
-                                                             tracking_uri=settings.mlflow_uri,
-                                                             registry_uri=settings.mlflow_uri))
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=tmp,
+                                                         tracking_uri=settings.mlflow_uri))
         sha, size = tree_sha256(local)
         yield local, Fetched(sha, size, signature_inputs(local))
 
@@ -98,10 +106,17 @@ def fetch_verified(settings: Settings, name: str, version: str) -> Fetched:
     return fetched
 
 
+def former_module_paths() -> None:
+    """Make the former module paths of our pipeline steps import (the modules they moved to)."""
+    for former, current in FORMER_MODULES.items():
+        sys.modules.setdefault(former, importlib.import_module(current))
+
+
 def load_verified(settings: Settings, name: str, version: str):
     """The scikit-learn model of a version, loaded from the very files whose hash was checked."""
     import mlflow.sklearn
 
+    former_module_paths()
     recorded = _recorded_sha(settings, name, version)
     with _download(settings, name, version) as (folder, fetched):
         _verify(name, version, fetched, recorded)

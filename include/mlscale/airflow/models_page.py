@@ -15,7 +15,8 @@ import pandas as pd
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 
-from mlscale import reporting, services
+from mlscale.business import reporting
+from mlscale.local import services
 from mlscale.config import settings
 from mlscale.specs import load_specs
 

@@ -122,7 +122,7 @@ def build_dbt_manifest(settings: Settings) -> Path:
     dbt writes into a folder of its own first; the manifest (and the partial-parse file Cosmos starts from)
     then replace the old ones by rename, so a DAG processor or test worker parsing the bundle meanwhile
     reads the old file or the new one, never half of one."""
-    from mlscale.warehouse import dbt
+    from mlscale.data.warehouse import dbt
 
     target = settings.dbt_manifest.parent
     staging = target / f".parse-{os.getpid()}"

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from mlscale import evaluation
-from mlscale.artifacts import Fetched
-from mlscale.judging import predict
+from mlscale.modeling import evaluation
+from mlscale.modeling.artifacts import Fetched
+from mlscale.modeling.judging import predict
 from mlscale.specs import ModelSpec, improvement
 
 SEED = 11

@@ -11,7 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-from mlscale import dagrun, datagen, ops, postgres, quality, registry, reporting
+from mlscale import ops, postgres, registry
+from mlscale.airflow import dagrun
+from mlscale.business import reporting
+from mlscale.data import quality
+from mlscale.local import datagen
 from mlscale.config import Settings
 from mlscale.postgres import table_exists
 from mlscale.specs import load_specs

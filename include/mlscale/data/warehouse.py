@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from psycopg import sql
 
 from mlscale import postgres
 from mlscale.config import Settings
@@ -33,9 +34,15 @@ def _run_dbt(settings: Settings, *args: str, env: dict[str, str] | None = None) 
     if "--target-path" not in args:
         args = (*args, "--target-path", str(settings.dbt_target_dir))
     args = (*args, "--log-path", str(settings.log_dir / f"dbt{settings.db_suffix}"))
-    return subprocess.run([str(Path(sys.executable).parent / "dbt"), *args, "--project-dir", str(settings.dbt_project_dir)],
-                          env={**os.environ, **settings.service_env(), **(env or {})}, capture_output=True, text=True,
-                          cwd=settings.dbt_project_dir)
+    try:
+        return subprocess.run([str(Path(sys.executable).parent / "dbt"), *args, "--project-dir",
+                               str(settings.dbt_project_dir)],
+                              env={**os.environ, **settings.service_env(), **(env or {})}, capture_output=True,
+                              text=True, cwd=settings.dbt_project_dir, timeout=settings.dbt_timeout)
+    except subprocess.TimeoutExpired as exc:
+        raise DbtFailed(f"dbt {' '.join(args[:2])} did not finish within {settings.dbt_timeout} s and was stopped "
+                        f"(MLSCALE_DBT_TIMEOUT); its statements end by the server's statement_timeout "
+                        f"({settings.pg_statement_timeout} s)") from exc
 
 
 def dbt(settings: Settings, *args: str, env: dict[str, str] | None = None) -> str:
@@ -53,7 +60,7 @@ def drop_schemas(settings: Settings) -> None:
             "select nspname from pg_namespace where nspname not in ('public', 'information_schema')"
             " and nspname not like 'pg\\_%'")]
         for schema in schemas:
-            conn.execute(f'drop schema "{schema}" cascade')
+            conn.execute(sql.SQL("drop schema {} cascade").format(sql.Identifier(schema)))
 
 
 def run_etl(settings: Settings, run_id: str) -> dict:
@@ -63,7 +70,7 @@ def run_etl(settings: Settings, run_id: str) -> dict:
     The DAG runs the same functions as tasks (dbt one model per task, through Cosmos). Source freshness
     is left out: a replay loads every file the moment it is written, so its sources are always fresh.
     """
-    from mlscale.quality import gate, suites
+    from mlscale.data.quality import gate, suites
 
     claimed = claim_batch(settings, run_id)
     raw = gate(settings, suites(settings, "raw"), run_id)

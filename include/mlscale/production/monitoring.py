@@ -18,8 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from mlscale import artifacts, evaluation, features, judging, ops, outcomes, postgres, registry, tracking, training
-from mlscale.drift import PROFILE_PATH, categorical_psi, numeric_psi
+from mlscale import ops, postgres, registry, tracking
+from mlscale.modeling import artifacts, evaluation, features, judging, training
+from mlscale.production import outcomes
+from mlscale.modeling.drift import PROFILE_PATH, categorical_psi, numeric_psi
 from mlscale.config import Settings
 from mlscale.specs import ModelSpec, improvement
 
@@ -126,7 +128,8 @@ def decide(spec: ModelSpec, checks: list[Check], as_of: date, last_request: date
 
 
 def monitor(settings: Settings, spec: ModelSpec, airflow_run_id: str | None = None) -> Report:
-    """Check the Production version on the newest as-of date; record and log it; say whether to retrain."""
+    """Check the Production version on the newest as-of date; record the checks and log them; say whether to
+    retrain. The decision is recorded by `record_decision`, once the request is out."""
     as_of = features.latest_as_of(settings, spec)
     if as_of is None:
         raise LookupError(f"{spec.table} is empty; run warehouse_etl first")
@@ -148,7 +151,7 @@ def monitor(settings: Settings, spec: ModelSpec, airflow_run_id: str | None = No
             report.checks += drift_checks(spec, reference, current, scores)
         report.checks += [c for c in (realised_check(settings, spec, production), age_check(spec, tags, as_of)) if c]
     report.retrain, report.reason = decide(spec, report.checks, as_of, _last_request(settings, spec.name))
-    _record(settings, report, airflow_run_id)
+    _record_checks(settings, report, airflow_run_id)
     _log_to_mlflow(settings, spec, report)
     level = logging.WARNING if report.breaches else logging.INFO
     for check in report.checks:
@@ -160,7 +163,8 @@ def monitor(settings: Settings, spec: ModelSpec, airflow_run_id: str | None = No
 
 
 def _reference(settings: Settings, name: str, version: str) -> dict | None:
-    """The reference profile logged with the version's training run, or None."""
+    """The reference profile logged with the version's training run, or None when the run has none (a server
+    that fails raises: an outage is not a missing profile)."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
@@ -170,21 +174,45 @@ def _reference(settings: Settings, name: str, version: str) -> dict | None:
                                                        artifact_path=PROFILE_PATH, dst_path=tmp,
                                                        tracking_uri=settings.mlflow_uri)
             return json.loads(Path(path).read_text())
-    except (MlflowException, OSError):
-        return None
+    except MlflowException as exc:
+        if registry.not_found(exc):
+            return None
+        raise
 
 
-def _record(settings: Settings, report: Report, airflow_run_id: str | None) -> None:
-    rows = [(c.check_name, c.subject, c.value, c.threshold, c.breach, c.detail) for c in report.checks]
-    rows.append(("decision", "retrain" if report.retrain else "none", None, None, report.retrain, report.reason))
+def _insert(conn, report: Report, rows: list[tuple], airflow_run_id: str | None) -> None:
+    with conn.cursor() as cur:
+        cur.executemany(
+            "insert into ops.model_monitoring (model, model_version, as_of_date, check_name, subject, value,"
+            " threshold, breach, detail, airflow_run_id) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            [(report.model, report.version, report.as_of_date, *row, airflow_run_id) for row in rows],
+        )
+
+
+def _record_checks(settings: Settings, report: Report, airflow_run_id: str | None) -> None:
+    """The checks of a run, in place of those an earlier try of the same run recorded."""
     with postgres.warehouse(settings) as conn:
         ops.ensure(conn, "model_monitoring")
-        with conn.cursor() as cur:
-            cur.executemany(
-                "insert into ops.model_monitoring (model, model_version, as_of_date, check_name, subject, value,"
-                " threshold, breach, detail, airflow_run_id) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                [(report.model, report.version, report.as_of_date, *row, airflow_run_id) for row in rows],
-            )
+        if airflow_run_id is not None:
+            conn.execute("delete from ops.model_monitoring where model = %s and airflow_run_id = %s"
+                         " and check_name <> 'decision'", (report.model, airflow_run_id))
+        _insert(conn, report, [(c.check_name, c.subject, c.value, c.threshold, c.breach, c.detail)
+                               for c in report.checks], airflow_run_id)
+
+
+def record_decision(settings: Settings, report: dict, airflow_run_id: str | None) -> None:
+    """Record the decision of a monitoring run once it is acted on: after the retrain request (the asset event)
+    went out, or when no retrain was asked for. The cooldown counts from recorded requests only, so a run that
+    failed before its request went out (MLflow down while logging, say) never holds back the next one."""
+    decided = Report(report["model"], report["version"], report["as_of_date"], retrain=report["retrain"],
+                     reason=report["reason"])
+    with postgres.warehouse(settings) as conn:
+        ops.ensure(conn, "model_monitoring")
+        if airflow_run_id is not None:
+            conn.execute("delete from ops.model_monitoring where model = %s and airflow_run_id = %s"
+                         " and check_name = 'decision'", (decided.model, airflow_run_id))
+        _insert(conn, decided, [("decision", "retrain" if decided.retrain else "none", None, None, decided.retrain,
+                                 decided.reason)], airflow_run_id)
 
 
 def _log_to_mlflow(settings: Settings, spec: ModelSpec, report: Report) -> None:

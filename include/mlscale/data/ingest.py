@@ -17,7 +17,7 @@ import psycopg
 from psycopg import sql
 
 from mlscale import ops, postgres
-from mlscale.contract import PARSERS, Feed, load_contract
+from mlscale.data.contract import PARSERS, Feed, load_contract
 
 log = logging.getLogger(__name__)
 

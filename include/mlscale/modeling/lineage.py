@@ -29,7 +29,7 @@ class WarehouseTableSource(DatasetSource):
         return "postgres_table"
 
     def load(self) -> Any:
-        raise NotImplementedError("read the table with mlscale.features, which knows the warehouse connection")
+        raise NotImplementedError("read the table with mlscale.modeling.features, which knows the warehouse connection")
 
     @staticmethod
     def _can_resolve(raw_source: Any) -> bool:

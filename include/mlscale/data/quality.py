@@ -1,7 +1,7 @@
 """Great Expectations suites kept as data (include/gx/*.yml), run on PostgreSQL, recorded in ops.dq_results.
 
 A suite file names either a `table` or a `query`. With `scope: batch`, a table suite checks only
-the rows of the landing files that the current warehouse_etl run claimed (see mlscale.warehouse),
+the rows of the landing files that the current warehouse_etl run claimed (see mlscale.data.warehouse),
 so a bad delivery is caught even when the table's history dilutes it. In a query, `{batch}` is that
 filter on _file_sha256 and `{run_id}` the quoted run id. A batch-scoped suite with no rows is skipped,
 as is one with `skip_when_empty: true`; any other suite runs on what it selects, none included.
@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+from psycopg import sql
 
 from mlscale import ops, postgres
 from mlscale.config import Settings
-from mlscale.contract import load_contract
+from mlscale.data.contract import load_contract
 
 log = logging.getLogger(__name__)
 
@@ -89,17 +90,19 @@ def _expectation_class(type_name: str):
 
 
 def batch_filter(run_id: str) -> str:
-    """SQL condition on _file_sha256: the files claimed by warehouse_etl run `run_id`."""
-    quoted = run_id.replace("'", "''")
-    return f"_file_sha256 in (select sha256 from ops.ingest_files where etl_run_id = '{quoted}')"
+    """SQL condition on _file_sha256: the files claimed by warehouse_etl run `run_id` (GX takes a query as text, so
+    the run id is composed in as a literal by psycopg)."""
+    return sql.SQL("_file_sha256 in (select sha256 from ops.ingest_files where etl_run_id = {})").format(
+        sql.Literal(run_id)).as_string(None)
 
 
 def _query(spec: dict, run_id: str) -> str | None:
     if "query" in spec:
-        quoted = "'" + run_id.replace("'", "''") + "'"
-        return spec["query"].replace("{batch}", batch_filter(run_id)).replace("{run_id}", quoted)
+        return spec["query"].replace("{batch}", batch_filter(run_id)).replace(
+            "{run_id}", sql.Literal(run_id).as_string(None))
     if spec.get("scope") == "batch":
-        return f"select * from {spec['table']} where {batch_filter(run_id)}"
+        return sql.SQL("select * from {} where {}").format(
+            sql.Identifier(*spec["table"].split(".")), sql.SQL(batch_filter(run_id))).as_string(None)
     return None
 
 

@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 from psycopg import sql
 
-from mlscale import artifacts, features, judging, postgres, registry
+from mlscale import postgres, registry
+from mlscale.modeling import artifacts, features, judging
 from mlscale.config import Settings
 from mlscale.specs import ModelSpec
 

@@ -22,7 +22,8 @@ import pandas as pd
 import matplotlib.dates as mdates
 from matplotlib.figure import Figure
 
-from mlscale import ops, outcomes, postgres, registry, scoring, tracking
+from mlscale import ops, postgres, registry, tracking
+from mlscale.production import outcomes, scoring
 from mlscale.config import Settings
 from mlscale.specs import ModelSpec
 
@@ -39,7 +40,7 @@ RETENTION_MONTHS = 7  # cohort columns shown: months 0..6
 
 def build_kpis(settings: Settings, specs: dict[str, ModelSpec]) -> str:
     """`dbt build --select tag:kpi` with the specs' campaigns; creates ml.predictions first if nothing was scored yet."""
-    from mlscale.warehouse import dbt
+    from mlscale.data.warehouse import dbt
 
     scoring.create_tables(settings)
     with outcomes.building(settings):  # it rebuilds int_matured_predictions, which monitoring may be building
@@ -51,7 +52,7 @@ def build_kpis(settings: Settings, specs: dict[str, ModelSpec]) -> str:
 def dbt_docs(settings: Settings, specs: dict[str, ModelSpec]) -> Path:
     """`dbt docs generate --static` over every node, the KPI marts and the report's exposure included: one HTML
     file (`static_index.html` in the namespace's dbt target folder) that opens in a browser without a server."""
-    from mlscale.warehouse import dbt
+    from mlscale.data.warehouse import dbt
 
     dbt(settings, "docs", "generate", "--static", "--select", "fqn:*", "--vars", outcomes.dbt_vars(specs))
     return settings.dbt_target_dir / "static_index.html"

@@ -58,7 +58,7 @@ def built_for(settings: Settings) -> dict[str, dict] | None:
 def ensure_view(settings: Settings, spec: ModelSpec) -> None:
     """Build the view (dbt run, about 10 s) unless it exists for the shipped specs with `spec` in place of its
     namesake; ml.predictions must exist."""
-    from mlscale.warehouse import dbt
+    from mlscale.data.warehouse import dbt
 
     specs = {**load_specs(), spec.name: spec}
     wanted = json.loads(json.dumps(campaigns(specs)))

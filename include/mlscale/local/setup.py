@@ -6,7 +6,8 @@ import logging
 import os
 import time
 
-from mlscale import postgres, services
+from mlscale import postgres
+from mlscale.local import services
 from mlscale.config import Settings
 
 log = logging.getLogger(__name__)

@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from mlscale import evaluation
-from mlscale.btyd import BtydFeatures
-from mlscale.judging import predict
+from mlscale.modeling import evaluation
+from mlscale.modeling.btyd import BtydFeatures
+from mlscale.modeling.judging import predict
 from mlscale.specs import Candidate, ModelSpec, improvement
 
 log = logging.getLogger(__name__)

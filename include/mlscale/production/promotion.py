@@ -15,8 +15,10 @@ import logging
 import warnings
 from dataclasses import asdict, dataclass, field
 
-from mlscale import artifacts, evaluation, features, gates, judging, ops, postgres, registry
-from mlscale.baseline import measure_all
+from mlscale import ops, postgres, registry
+from mlscale.modeling import artifacts, evaluation, features, judging
+from mlscale.production import gates
+from mlscale.modeling.baseline import measure_all
 from mlscale.config import Settings
 from mlscale.registry import RegistryError
 from mlscale.specs import ModelSpec
@@ -57,7 +59,7 @@ def mart_columns(settings: Settings, table: str) -> dict[str, str]:
 def promotion_lock(settings: Settings, model: str):
     """Yield True while this process holds the model's promotion lock (a PostgreSQL advisory lock), else False."""
     with postgres.warehouse(settings, autocommit=True) as conn:
-        key = f"mlscale.promotion.{model}"
+        key = f"mlscale.production.promotion.{model}"
         held = conn.execute("select pg_try_advisory_lock(hashtext(%s))", (key,)).fetchone()[0]
         try:
             yield held
@@ -127,7 +129,10 @@ def evaluate(settings: Settings, spec: ModelSpec, version: str | None = None,
 
 def switch(settings: Settings, spec: ModelSpec, decision: Decision, airflow_run_id: str | None = None,
            decided_by: str = "auto") -> Decision:
-    """Make an evaluated version Production, if nothing changed since it was evaluated; else abort, change nothing."""
+    """Make an evaluated version Production, if nothing changed since it was evaluated; else abort, change nothing.
+
+    The `production` alias (what scoring serves) is the truth and moves first; stage and the other aliases follow.
+    A retry after a failure in between finds the alias moved and finishes the remaining steps."""
     if decision.decision != "pending":
         raise RegistryError(f"{spec.name} v{decision.version} is {decision.decision}, not pending: nothing to switch")
     client = registry.client(settings)
@@ -137,27 +142,38 @@ def switch(settings: Settings, spec: ModelSpec, decision: Decision, airflow_run_
             return _abort(settings, client, decision, airflow_run_id,
                           f"another promotion or rollback of {spec.name} holds the lock; nothing changed")
         current = registry.alias_version(settings, spec.name, "production")
-        stage = client.get_model_version(spec.name, decision.version).current_stage
-        if current == decision.version and stage == "Production":  # a retry after the switch itself went through
-            decision.decision, decision.stage = "promoted", "Production"
-            return _finish(settings, client, decision, airflow_run_id)
-        if current != decision.previous_production:
-            return _abort(settings, client, decision, airflow_run_id,
-                          f"Production is now v{current}, but v{decision.version} was evaluated against "
-                          f"v{decision.previous_production}; nothing changed (promote it again to re-evaluate)")
-        if stage != "Staging":
-            return _abort(settings, client, decision, airflow_run_id,
-                          f"v{decision.version} is in {stage}, no longer Staging; nothing changed")
-        _transition(client, spec.name, decision.version, "Production", archive_existing=True)
-        client.set_registered_model_alias(spec.name, "production", decision.version)
-        if registry.alias_version(settings, spec.name, "staging") == decision.version:  # another challenger keeps its alias
-            client.delete_registered_model_alias(spec.name, "staging")
-        if current:
-            client.set_registered_model_alias(spec.name, "previous_production", current)
+        if current != decision.version:
+            if current != decision.previous_production:
+                return _abort(settings, client, decision, airflow_run_id,
+                              f"Production is now v{current}, but v{decision.version} was evaluated against "
+                              f"v{decision.previous_production}; nothing changed (promote it again to re-evaluate)")
+            stage = client.get_model_version(spec.name, decision.version).current_stage
+            if stage != "Staging":
+                return _abort(settings, client, decision, airflow_run_id,
+                              f"v{decision.version} is in {stage}, no longer Staging; nothing changed")
+            client.set_registered_model_alias(spec.name, "production", decision.version)
+        else:
+            log.info("%s v%s already serves (an earlier try moved the production alias): finishing the switch",
+                     spec.name, decision.version)
+        _settle(settings, client, spec.name, decision.version, decision.previous_production)
         decision.decision, decision.stage = "promoted", "Production"
         if decided_by != "auto":
             decision.reason += f"; approved by {decided_by}"
         return _finish(settings, client, decision, airflow_run_id)
+
+
+def _settle(settings: Settings, client, name: str, version: str, replaced: str | None) -> None:
+    """The steps after the production alias moved to `version`, each a no-op when already done: alias
+    `previous_production` on the version it `replaced` (a promotion; a rollback passes None), the `staging` and
+    `previous_production` aliases dropped where they still name `version`, stage Production for `version` and
+    Archived for the others in Production."""
+    if replaced:
+        client.set_registered_model_alias(name, "previous_production", replaced)
+    for alias in ("staging", "previous_production"):  # another challenger keeps its alias
+        if registry.alias_version(settings, name, alias) == version:
+            client.delete_registered_model_alias(name, alias)
+    if client.get_model_version(name, version).current_stage != "Production":
+        _transition(client, name, version, "Production", archive_existing=True)
 
 
 def reject(settings: Settings, spec: ModelSpec, decision: Decision, decided_by: str,
@@ -180,9 +196,27 @@ def promote(settings: Settings, spec: ModelSpec, version: str | None = None, air
     return switch(settings, spec, decision, airflow_run_id, decided_by=approved_by or "auto")
 
 
+def _other_in_production(client, name: str, version: str) -> str | None:
+    """A version other than `version` still in stage Production (left there by a switch that failed midway)."""
+    return next((str(v.version) for v in client.search_model_versions(f"name='{name}'")
+                 if v.current_stage == "Production" and str(v.version) != version), None)
+
+
+def served(settings: Settings, model: str) -> set[str]:
+    """The versions of `model` that have served in Production (promoted or rolled back to, in ops.model_promotions)."""
+    with postgres.warehouse(settings) as conn:
+        ops.ensure(conn, "model_promotions")
+        return {r[0] for r in conn.execute("select distinct to_version from ops.model_promotions where model = %s"
+                                           " and decision in ('promoted', 'rolled_back')", (model,))}
+
+
 def rollback(settings: Settings, spec: ModelSpec, target: str | None = None, airflow_run_id: str | None = None,
-             decided_by: str = "manual") -> Decision:
-    """Make `target` (default: previous_production) Production again; archive the current version."""
+             decided_by: str = "manual", force: str | None = None) -> Decision:
+    """Make `target` (default: previous_production) Production again; archive the current version.
+
+    Only a version that served in Production before can go back (a rollback must not put in service what the
+    gates or a person rejected), unless `force` gives the reason to, which is audited. Like `switch`, the
+    production alias moves first and a retry finishes what a failed try left."""
     client = registry.client(settings)
     with promotion_lock(settings, spec.name) as held:
         if not held:
@@ -193,16 +227,29 @@ def rollback(settings: Settings, spec: ModelSpec, target: str | None = None, air
             raise RegistryError(f"{spec.name} has no Production version to roll back")
         if target is None:
             raise RegistryError(f"{spec.name} has no previous_production version; pass the version to roll back to")
-        if target == current:
-            raise RegistryError(f"{spec.name} v{target} is already Production")
-        artifacts.fetch_verified(settings, spec.name, target)  # never put a tampered artifact back in service
-        _transition(client, spec.name, target, "Production", archive_existing=True)
-        client.set_registered_model_alias(spec.name, "production", target)
-        if registry.alias_version(settings, spec.name, "previous_production") == target:
-            client.delete_registered_model_alias(spec.name, "previous_production")
-        client.set_model_version_tag(spec.name, current, "rolled_back", f"replaced by v{target}")
-        decision = Decision(spec.name, target, "rolled_back", "Production",
-                            f"rolled back from v{current} to v{target} by {decided_by}", current, decided_by=decided_by)
+        never_served = target not in served(settings, spec.name)
+        if target == current:  # already serving: done, or an earlier try moved the alias and failed after
+            replaced = _other_in_production(client, spec.name, target)
+            if replaced is None and client.get_model_version(spec.name, target).current_stage == "Production":
+                raise RegistryError(f"{spec.name} v{target} is already Production")
+            log.info("%s v%s already serves (an earlier try moved the production alias): finishing the rollback",
+                     spec.name, target)
+        else:
+            if never_served and not (force or "").strip():
+                raise RegistryError(
+                    f"{spec.name} v{target} never served in Production (ops.model_promotions): no gate or person "
+                    "ever let it serve. Roll back to a version that did, or force it with a reason, which is "
+                    "audited (rollback_<model> param force_reason; mlscale rollback --force REASON)")
+            artifacts.fetch_verified(settings, spec.name, target)  # never put a tampered artifact back in service
+            client.set_registered_model_alias(spec.name, "production", target)
+            replaced = current
+        _settle(settings, client, spec.name, target, None)
+        if replaced:
+            client.set_model_version_tag(spec.name, replaced, "rolled_back", f"replaced by v{target}")
+        reason = f"rolled back from v{replaced} to v{target} by {decided_by}"
+        if never_served:
+            reason += f"; forced, though it never served in Production: {(force or '').strip()}"
+        decision = Decision(spec.name, target, "rolled_back", "Production", reason, replaced, decided_by=decided_by)
         return _finish(settings, client, decision, airflow_run_id)
 
 

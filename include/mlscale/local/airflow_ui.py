@@ -6,7 +6,8 @@ import os
 import secrets
 import time
 
-from mlscale import postgres, services
+from mlscale import postgres
+from mlscale.local import services
 from mlscale.config import Settings
 
 AIRFLOW_PROCESSES = {
@@ -38,6 +39,8 @@ def ui_env(settings: Settings) -> dict[str, str]:
         "AIRFLOW__API_AUTH__JWT_SECRET": secret_file.read_text().strip(),
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
         "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
+        # loopback unless told otherwise: the UI is for this machine (its login is a development default)
+        "AIRFLOW__API__HOST": os.environ.get("MLSCALE_AIRFLOW_HOST", "127.0.0.1"),
         "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
@@ -46,7 +49,7 @@ def ui_env(settings: Settings) -> dict[str, str]:
 
 def up(settings: Settings) -> None:
     """Set up the services, then start the Airflow processes and wait for the UI to answer."""
-    from mlscale.setup import setup
+    from mlscale.local.setup import setup
 
     settings = setup(settings)
     env = ui_env(settings)

@@ -12,7 +12,9 @@ from typing import Callable
 
 import yaml
 
-CONTRACT_PATH = Path(__file__).resolve().parents[1] / "contracts" / "landing.yml"
+from mlscale.config import ROOT
+
+CONTRACT_PATH = ROOT / "include" / "contracts" / "landing.yml"
 
 
 def _parse_timestamp(value: str) -> datetime:

@@ -72,5 +72,7 @@ def default_args(owner: str, retries: int = 2) -> dict:
         "owner": owner,
         "retries": retries,
         "retry_delay": timedelta(minutes=1),
+        # no task runs forever on a hung server (MLSCALE_TASK_TIMEOUT; the approval step has its own)
+        "execution_timeout": timedelta(seconds=settings().task_timeout),
         "on_failure_callback": log_failure,
     }

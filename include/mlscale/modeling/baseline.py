@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from mlscale import btyd, evaluation
-from mlscale.judging import predict
+from mlscale.modeling import btyd, evaluation
+from mlscale.modeling.judging import predict
 from mlscale.specs import LOWER_IS_BETTER, Baseline, BtydBaseline, ModelSpec
 
 
@@ -70,7 +70,7 @@ class BtydBaselineModel(_Scores):
 
     `bg_nbd`: P(no purchase in the next horizon_days) (a churn probability); `bg_nbd_gamma_gamma`: expected
     purchases in the horizon x the expected spend per purchase (a revenue forecast). The label is not used:
-    the models are fitted to the purchase histories themselves, by maximum likelihood (`mlscale.btyd`), on at
+    the models are fitted to the purchase histories themselves, by maximum likelihood (`mlscale.modeling.btyd`), on at
     most btyd.FIT_ROWS training rows sampled (seeded) over all training as-of dates: on the CDNOW log, 50,000 of
     741,492 rows rank the test customers as the fit on all of them (ROC AUC 0.7192 and 0.7191, 89 s for all).
     """

@@ -11,13 +11,13 @@ import warnings
 
 import pandas as pd
 
-from mlscale import (artifacts, drift, evaluation, features, lineage, model_card, plots, postgres, registry, selection,
-                     tracking)
-from mlscale.baseline import measure_all
+from mlscale import postgres, registry, tracking
+from mlscale.modeling import artifacts, drift, evaluation, features, lineage, model_card, plots, selection
+from mlscale.modeling.baseline import measure_all
 from mlscale.config import Settings
 from mlscale.postgres import table_exists
-from mlscale.evaluation import Economics
-from mlscale.judging import NotEnoughData, predict, time_split
+from mlscale.modeling.evaluation import Economics
+from mlscale.modeling.judging import NotEnoughData, predict, time_split
 from mlscale.specs import ModelSpec, improvement
 
 log = logging.getLogger(__name__)
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 SEED = 7
 # Types beyond skops' defaults that our own pipelines contain; reviewed, and only ever loaded from our registry.
 SKOPS_TRUSTED_TYPES = ["numpy.dtype", "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
-                       "mlscale.btyd.BtydFeatures", "mlscale.selection.Recalibrated"]
+                       "mlscale.modeling.btyd.BtydFeatures", "mlscale.modeling.selection.Recalibrated"]
 # Permutation importance runs on at most this many test rows, this many times per feature.
 IMPORTANCE_ROWS, IMPORTANCE_REPEATS = 5000, 5
 

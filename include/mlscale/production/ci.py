@@ -48,7 +48,7 @@ class SlimCi:
 
 def base_state(settings: Settings, ref: str, workdir: Path) -> Path:
     """The manifest of `dbt_project/` at git `ref` (the code in production), parsed into `workdir/state`."""
-    from mlscale.warehouse import dbt
+    from mlscale.data.warehouse import dbt
 
     out = subprocess.run(["git", "-C", str(settings.root), "archive", "--format=tar", ref, "dbt_project"],
                          capture_output=True)
@@ -69,9 +69,9 @@ def dbt_slim_ci(settings: Settings, state: Path | None = None, base: str = "main
 
     `state` is a folder with the production manifest.json; without it, `base`'s dbt project is parsed for one.
     Fails (DbtFailed, with dbt's output) when a model or test of the change fails; the schemas go either way."""
-    from mlscale import outcomes, scoring
+    from mlscale.production import outcomes, scoring
     from mlscale.specs import load_specs
-    from mlscale.warehouse import dbt
+    from mlscale.data.warehouse import dbt
 
     schema = schema or f"ci_{uuid.uuid4().hex[:8]}"
     if not re.fullmatch(r"[a-z_][a-z0-9_]{0,40}", schema):
@@ -136,9 +136,11 @@ def model_ci(settings: Settings, specs: list[tuple[str, "ModelSpec"]], shop=None
 
     The MLflow server of the namespace is stopped at the end when this call started it; the CI warehouse
     stays for inspection (it is emptied at the start of the next run)."""
-    from mlscale import postgres, services, warehouse
-    from mlscale.datagen import ShopParams, generate
-    from mlscale.ingest import ingest_landing
+    from mlscale import postgres
+    from mlscale.data import warehouse
+    from mlscale.local import services
+    from mlscale.local.datagen import ShopParams, generate
+    from mlscale.data.ingest import ingest_landing
 
     ci = ci_settings(settings)
     shop = shop or ShopParams(customers=600, days=270, seed=7)
@@ -166,10 +168,12 @@ def model_ci(settings: Settings, specs: list[tuple[str, "ModelSpec"]], shop=None
 def check_spec(ci: Settings, spec: "ModelSpec", source: str) -> ModelCheck:
     """Train `spec` on the CI warehouse from an empty registry, then the Staging gate and the gate against the
     baseline (`promotion.evaluate`, what promote_<model> runs first); nothing is made Production."""
-    from mlscale import promotion, registry, training
+    from mlscale import registry
+    from mlscale.modeling import training
+    from mlscale.production import promotion
 
     registry.forget(ci, spec.name)
-    result = training.train(ci, spec, tags={"mlscale.ci": "true"})
+    result = training.train(ci, spec, tags={"mlscale.production.ci": "true"})
     if not result["registered"]:
         return ModelCheck(spec.name, source, False, None, f"does not beat its baseline: {result['reason']}",
                           result.get("metrics", {}))

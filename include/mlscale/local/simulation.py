@@ -22,10 +22,14 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from mlscale import (artifacts, datagen, evaluation, features, judging, monitoring, outcomes, promotion, registry,
-                     reporting, scoring, training, warehouse)
+from mlscale import registry
+from mlscale.business import reporting
+from mlscale.data import warehouse
+from mlscale.local import datagen
+from mlscale.modeling import artifacts, evaluation, features, judging, training
+from mlscale.production import monitoring, outcomes, promotion, scoring
 from mlscale.config import Settings
-from mlscale.ingest import ingest_landing
+from mlscale.data.ingest import ingest_landing
 from mlscale.specs import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -85,7 +89,7 @@ class _Replay:
     @contextlib.contextmanager
     def quiet(self):
         """Library and task logs of a step go to the log file; the console keeps one line per step."""
-        from mlscale.demo import output_to
+        from mlscale.local.demo import output_to
 
         with output_to(self.logfile):
             yield
@@ -149,6 +153,7 @@ def simulate(settings: Settings, spec: ModelSpec, scenario: Scenario, out_dir: P
             replay.land_and_build(end - k, end, f"simulate-step-{step}")
             scored = scoring.score(settings, spec)
             report = monitoring.monitor(settings, spec, f"simulate-step-{step}")
+            monitoring.record_decision(settings, report.to_dict(), f"simulate-step-{step}")  # acted on just below
             outcome = replay.retrain(report.reason, step) if report.retrain else ""
         drift = [c for c in report.checks if c.check_name == "feature_psi"]
         worst = max(drift, key=lambda c: c.value) if drift else None

@@ -1,0 +1,1 @@
+"""Business Analyst: the KPI marts' build and the business report."""
