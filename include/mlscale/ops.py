@@ -130,11 +130,16 @@ def promotions(conn: psycopg.Connection, model: str | None = None, limit: int | 
 
 
 def latest_monitoring(conn: psycopg.Connection, model: str) -> pd.DataFrame:
-    """Every check and the decision of the model's newest monitoring run; empty before the first one."""
+    """Every check and the decision of the model's newest monitoring run with a decision (recorded once acted
+    on, after its checks: the rows of one Airflow run, or of one transaction outside Airflow); empty before."""
     return frame(conn,
-                 "select as_of_date, model_version, check_name, subject, value, threshold, breach, detail"
-                 " from ops.model_monitoring where model = %(model)s and checked_at ="
-                 " (select max(checked_at) from ops.model_monitoring where model = %(model)s) order by id",
+                 "with decision as (select id, airflow_run_id, checked_at from ops.model_monitoring"
+                 " where model = %(model)s and check_name = 'decision' order by id desc limit 1)"
+                 " select m.as_of_date, m.model_version, m.check_name, m.subject, m.value, m.threshold, m.breach,"
+                 " m.detail from ops.model_monitoring m join decision d on m.id = d.id"
+                 " or (m.model = %(model)s and m.check_name <> 'decision' and (m.airflow_run_id = d.airflow_run_id"
+                 " or (d.airflow_run_id is null and m.airflow_run_id is null and m.checked_at = d.checked_at)))"
+                 " order by m.id",
                  {"model": model}, requires="ops.model_monitoring")
 
 

@@ -173,7 +173,7 @@ def test_report_has_every_section_with_the_marts_numbers(scored, tmp_path):
         assert f"<td>v{version}</td>" in page
         assert f"<td>{total:,.2f}</td>" in page, (model, version, total)
     for model, total in value.groupby("model")["profit_uplift"].sum().astype(float).items():
-        assert f"Value added by {model}</div><div class=value>{total:,.0f} EUR" in page
+        assert f'Value added by {model}</div><div class="value">{total:,.0f} EUR' in page
     daily = _kpi(stack, "kpi_daily").sort_values("day")
     assert out["summary"]["revenue_30d"] == pytest.approx(float(daily["revenue"].astype(float).tail(30).sum()), abs=0.01)
     assert f"{out['summary']['revenue_30d']:,.0f} EUR" in page

@@ -4,7 +4,7 @@ refusing the monitoring run) leaves no decision behind, and its retry requests t
 
 import pytest
 
-from mlscale import postgres, registry
+from mlscale import ops, postgres, registry
 from mlscale.airflow import dagrun
 from mlscale.production import monitoring
 from tests.e2e.conftest import MODEL, SPEC, shop  # noqa: F401  (the e2e shop fixture, copied from its template)
@@ -48,4 +48,9 @@ def test_a_try_that_fails_while_logging_leaves_no_decision_and_its_retry_request
     decisions = query(settings, "select subject, breach, airflow_run_id from ops.model_monitoring"
                                 " where check_name = 'decision'")
     assert list(decisions.itertuples(index=False, name=None)) == [("retrain", True, run.run_id)]
+    # what the report and the ML models page show: the checks and decision of that run, not the failed try's
+    with postgres.warehouse(settings) as conn:
+        latest = ops.latest_monitoring(conn, MODEL)
+    assert list(latest[["check_name", "breach"]].itertuples(index=False, name=None)) == [
+        ("reference", True), ("decision", True)]
     drop_registered_model(settings, MODEL)

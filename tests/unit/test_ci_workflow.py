@@ -37,7 +37,7 @@ def test_the_same_python_and_postgresql_as_the_project():
         assert job["container"] == "python:3.11-bookworm", name  # Debian 12, as the Dockerfile's base
         assert job["services"]["postgres"]["image"] == f"postgres:{postgres_major}", name
         assert "pg_isready" in job["services"]["postgres"]["options"], name
-    assert WORKFLOW["env"]["MLSCALE_PG_DSN"].startswith("postgresql://postgres:postgres@postgres:5432/")
+    assert WORKFLOW["env"]["MLSCALE_PG_DSN"].startswith("postgresql://postgres:postgres@postgres:5432/")  # pragma: allowlist secret
 
 
 def test_debian_chromium_and_a_venv_cached_on_the_lock():

@@ -12,9 +12,9 @@ def test_defaults_point_at_local_services(tmp_path):
 
 
 def test_override_dsn_and_suffix(tmp_path):
-    s = Settings.from_env({"MLSCALE_ROOT": str(tmp_path), "MLSCALE_PG_DSN": "postgresql://bob:pw@db.example:6543/postgres",
+    s = Settings.from_env({"MLSCALE_ROOT": str(tmp_path), "MLSCALE_PG_DSN": "postgresql://bob:pw@db.example:6543/postgres",  # pragma: allowlist secret
                            "MLSCALE_DB_SUFFIX": "_test"})
-    assert s.sqlalchemy_url(s.warehouse_db) == "postgresql+psycopg2://bob:pw@db.example:6543/warehouse_test"
+    assert s.sqlalchemy_url(s.warehouse_db) == "postgresql+psycopg2://bob:pw@db.example:6543/warehouse_test"  # pragma: allowlist secret
     env = s.service_env()
     assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].endswith("@db.example:6543/airflow_test")
     assert env["MLSCALE_WH_DBNAME"] == "warehouse_test" and env["MLSCALE_WH_PORT"] == "6543"

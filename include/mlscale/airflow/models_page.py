@@ -4,23 +4,24 @@ For each model spec: the Production and Staging versions with their test metrics
 promotion decision with its gates, the stage history (ops.model_promotions), the monitoring status
 (ops.model_monitoring), a KPI summary from the KPI marts, and a link to the business report. Read-only: it
 only reads the warehouse and MLflow. Every route needs an Airflow login (the UI's `_token` cookie or a
-bearer token); a browser without one is sent to Airflow's login page and back.
+bearer token; a browser without one is sent to Airflow's login page and back) and asks Airflow's auth manager
+what that user may see: the page itself (custom view `ML models`), and each model (read access to its DAGs).
+Pages are rendered with autoescape and served with a Content-Security-Policy (mlscale.business.pages).
 """
 
 from __future__ import annotations
-
-import html
 
 import pandas as pd
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 
-from mlscale.business import reporting
+from mlscale.business import pages, reporting
 from mlscale.local import services
 from mlscale.config import settings
 from mlscale.specs import load_specs
 
 HISTORY_ROWS = 10
+PAGE = "ML models"  # the custom view the auth manager is asked about (the plugin's menu item)
 
 
 class LoginRequired(Exception):
@@ -37,79 +38,45 @@ async def airflow_user(request: Request):
         raise LoginRequired() from exc
 
 
-def _gates(gates: dict) -> str:
-    """Each gate of a promotion decision and its checks, passed or failed."""
-    parts = []
-    for stage, gate in (gates or {}).items():
-        checks = ", ".join(f"{'✔' if c.get('passed') else '✘'} {html.escape(name)}" for name, c in gate.get("checks", {}).items())
-        parts.append(f"<li><b>{html.escape(stage)}</b>: {'passed' if gate.get('passed') else 'failed'}"
-                     f"{' (' + checks + ')' if checks else ''}</li>")
-    return f"<ul>{''.join(parts)}</ul>" if parts else "<p class=empty>No gates recorded.</p>"
-
-
-def _version_line(model: dict, role: str, mlflow_uri: str) -> str:
+def _version(model: dict, role: str, mlflow_uri: str) -> dict | None:
     number = model[role]
     version = next((v for v in model["versions"] if v["version"] == number), None)
     if version is None:
-        return f"<p>{role.title()}: <b class=version data-role={role}>none</b></p>"
-    metrics = ", ".join(f"{k} {v:.4f}" for k, v in version["test_metrics"].items() if "/" not in k)
-    link = f"{mlflow_uri}/#/experiments/{version['experiment_id']}/runs/{version['run_id']}"
-    return (f"<p>{role.title()}: <b class=version data-role={role}>v{number}</b> · trained on data to "
-            f"{html.escape(version['data_as_of'] or '?')} · registered {version['created']} · "
-            f"<a href='{html.escape(link)}' target=_blank rel=noopener>MLflow run</a><br>"
-            f"<small>test: {html.escape(metrics)}</small></p>")
+        return None
+    return {**version, "metrics": ", ".join(f"{k} {v:.4f}" for k, v in version["test_metrics"].items() if "/" not in k),
+            "link": f"{mlflow_uri}/#/experiments/{version['experiment_id']}/runs/{version['run_id']}"}
 
 
-def _unavailable(name: str, error: str) -> str:
-    return (f"<section class=model id='model-{html.escape(name)}'><h2>{html.escape(name)}</h2>"
-            f"<p class=error>{html.escape(error)}</p></section>")
-
-
-def _model(model: dict, mlflow_uri: str) -> str:
-    promotions = pd.DataFrame(model["promotions"])
-    latest = model["promotions"][0] if model["promotions"] else None
-    parts = [f"<section class=model id='model-{html.escape(model['name'])}'><h2>{html.escape(model['name'])}</h2>"
-             f"<p>{html.escape(model['description'])}</p>",
-             _version_line(model, "production", mlflow_uri), _version_line(model, "staging", mlflow_uri)]
+def _model(model: dict, mlflow_uri: str) -> dict:
+    latest = dict(model["promotions"][0]) if model["promotions"] else None
     if latest:
-        parts.append(f"<h3>Latest decision</h3><p>v{latest['to_version']} <b>{latest['decision']}</b> "
-                     f"({latest['stage']}, {latest['decided_at']:%Y-%m-%d %H:%M}): {html.escape(latest['reason'])}</p>"
-                     + _gates(latest["gates"]))
-    status = model["monitoring"]
-    if status:
-        breaches = "".join(f"<li>{html.escape(b['check_name'])} {html.escape(str(b['subject']))}: "
-                           f"{html.escape(b['detail'])}</li>" for b in status["breaches"])
-        parts.append(f"<h3>Monitoring</h3><p class=monitoring>{status['as_of_date']}, v{status['version']}: "
-                     f"{status['checks']} checks, {len(status['breaches'])} breached → "
-                     f"<b>{'retrain requested' if status['retrain'] else 'keep'}</b></p>"
-                     + (f"<ul>{breaches}</ul>" if breaches else ""))
-    else:
-        parts.append("<h3>Monitoring</h3><p class=empty>Not monitored yet.</p>")
-    if len(promotions):
-        history = promotions.head(HISTORY_ROWS)[["decided_at", "from_version", "to_version", "stage", "decision",
-                                                 "decided_by"]].copy()
+        latest["decided_at"] = f"{latest['decided_at']:%Y-%m-%d %H:%M}"
+        latest["gates"] = [(stage, {"passed": gate.get("passed"),
+                                    "checks": [(name, c.get("passed")) for name, c in gate.get("checks", {}).items()]})
+                           for stage, gate in (latest["gates"] or {}).items()]
+    history = pd.DataFrame(model["promotions"])
+    if len(history):
+        history = history.head(HISTORY_ROWS)[["decided_at", "from_version", "to_version", "stage", "decision",
+                                              "decided_by"]].copy()
         history["decided_at"] = history["decided_at"].map(lambda t: t.strftime("%Y-%m-%d %H:%M"))
-        parts.append("<h3>Stage history</h3>" + reporting.table_html(history))
-    return "\n".join(parts) + "</section>"
+    return {"name": model["name"], "error": None, "description": model["description"],
+            "roles": [(role, _version(model, role, mlflow_uri)) for role in ("production", "staging")],
+            "latest": latest, "monitoring": model["monitoring"], "history": pages.table(history)}
 
 
-def render_page(s=None) -> str:
+def render_page(s=None, visible: set[str] | None = None) -> str:
+    """The page for the models in `visible` (default: every spec)."""
     s = s or settings()
-    specs = load_specs()
+    specs = {name: spec for name, spec in load_specs().items() if visible is None or name in visible}
     kpis = reporting.read_kpis(s)
     # The MLflow client retries a server that is down for minutes: ask its health endpoint first.
     registry_up = services.http_ok(f"{s.mlflow_uri}/health")
     down = f"The model registry at {s.mlflow_uri} does not answer; is the MLflow server running?"
-    models = {name: reporting.model_overview(s, spec) if registry_up else down for name, spec in specs.items()}
-    report = s.reports_dir / reporting.FILENAME
-    report_link = ("<a href='report' target=_blank>Open the business report</a>" if report.exists()
-                   else "No business report yet: run the <code>business_report</code> DAG.")
-    return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>ML models</title>"
-            f"<style>{reporting.STYLE}</style></head><body><h1>ML models</h1>"
-            f"<p class=sub>{report_link} · <a href='{s.mlflow_uri}' target=_blank rel=noopener>MLflow</a></p>"
-            f"{reporting.tiles_html(reporting.kpi_summary(kpis))}"
-            + "".join(_unavailable(name, m) if isinstance(m, str) else _model(m, s.mlflow_uri) for name, m in models.items())
-            + "</body></html>")
+    models = [_model(reporting.model_overview(s, spec), s.mlflow_uri) if registry_up else {"name": name, "error": down}
+              for name, spec in specs.items()]
+    return pages.render("models_page.html", models=models, mlflow_uri=s.mlflow_uri,
+                        report_exists=(s.reports_dir / reporting.FILENAME).exists(),
+                        tile_items=reporting.tiles(reporting.kpi_summary(kpis)))
 
 
 app = FastAPI(title="mlscale ML models", docs_url=None, redoc_url=None, openapi_url=None)
@@ -122,15 +89,37 @@ async def _to_login(request: Request, exc: LoginRequired):
     return RedirectResponse(get_auth_manager().get_url_login(next_url=str(request.url)), status_code=303)
 
 
+SECURITY_HEADERS = {"Content-Security-Policy": pages.CSP_HEADER, "X-Content-Type-Options": "nosniff",
+                    "Referrer-Policy": "no-referrer"}
+
+
+def visible_models(user) -> set[str]:
+    """The model specs `user` may see, through Airflow's auth manager (whichever is configured): view access to
+    the page (custom view `ML models`, the plugin's menu item), then read access to each model's DAGs; 403
+    without the first."""
+    from airflow.api_fastapi.app import get_auth_manager
+    from airflow.api_fastapi.auth.managers.models.resource_details import DagDetails
+
+    auth = get_auth_manager()
+    if not auth.is_authorized_custom_view(method="GET", resource_name=PAGE, user=user):
+        raise HTTPException(status_code=403, detail=f"{user.get_name()} may not view {PAGE}")
+    return {name for name in load_specs()
+            if all(auth.is_authorized_dag(method="GET", details=DagDetails(id=f"{step}_{name}"), user=user)
+                   for step in ("train", "promote", "score", "monitor"))}
+
+
 @app.get("/models", response_class=HTMLResponse)
-def models(user=Depends(airflow_user)) -> str:
+def models(user=Depends(airflow_user)) -> HTMLResponse:
     """The page (sync: FastAPI runs it in a worker thread, the database and MLflow calls block)."""
-    return render_page()
+    return HTMLResponse(render_page(visible=visible_models(user)), headers=SECURITY_HEADERS)
 
 
 @app.get("/report")
 def business_report(user=Depends(airflow_user)):
+    if visible_models(user) != set(load_specs()):
+        raise HTTPException(status_code=403, detail="the business report covers every model; "
+                                                    f"{user.get_name()} may not see all of them")
     path = settings().reports_dir / reporting.FILENAME
     if not path.exists():
         raise HTTPException(status_code=404, detail=f"no business report at {path}; run the business_report DAG")
-    return FileResponse(path, media_type="text/html")
+    return FileResponse(path, media_type="text/html", headers=SECURITY_HEADERS)

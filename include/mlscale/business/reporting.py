@@ -3,16 +3,14 @@
 `build_kpis` builds the KPI marts (dbt tag `kpi`: kpi_daily, kpi_churn_rate, kpi_retention_cohorts,
 kpi_revenue_at_risk, kpi_model_value, kpi_model_lift) after scoring; `collect` reads them together with the
 model registry, the promotion audit (`ops.model_promotions`) and the monitoring log (`ops.model_monitoring`);
-`render` writes self-contained HTML (plots inline as PNG); `report` does all three, writes
-`reports/business_report.html` and logs it to the MLflow experiment `business_report`.
+`render` writes self-contained HTML (templates/report.html: every value escaped, no script, plots inline as PNG);
+`report` does all three, writes `reports/business_report.html` and logs it to the MLflow experiment
+`business_report`.
 `model_overview` and `kpi_summary` also feed the Airflow "ML models" page (plugins/ml_models.py).
 """
 
 from __future__ import annotations
 
-import base64
-import html
-import io
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -23,6 +21,7 @@ import matplotlib.dates as mdates
 from matplotlib.figure import Figure
 
 from mlscale import ops, postgres, registry, tracking
+from mlscale.business import pages
 from mlscale.production import outcomes, scoring
 from mlscale.config import Settings
 from mlscale.specs import ModelSpec
@@ -164,13 +163,6 @@ def collect(settings: Settings, specs: dict[str, ModelSpec]) -> ReportData:
                       mlflow_uri=settings.mlflow_uri)
 
 
-def _png(fig: Figure) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    return f'<img alt="{html.escape(fig.axes[0].get_title())}" src="data:image/png;base64,' \
-           f'{base64.b64encode(buf.getvalue()).decode()}">'
-
-
 def _fig(title: str, xlabel: str, ylabel: str, width: float = 7.5):
     fig = Figure(figsize=(width, 3.4), layout="constrained")
     ax = fig.add_subplot()
@@ -186,28 +178,6 @@ def _dates(ax) -> None:
     ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
 
 
-def _cell(value, fmt: str | None) -> str:
-    if value is None or (isinstance(value, float) and value != value):
-        return ""
-    return fmt.format(value) if fmt else str(value)
-
-
-def table_html(frame: pd.DataFrame, formats: dict[str, str] | None = None, links: tuple[str, ...] = ()) -> str:
-    """A DataFrame as an HTML table (escaped; NULLs blank; `formats` maps columns to format strings;
-    the values of `links` columns are URLs, shown as links)."""
-    if not len(frame):
-        return "<p class=empty>Nothing recorded yet.</p>"
-    formats = formats or {}
-
-    def td(column, value) -> str:
-        text = html.escape(_cell(value, formats.get(column)))
-        return f"<td><a href='{text}' target=_blank rel=noopener>open</a></td>" if column in links and text else f"<td>{text}</td>"
-
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
-    body = "".join("<tr>" + "".join(td(c, v) for c, v in row.items()) + "</tr>" for _, row in frame.iterrows())
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
 def _version(number: str | None) -> str:
     return f"v{number}" if number else "none"
 
@@ -216,28 +186,27 @@ def _eur(v: float) -> str:
     return f"{v:,.0f} EUR"
 
 
-def tiles_html(s: dict) -> str:
-    tiles = []
+def tiles(s: dict) -> list[tuple[str, str, str]]:
+    """The headline numbers of a KPI summary as (label, value, note) tiles."""
+    items = []
     if "revenue_30d" in s:
         change = (s["revenue_30d"] / s["revenue_prev_30d"] - 1) if s["revenue_prev_30d"] else None
-        tiles.append(("Revenue, last 30 days", _eur(s["revenue_30d"]),
+        items.append(("Revenue, last 30 days", _eur(s["revenue_30d"]),
                       f"{change:+.1%} on the 30 days before" if change is not None else f"to {s['last_day']}"))
-        tiles.append(("Active customers", f"{s['active_customers']:,}", f"with a recent order, on {s['last_day']}"))
+        items.append(("Active customers", f"{s['active_customers']:,}", f"with a recent order, on {s['last_day']}"))
     if "churn_rate" in s:
-        tiles.append(("Churn rate", f"{s['churn_rate']:.1%}", f"of customers active on {s['churn_as_of']} (90-day outcome)"))
+        items.append(("Churn rate", f"{s['churn_rate']:.1%}", f"of customers active on {s['churn_as_of']} (90-day outcome)"))
     if "revenue_at_risk" in s:
-        tiles.append(("Revenue at risk", _eur(s["revenue_at_risk"]),
+        items.append(("Revenue at risk", _eur(s["revenue_at_risk"]),
                       f"{s['predicted_churners']:,} predicted churners on {s['risk_as_of']} "
                       f"({s['revenue_at_risk_share']:.0%} of scored spend)"))
     for model, uplift in s.get("value_by_model", {}).items():
-        tiles.append((f"Value added by {model}", _eur(uplift), "campaign profit over random targeting, to date"))
-    return "<div class=tiles>" + "".join(
-        f"<div class=tile><div class=label>{html.escape(a)}</div><div class=value>{html.escape(b)}</div>"
-        f"<div class=note>{html.escape(c)}</div></div>" for a, b, c in tiles) + "</div>"
+        items.append((f"Value added by {model}", _eur(uplift), "campaign profit over random targeting, to date"))
+    return items
 
 
-def _kpi_section(k: dict[str, pd.DataFrame]) -> str:
-    parts = ["<h2>Business KPIs</h2>"]
+def _kpi_charts(k: dict[str, pd.DataFrame]) -> list[dict]:
+    charts = []
     daily = k["kpi_daily"]
     if len(daily):
         daily = daily.sort_values("day")
@@ -247,18 +216,18 @@ def _kpi_section(k: dict[str, pd.DataFrame]) -> str:
         ax.plot(x, daily["revenue"].rolling(7, min_periods=1).mean(), color="#08519c", label="7-day average")
         ax.legend()
         _dates(ax)
-        parts.append(_png(fig))
+        charts.append(pages.chart(fig))
         fig, ax = _fig("Active customers (a recent order)", "day", "customers")
         ax.plot(x, daily["active_customers"], color="#31a354")
         _dates(ax)
-        parts.append(_png(fig))
+        charts.append(pages.chart(fig))
     churn = k["kpi_churn_rate"]
     if len(churn):
         churn = churn.sort_values("as_of_date")
         fig, ax = _fig("Churn rate: active customers with no order in the next 90 days", "as-of date", "share")
         ax.plot(pd.to_datetime(churn["as_of_date"]), churn["churn_rate"], marker="o", ms=3, color="#de2d26")
         _dates(ax)
-        parts.append(_png(fig))
+        charts.append(pages.chart(fig))
     risk = k["kpi_revenue_at_risk"]
     if len(risk):
         risk = risk.sort_values("as_of_date")
@@ -268,31 +237,29 @@ def _kpi_section(k: dict[str, pd.DataFrame]) -> str:
         ax.plot(x, risk["expected_revenue_at_risk"], marker="o", ms=3, ls="--", label="probability-weighted, everyone")
         ax.legend()
         _dates(ax)
-        parts.append(_png(fig))
-    parts.append("<h3>Retention by first-order month</h3><p>Share of each month's new customers who ordered again "
-                 "N months later.</p>" + _retention_table(k["kpi_retention_cohorts"]))
-    return "\n".join(parts)
+        charts.append(pages.chart(fig))
+    return charts
 
 
-def _retention_table(cohorts: pd.DataFrame) -> str:
+def _retention(cohorts: pd.DataFrame) -> dict:
+    """The cohort grid: months shown, and rows (cohort month, customers, cells {'text', 'alpha'} or None)."""
+    months = list(range(RETENTION_MONTHS))
     if not len(cohorts):
-        return "<p class=empty>No orders yet.</p>"
+        return {"months": months, "rows": []}
     grid = cohorts[cohorts["months_since_first_order"] < RETENTION_MONTHS].pivot(
         index=["cohort_month", "cohort_customers"], columns="months_since_first_order", values="retention_rate")
-    head = "<th>cohort</th><th>customers</th>" + "".join(f"<th>month {m}</th>" for m in range(RETENTION_MONTHS))
-    rows = []
-    for (month, size), row in grid.sort_index().iterrows():
-        cells = "".join(
-            f'<td style="background: rgba(49,130,189,{row.get(m, 0) or 0:.2f})">{row[m]:.0%}</td>'
-            if m in row and row[m] == row[m] else "<td></td>" for m in range(RETENTION_MONTHS))
-        rows.append(f"<tr><td>{str(month)[:7]}</td><td>{int(size):,}</td>{cells}</tr>")
-    return f"<table class=cohorts><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    rows = [(str(month)[:7], f"{int(size):,}",
+             [{"text": f"{row[m]:.0%}", "alpha": float(row[m])} if m in row and row[m] == row[m] else None
+              for m in months])
+            for (month, size), row in grid.sort_index().iterrows()]
+    return {"months": months, "rows": rows}
 
 
-def _model_section(model: dict, k: dict[str, pd.DataFrame], mlflow_uri: str) -> str:
+def _model_context(model: dict, k: dict[str, pd.DataFrame], mlflow_uri: str) -> dict:
     name, metric = model["name"], model["primary_metric"]
-    parts = [f"<h2>Model {html.escape(name)}</h2><p>{html.escape(model['description'])}</p>",
-             f"<p>Production: <b>{_version(model['production'])}</b> · Staging: <b>{_version(model['staging'])}</b></p>"]
+    out = {"name": name, "description": model["description"], "production": _version(model["production"]),
+           "staging": _version(model["staging"]), "metric_chart": None, "value_chart": None, "lift_chart": None,
+           "monitoring": model["monitoring"]}
     versions = [v for v in model["versions"] if metric in v["test_metrics"]]
     if versions:
         fig, ax = _fig(f"{metric} of each version on its test data (higher is better)" if metric != "rmse" else
@@ -302,19 +269,16 @@ def _model_section(model: dict, k: dict[str, pd.DataFrame], mlflow_uri: str) -> 
                       color=["#31a354" if "production" in v["aliases"] else "#bdbdbd" for v in reversed(versions)])
         ax.bar_label(bars, fmt="%.4f", fontsize=8)
         ax.set_ylim(min(values) * 0.9, max(values) * 1.05)  # differences between versions are small: zoom in
-        parts.append(_png(fig))
+        out["metric_chart"] = pages.chart(fig)
     rows = pd.DataFrame([{
         "version": f"v{v['version']}", "role": ", ".join(v["aliases"]) or v["stage"].lower(), "trained on data to": v["data_as_of"],
         f"test {metric}": v["test_metrics"].get(metric), "expected uplift (test)": v["profit_uplift"],
         "MLflow run": f"{mlflow_uri}/#/experiments/{v['experiment_id']}/runs/{v['run_id']}"} for v in model["versions"]])
-    parts.append("<h3>Versions</h3>" + table_html(rows, {f"test {metric}": "{:.4f}", "expected uplift (test)": "{:,.0f}"},
-                                                  links=("MLflow run",)))
+    out["versions"] = pages.table(rows, {f"test {metric}": "{:.4f}", "expected uplift (test)": "{:,.0f}"},
+                                 links=("MLflow run",))
 
     value = value_by_version(k)
     value = value[value["model"] == name].drop(columns="model")
-    parts.append("<h3>Value delivered per version</h3><p>Profit of the campaign on each version's top-scored customers "
-                 "once the outcome is known (90 days after scoring), against contacting as many customers at random. "
-                 "Economics: dbt seed <code>model_economics</code>.</p>")
     if len(value):
         fig, ax = _fig("Campaign profit per Production version", "version", "EUR (matured scoring dates)", width=6)
         labels = [f"v{v}" for v in value["model_version"]]
@@ -323,17 +287,15 @@ def _model_section(model: dict, k: dict[str, pd.DataFrame], mlflow_uri: str) -> 
         ax.bar([x + 0.2 for x in xs], value["profit_random"], width=0.4, label="random targeting", color="#bdbdbd")
         ax.set_xticks(list(xs), labels)
         ax.legend()
-        parts.append(_png(fig))
+        out["value_chart"] = pages.chart(fig)
     value = value.assign(model_version="v" + value["model_version"]).rename(columns={
         "model_version": "version", "dates": "matured scoring dates", "first_as_of": "first", "last_as_of": "last",
         "targeted_customers": "customers contacted", "profit": "profit (EUR)", "profit_random": "at random (EUR)",
         "profit_uplift": "value added (EUR)"})
-    parts.append(table_html(value, {c: "{:,.2f}" for c in ("profit (EUR)", "at random (EUR)", "value added (EUR)")}))
+    out["value"] = pages.table(value, {c: "{:,.2f}" for c in ("profit (EUR)", "at random (EUR)", "value added (EUR)")})
 
     lift = k["kpi_model_lift"]
     lift = lift[lift["model"] == name] if len(lift) else lift
-    parts.append("<h3>Lift and gain</h3><p>How much more of the outcome (churners, or spend) each score decile holds "
-                 "than average, and the share of the whole outcome reached by contacting the top deciles.</p>")
     if len(lift):
         fig = Figure(figsize=(9, 3.4), layout="constrained")
         ax1, ax2 = fig.subplots(1, 2)
@@ -347,55 +309,21 @@ def _model_section(model: dict, k: dict[str, pd.DataFrame], mlflow_uri: str) -> 
         for ax in (ax1, ax2):
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8)
-        parts.append(_png(fig))
-    else:
-        parts.append("<p class=empty>No matured predictions yet: lift appears 90 days after the first scoring.</p>")
+        out["lift_chart"] = pages.chart(fig)
 
     promotions = pd.DataFrame(model["promotions"])
     if len(promotions):
         promotions = promotions[["decided_at", "from_version", "to_version", "stage", "decision", "decided_by", "reason"]]
         promotions["decided_at"] = promotions["decided_at"].map(lambda t: t.strftime("%Y-%m-%d %H:%M"))
-    parts.append("<h3>Promotion history</h3>" + table_html(promotions))
-    status = model["monitoring"]
-    if status:
-        parts.append(f"<h3>Monitoring</h3><p>Last check on data to {status['as_of_date']} (v{status['version']}): "
-                     f"{status['checks']} checks, {len(status['breaches'])} breached; decision: "
-                     f"<b>{'retrain' if status['retrain'] else 'keep'}</b>. {html.escape(status['reason'])}</p>")
-    return "\n".join(parts)
-
-
-STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1100px; color: #222; }
-h1 { margin-bottom: 0; } h2 { border-bottom: 2px solid #ddd; padding-bottom: .2rem; margin-top: 2.5rem; }
-.sub { color: #666; margin-top: .3rem; }
-.tiles { display: flex; flex-wrap: wrap; gap: .8rem; margin: 1.5rem 0; }
-.tile { border: 1px solid #ddd; border-radius: 6px; padding: .7rem 1rem; min-width: 190px; flex: 1; }
-.tile .label { color: #666; font-size: .85rem; } .tile .value { font-size: 1.5rem; font-weight: 600; }
-.tile .note { color: #888; font-size: .75rem; }
-table { border-collapse: collapse; margin: .5rem 0 1rem; font-size: .85rem; }
-th, td { border: 1px solid #ddd; padding: .25rem .5rem; text-align: left; }
-th { background: #f4f4f4; } .empty { color: #888; font-style: italic; } .error { color: #b00020; } img { max-width: 100%; display: block; }
-"""
-
-
-READING_GUIDE = """<details open><summary>How to read this report</summary><ul>
-<li>Each model scores every active customer once a week. The <b>Production</b> version is the one whose
-scores the business acts on; a <b>Staging</b> version is a challenger scored alongside, not acted on.</li>
-<li>A model's <b>campaign</b> contacts the customers it ranks highest (for churn: a retention offer; for spend: an
-upsell). Its <b>value added</b> is the profit of that campaign minus the profit of contacting as many customers
-picked at random, counted once we know what the customers did (90 days after the scores).</li>
-<li><b>Lift</b> says how many times more churners (or spend) the top-scored tenth of customers holds than an
-average tenth; the <b>gain</b> curve shows the share of all churners (or spend) reached by contacting the top
-part of the list.</li></ul></details>"""
+    out["promotions"] = pages.table(promotions)
+    return out
 
 
 def render(data: ReportData) -> str:
     """The whole report as one HTML document (no external files, no scripts)."""
-    sections = [_kpi_section(data.kpis), *(_model_section(m, data.kpis, data.mlflow_uri) for m in data.models)]
-    return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>mlscale business report</title>"
-            f"<style>{STYLE}</style></head><body><h1>Business report</h1>"
-            f"<p class=sub>Generated {data.generated_at} from the KPI marts (dbt tag kpi), the MLflow registry and the "
-            f"promotion and monitoring logs.</p>{READING_GUIDE}{tiles_html(data.summary)}{''.join(sections)}</body></html>")
+    return pages.render("report.html", generated_at=data.generated_at, tile_items=tiles(data.summary),
+                       kpi_charts=_kpi_charts(data.kpis), retention=_retention(data.kpis["kpi_retention_cohorts"]),
+                       models=[_model_context(m, data.kpis, data.mlflow_uri) for m in data.models])
 
 
 def report(settings: Settings, specs: dict[str, ModelSpec], out_dir: Path | None = None, build: bool = True) -> dict:

@@ -42,7 +42,8 @@ def ui_env(settings: Settings) -> dict[str, str]:
         # loopback unless told otherwise: the UI is for this machine (its login is a development default)
         "AIRFLOW__API__HOST": os.environ.get("MLSCALE_AIRFLOW_HOST", "127.0.0.1"),
         "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
+        # user:role pairs (roles: viewer, user, op, admin); passwords are generated into the Airflow home
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": os.environ.get("MLSCALE_AIRFLOW_USERS", f"{ADMIN_USER}:admin"),
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
     }
 

@@ -1,0 +1,73 @@
+"""The ML models page through a real Airflow api-server (RELIABILITY.md): it asks Airflow's auth manager what a
+logged-in user may see (a user without view access gets 403 for the page and the report), and shows a model
+description and a decision reason that hold markup as text, under a Content-Security-Policy with no script."""
+
+import json
+import os
+
+import pytest
+import requests
+import yaml
+
+from mlscale import ops, postgres
+from mlscale.business import pages
+from mlscale.specs import SPECS_DIR
+from tests.e2e.conftest import MODEL, api_server
+from tests.helpers import port
+
+pytestmark = pytest.mark.reliability
+HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+ESCAPED = "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;"
+
+
+@pytest.fixture(scope="module")
+def server(stack, tmp_path_factory):
+    """An api-server whose users are an admin and `outsider` (no role), on specs where churn_90d's description
+    holds markup; a promotion decision whose reason does too. Yields (base URL, passwords by user)."""
+    specs = tmp_path_factory.mktemp("specs")
+    for path in SPECS_DIR.glob("*.yml"):
+        data = yaml.safe_load(path.read_text())
+        if path.stem == MODEL:
+            data["description"] = HOSTILE
+        (specs / path.name).write_text(yaml.safe_dump(data))
+    before = {k: os.environ.get(k) for k in ("MLSCALE_SPECS_DIR", "MLSCALE_AIRFLOW_USERS")}
+    os.environ.update({"MLSCALE_SPECS_DIR": str(specs), "MLSCALE_AIRFLOW_USERS": "admin:admin,outsider:"})
+    with postgres.warehouse(stack) as conn:
+        ops.ensure(conn, "model_promotions")
+        row = conn.execute("insert into ops.model_promotions (model, to_version, stage, decision, candidate_metrics,"
+                           " production_metrics, gates, reason, decided_by) values (%s, '1', 'Staging', 'rejected',"
+                           " '{}', '{}', '{}', %s, 'test') returning id", (MODEL, HOSTILE)).fetchone()[0]
+    try:
+        with api_server(stack, port(8097)) as (url, _):
+            passwords = json.loads((stack.airflow_home / "simple_auth_manager_passwords.json.generated").read_text())
+            yield url, passwords
+    finally:
+        for key, value in before.items():
+            os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
+        with postgres.warehouse(stack) as conn:
+            conn.execute("delete from ops.model_promotions where id = %s", (row,))
+
+
+def _get(url: str, passwords: dict, user: str, path: str) -> requests.Response:
+    token = requests.post(f"{url}/auth/token", json={"username": user, "password": passwords[user]}, timeout=30)
+    token.raise_for_status()
+    return requests.get(f"{url}/mlscale/{path}", headers={"Authorization": f"Bearer {token.json()['access_token']}"},
+                        timeout=120, allow_redirects=False)
+
+
+def test_a_user_without_view_access_is_refused_the_page_and_the_report(server):
+    url, passwords = server
+    for path in ("models", "report"):
+        refused = _get(url, passwords, "outsider", path)
+        assert refused.status_code == 403, (path, refused.status_code)
+        assert refused.json()["detail"] == "outsider may not view ML models"
+
+
+def test_the_page_shows_markup_as_text_under_a_policy_that_allows_no_script(server):
+    url, passwords = server
+    page = _get(url, passwords, "admin", "models")
+    assert page.status_code == 200
+    assert page.headers["Content-Security-Policy"] == pages.CSP_HEADER and "script-src" not in pages.CSP_HEADER
+    assert page.headers["X-Content-Type-Options"] == "nosniff"
+    assert "<script" not in page.text and "<img src=x" not in page.text
+    assert page.text.count(ESCAPED) == 2  # the description and the decision's reason, as text
