@@ -5,6 +5,8 @@ report, the ML models page and the demo summary share.
   `ops.ingest_paths` (paths seen, with size and mtime) and `ops.quarantine` (rows that broke the contract);
 - dq_results: every Great Expectations result of every run;
 - model_promotions: every promotion decision (promoted, rejected, aborted, rolled back) with its gates;
+- model_artifacts: the sha256 of each registered version's files, recorded at registration (the copy that a
+  version's files are verified against; the `artifact_sha256` tag on the version is for people);
 - model_monitoring: every monitoring check and decision.
 
 (`ops.dbt_model_builds` is dbt's: the post-hook macro `record_build` writes it, `lineage` reads it.)
@@ -92,6 +94,18 @@ alter table ops.model_promotions add column if not exists decided_by text;
 alter table ops.model_promotions drop constraint if exists model_promotions_decision_check;
 alter table ops.model_promotions add constraint model_promotions_decision_check
     check (decision in ({", ".join(f"'{d}'" for d in DECISIONS)}));
+""",
+    "model_artifacts": """
+create schema if not exists ops;
+create table if not exists ops.model_artifacts (
+    model text not null,
+    version text not null,
+    run_id text not null,
+    sha256 text not null,
+    size_bytes bigint not null,
+    recorded_at timestamptz not null default now(),
+    primary key (model, version)
+);
 """,
     "model_monitoring": """
 create schema if not exists ops;

@@ -45,10 +45,16 @@ def alias_version(settings: Settings, name: str, alias: str) -> str | None:
 
 
 def forget(settings: Settings, name: str) -> None:
-    """Delete registered model `name` and all its versions (a replay starts from an empty registry)."""
+    """Delete registered model `name`, all its versions and their recorded hashes (a replay starts from an
+    empty registry)."""
+    from mlscale import postgres
+
     mlflow_client = client(settings)
     if mlflow_client.search_registered_models(f"name='{name}'"):
         mlflow_client.delete_registered_model(name)
+    with postgres.warehouse(settings) as conn:
+        if postgres.table_exists(conn, "ops.model_artifacts"):
+            conn.execute("delete from ops.model_artifacts where model = %s", (name,))
 
 
 def version_tags(settings: Settings, name: str, version: str) -> dict[str, str]:

@@ -121,6 +121,8 @@ def test_a_tampered_artifact_is_refused_by_promotion_and_scoring(fresh):
     # A version without a recorded hash (registered before hashes existed) is refused until an operator
     # records one; then it serves again.
     registry.client(fresh).delete_model_version_tag(MODEL, v1, artifacts.SHA_TAG)
+    with postgres.warehouse(fresh) as conn:
+        conn.execute("delete from ops.model_artifacts where model = %s and version = %s", (MODEL, v1))
     run = dagrun.run_dag(fresh, f"score_{MODEL}", check=False)
     assert run.task_states == {"score": "failed"}
     assert artifacts.record(fresh, MODEL, v1).sha256 == recorded

@@ -8,6 +8,7 @@ import pytest
 from mlflow.exceptions import MlflowException
 
 from mlscale import ops, postgres, registry
+from mlscale.modeling import artifacts
 from mlscale.production import promotion
 from mlscale.registry import RegistryError
 from tests.e2e.conftest import SPEC
@@ -110,3 +111,27 @@ def test_rollback_puts_back_only_a_version_that_served_unless_forced_with_a_reas
                            " order by id desc limit 1").iloc[0]
     assert (last.to_version, last.decision, last.decided_by, last.reason) == (v3, "rolled_back", "carol", forced.reason)
     assert _state(settings)[v3] == ("Production", ["production"])
+
+
+def test_files_and_tag_replaced_together_in_mlflow_are_refused_against_the_warehouses_hash(empty):
+    """Someone who can write to MLflow swaps a version's model file and sets its artifact_sha256 tag to match:
+    the hash the warehouse recorded at registration still tells. A tag changed alone is refused too."""
+    settings, _ = empty
+    version = register_tiny_version(settings, MODEL.name)
+    recorded = artifacts.fetch_verified(settings, MODEL.name, version).sha256
+    client = registry.client(settings)
+    location = client.get_model_version_download_uri(MODEL.name, version)
+    model_file = next((settings.mlflow_artifacts_dir / location.split("mlflow-artifacts:/", 1)[1]).glob("*.skops"))
+    original = model_file.read_bytes()
+    model_file.write_bytes(original + b"\0")
+    try:
+        swapped = artifacts.fetch(settings, MODEL.name, version).sha256
+        client.set_model_version_tag(MODEL.name, version, artifacts.SHA_TAG, swapped)
+        with pytest.raises(artifacts.TamperedArtifact, match=f"tag {swapped} differs from {recorded}"):
+            artifacts.load_verified(settings, MODEL.name, version)
+    finally:
+        model_file.write_bytes(original)
+    with pytest.raises(artifacts.TamperedArtifact, match="the tag was changed"):
+        artifacts.fetch_verified(settings, MODEL.name, version)  # the files are back; the tag still lies
+    client.set_model_version_tag(MODEL.name, version, artifacts.SHA_TAG, recorded)
+    assert artifacts.fetch_verified(settings, MODEL.name, version).sha256 == recorded

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlscale import registry
+from mlscale import ops, postgres, registry
 from mlscale.config import Settings
 
 log = logging.getLogger(__name__)
@@ -75,21 +75,50 @@ def fetch(settings: Settings, name: str, version: str) -> Fetched:
 
 
 def record(settings: Settings, name: str, version: str) -> Fetched:
-    """Hash a freshly registered version and keep the hash and size as version tags."""
+    """Hash a freshly registered version; keep the hash in the warehouse (ops.model_artifacts, what every use
+    verifies against) and as version tags (for people reading the registry)."""
     fetched = fetch(settings, name, version)
     client = registry.client(settings)
     client.set_model_version_tag(name, version, SHA_TAG, fetched.sha256)
     client.set_model_version_tag(name, version, BYTES_TAG, str(fetched.size_bytes))
+    with postgres.warehouse(settings) as conn:
+        ops.ensure(conn, "model_artifacts")
+        conn.execute("insert into ops.model_artifacts (model, version, run_id, sha256, size_bytes)"
+                     " values (%s, %s, %s, %s, %s) on conflict (model, version) do update set run_id = excluded.run_id,"
+                     " sha256 = excluded.sha256, size_bytes = excluded.size_bytes, recorded_at = now()",
+                     (name, version, registry.version_run_id(settings, name, version), fetched.sha256,
+                      fetched.size_bytes))
     return fetched
 
 
 def _recorded_sha(settings: Settings, name: str, version: str) -> str:
-    recorded = registry.version_tags(settings, name, version).get(SHA_TAG)
-    if not recorded:
-        raise TamperedArtifact(f"{name} v{version} has no {SHA_TAG} tag: it was not registered by mlscale training "
+    """The hash recorded at registration: the warehouse's copy. Someone who can write to MLflow can replace a
+    version's files and its tag together, not this copy; a tag that disagrees with it is itself a finding. A
+    version registered before the copy existed has only its tag, which is used with a warning."""
+    tag = registry.version_tags(settings, name, version).get(SHA_TAG)
+    with postgres.warehouse(settings) as conn:
+        ops.ensure(conn, "model_artifacts")
+        row = conn.execute("select run_id, sha256 from ops.model_artifacts where model = %s and version = %s",
+                           (name, version)).fetchone()
+    if row is not None:
+        run_id, recorded = row
+        current_run = registry.version_run_id(settings, name, version)
+        if current_run != run_id:
+            raise TamperedArtifact(f"{name} v{version} now comes from run {current_run}, but the hash recorded at "
+                                   f"registration is of run {run_id}'s files: the registry's version was replaced; "
+                                   f"refusing to use it")
+        if tag is not None and tag != recorded:
+            raise TamperedArtifact(f"{name} v{version}: its {SHA_TAG} tag {tag} differs from {recorded}, the hash the "
+                                   "warehouse recorded at registration: the tag was changed; refusing to use it")
+        return recorded
+    if not tag:
+        raise TamperedArtifact(f"{name} v{version} has no recorded hash: it was not registered by mlscale training "
                                f"(or before hashes were recorded); if you trust its files, record their hash with "
                                f"`mlscale record-artifact {name} {version}`")
-    return recorded
+    log.warning("%s v%s: its hash is recorded only as an MLflow tag (registered before ops.model_artifacts); "
+                "`mlscale record-artifact %s %s` records it in the warehouse if you trust its files",
+                name, version, name, version)
+    return tag
 
 
 def _verify(name: str, version: str, fetched: Fetched, recorded: str) -> None:
