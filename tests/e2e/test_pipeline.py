@@ -87,12 +87,13 @@ def test_pipeline_end_to_end(warehouse, clean_registry):
         == (1, 0)
 
     # No Production yet: monitoring asked for the first model.
-    assert runs[f"monitor_{MODEL}"].task_states == {"monitor": "success", "request_retrain": "success"}
+    assert runs[f"monitor_{MODEL}"].task_states == {"monitor": "success", "request_retrain": "success",
+                                                    "record_decision": "success"}
     assert _rows(warehouse, "select detail from ops.model_monitoring where check_name = 'decision'") == \
         [(f"{MODEL} has no Production version yet",)]
     # With version 1 serving the population it was trained on, monitoring asks for nothing.
     run = dagrun.run_dag(warehouse, f"monitor_{MODEL}")
-    assert run.task_states == {"monitor": "success", "request_retrain": "skipped"}
+    assert run.task_states == {"monitor": "success", "request_retrain": "skipped", "record_decision": "success"}
 
     # Retraining (by hand) on the same data gives the same model: it passes Staging but is not significantly
     # better than Production, so version 1 keeps serving and version 2 is scored in shadow.

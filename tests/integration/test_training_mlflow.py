@@ -236,7 +236,8 @@ def test_registry_lookups_use_the_configured_server_and_never_create_a_local_mlf
     script = f"""
 import json, os
 import mlflow
-from mlscale import registry, tracking, training
+from mlscale import registry, tracking
+from mlscale.modeling import training
 from mlscale.config import Settings
 settings = Settings.from_env()
 registry.client(settings).create_registered_model({name!r})
