@@ -43,7 +43,8 @@ def register_tiny_version(settings, model: str) -> str:
 
     fitted = LogisticRegression().fit(np.array([[0.0], [1.0], [2.0], [3.0]]), np.array([0, 0, 1, 1]))
     with tracking.run(settings, f"{model}_reliability", "tiny version"):
-        info = mlflow.sklearn.log_model(fitted, name="model", registered_model_name=model)
+        info = mlflow.sklearn.log_model(fitted, name="model", registered_model_name=model,
+                                        pip_requirements=["scikit-learn"])  # no inference of the environment
     version = str(info.registered_model_version)
     artifacts.record(settings, model, version)
     return version
