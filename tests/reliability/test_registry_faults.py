@@ -81,7 +81,7 @@ def test_a_switch_cut_off_between_its_mlflow_calls_is_finished_by_its_retry(empt
     assert retried.decision == "promoted" and retried.stage == "Production"
     assert _state(settings) == {v2: ("Production", ["production"]), v1: ("Archived", ["previous_production"])}
     audit = query(settings, "select coalesce(from_version, 'none') as from_version, to_version, decision"
-                            " from ops.model_promotions order by id")
+                            f" from ops.model_promotions where model = '{MODEL.name}' order by id")
     assert list(audit.itertuples(index=False, name=None)) == [("none", v1, "promoted"), (v1, v2, "promoted")]
     assert recovery.seconds < 10  # the retry, once MLflow answers again
 
@@ -108,7 +108,7 @@ def test_rollback_puts_back_only_a_version_that_served_unless_forced_with_a_reas
     assert forced.reason == (f"rolled back from v{v1} to v{v3} by carol; forced, though it never served in "
                              "Production: incident 7: v1 and v2 both mis-score new customers")
     last = query(settings, "select to_version, decision, decided_by, reason from ops.model_promotions"
-                           " order by id desc limit 1").iloc[0]
+                           f" where model = '{MODEL.name}' order by id desc limit 1").iloc[0]
     assert (last.to_version, last.decision, last.decided_by, last.reason) == (v3, "rolled_back", "carol", forced.reason)
     assert _state(settings)[v3] == ("Production", ["production"])
 
