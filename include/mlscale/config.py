@@ -111,8 +111,7 @@ class Settings:
     # --- MLflow --------------------------------------------------------------------------------
     def mlflow_http_env(self) -> dict[str, str]:
         """The variables MLflow's client reads on every request: its timeout and retries."""
-        return {"MLFLOW_HTTP_REQUEST_TIMEOUT": str(self.mlflow_timeout),
-                "MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(self.mlflow_retries)}
+        return {var: str(getattr(self, name)) for name, var in TIMEOUT_VARIABLES.items() if name.startswith("mlflow_")}
 
     @property
     def mlflow_uri(self) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 
+from mlscale import postgres
 from mlscale.config import Settings
 
 
@@ -47,8 +48,6 @@ def alias_version(settings: Settings, name: str, alias: str) -> str | None:
 def forget(settings: Settings, name: str) -> None:
     """Delete registered model `name`, all its versions and their recorded hashes (a replay starts from an
     empty registry)."""
-    from mlscale import postgres
-
     mlflow_client = client(settings)
     if mlflow_client.search_registered_models(f"name='{name}'"):
         mlflow_client.delete_registered_model(name)

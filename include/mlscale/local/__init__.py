@@ -1,1 +1,2 @@
-"""Tooling for one machine: the local services (PostgreSQL cluster, MLflow, Airflow processes), setup, the synthetic shop, the demo and the replay."""
+"""Tooling for one machine: the local services (PostgreSQL cluster, MLflow, Airflow processes), setup, the synthetic
+shop, the demo and the replay."""

@@ -95,18 +95,18 @@ def _recorded_sha(settings: Settings, name: str, version: str) -> str:
     """The hash recorded at registration: the warehouse's copy. Someone who can write to MLflow can replace a
     version's files and its tag together, not this copy; a tag that disagrees with it is itself a finding. A
     version registered before the copy existed has only its tag, which is used with a warning."""
-    tag = registry.version_tags(settings, name, version).get(SHA_TAG)
+    registered = registry.client(settings).get_model_version(name, version)
+    tag = registered.tags.get(SHA_TAG)
     with postgres.warehouse(settings) as conn:
         ops.ensure(conn, "model_artifacts")
         row = conn.execute("select run_id, sha256 from ops.model_artifacts where model = %s and version = %s",
                            (name, version)).fetchone()
     if row is not None:
         run_id, recorded = row
-        current_run = registry.version_run_id(settings, name, version)
-        if current_run != run_id:
-            raise TamperedArtifact(f"{name} v{version} now comes from run {current_run}, but the hash recorded at "
-                                   f"registration is of run {run_id}'s files: the registry's version was replaced; "
-                                   f"refusing to use it")
+        if registered.run_id != run_id:
+            raise TamperedArtifact(f"{name} v{version} now comes from run {registered.run_id}, but the hash "
+                                   f"recorded at registration is of run {run_id}'s files: the registry's version "
+                                   f"was replaced; refusing to use it")
         if tag is not None and tag != recorded:
             raise TamperedArtifact(f"{name} v{version}: its {SHA_TAG} tag {tag} differs from {recorded}, the hash the "
                                    "warehouse recorded at registration: the tag was changed; refusing to use it")

@@ -1,1 +1,2 @@
-"""Production Engineer: promotion gates and decisions, batch scoring, monitoring and retrain requests, realised outcomes, CI gates for a change."""
+"""Production Engineer: promotion gates and decisions, batch scoring, monitoring and retrain requests, realised
+outcomes, CI gates for a change."""

@@ -77,12 +77,10 @@ def realised_check(settings: Settings, spec: ModelSpec, production: str) -> Chec
     Only predictions of the current Production version can ask for a retrain; older versions' are reported.
     """
     metric = spec.primary_metric
-    matured = outcomes.matured(settings, spec)
-    if matured.empty:
+    frame = outcomes.matured(settings, spec, newest=True)
+    if frame.empty:
         return None
-    as_of = matured["as_of_date"].max()
-    frame = matured[matured["as_of_date"] == as_of]
-    version = str(frame["model_version"].iloc[0])
+    as_of, version = frame["as_of_date"].iloc[0], str(frame["model_version"].iloc[0])
     realised = evaluation.metric(metric, frame["outcome"], frame["score"])
     expected = float(registry.version_tags(settings, spec.name, version).get(f"test_{metric}", "nan"))
     drop = -improvement(metric, realised, expected)
@@ -151,7 +149,7 @@ def monitor(settings: Settings, spec: ModelSpec, airflow_run_id: str | None = No
             report.checks += drift_checks(spec, reference, current, scores)
         report.checks += [c for c in (realised_check(settings, spec, production), age_check(spec, tags, as_of)) if c]
     report.retrain, report.reason = decide(spec, report.checks, as_of, _last_request(settings, spec.name))
-    _record_checks(settings, report, airflow_run_id)
+    _record(settings, report, report.checks, airflow_run_id)
     _log_to_mlflow(settings, spec, report)
     level = logging.WARNING if report.breaches else logging.INFO
     for check in report.checks:
@@ -180,24 +178,22 @@ def _reference(settings: Settings, name: str, version: str) -> dict | None:
         raise
 
 
-def _insert(conn, report: Report, rows: list[tuple], airflow_run_id: str | None) -> None:
-    with conn.cursor() as cur:
-        cur.executemany(
-            "insert into ops.model_monitoring (model, model_version, as_of_date, check_name, subject, value,"
-            " threshold, breach, detail, airflow_run_id) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            [(report.model, report.version, report.as_of_date, *row, airflow_run_id) for row in rows],
-        )
-
-
-def _record_checks(settings: Settings, report: Report, airflow_run_id: str | None) -> None:
-    """The checks of a run, in place of those an earlier try of the same run recorded."""
+def _record(settings: Settings, report: Report, checks: list[Check], airflow_run_id: str | None) -> None:
+    """Record `checks` of a run (its checks, or its decision) in place of what an earlier try of the same run
+    recorded of that kind."""
+    decision = checks[0].check_name == "decision" if checks else False
     with postgres.warehouse(settings) as conn:
         ops.ensure(conn, "model_monitoring")
         if airflow_run_id is not None:
             conn.execute("delete from ops.model_monitoring where model = %s and airflow_run_id = %s"
-                         " and check_name <> 'decision'", (report.model, airflow_run_id))
-        _insert(conn, report, [(c.check_name, c.subject, c.value, c.threshold, c.breach, c.detail)
-                               for c in report.checks], airflow_run_id)
+                         " and (check_name = 'decision') = %s", (report.model, airflow_run_id, decision))
+        with conn.cursor() as cur:
+            cur.executemany(
+                "insert into ops.model_monitoring (model, model_version, as_of_date, check_name, subject, value,"
+                " threshold, breach, detail, airflow_run_id) values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                [(report.model, report.version, report.as_of_date, c.check_name, c.subject, c.value, c.threshold,
+                  c.breach, c.detail, airflow_run_id) for c in checks],
+            )
 
 
 def record_decision(settings: Settings, report: dict, airflow_run_id: str | None) -> None:
@@ -206,13 +202,8 @@ def record_decision(settings: Settings, report: dict, airflow_run_id: str | None
     failed before its request went out (MLflow down while logging, say) never holds back the next one."""
     decided = Report(report["model"], report["version"], report["as_of_date"], retrain=report["retrain"],
                      reason=report["reason"])
-    with postgres.warehouse(settings) as conn:
-        ops.ensure(conn, "model_monitoring")
-        if airflow_run_id is not None:
-            conn.execute("delete from ops.model_monitoring where model = %s and airflow_run_id = %s"
-                         " and check_name = 'decision'", (decided.model, airflow_run_id))
-        _insert(conn, decided, [("decision", "retrain" if decided.retrain else "none", None, None, decided.retrain,
-                                 decided.reason)], airflow_run_id)
+    _record(settings, decided, [Check("decision", "retrain" if decided.retrain else "none", None, None,
+                                      decided.retrain, decided.reason)], airflow_run_id)
 
 
 def _log_to_mlflow(settings: Settings, spec: ModelSpec, report: Report) -> None:

@@ -71,14 +71,16 @@ def ensure_view(settings: Settings, spec: ModelSpec) -> None:
         dbt(settings, "run", "--select", "int_matured_predictions", "--vars", dbt_vars(specs))
 
 
-def matured(settings: Settings, spec: ModelSpec) -> pd.DataFrame:
+def matured(settings: Settings, spec: ModelSpec, newest: bool = False) -> pd.DataFrame:
     """The model's predictions whose outcome is known: as_of_date, customer_id, model_version, score, outcome,
-    oldest as-of date first. Empty when nothing was scored yet."""
+    oldest as-of date first; with `newest`, those of the newest as-of date only. Empty when nothing was scored
+    yet."""
     columns = ["as_of_date", "customer_id", "model_version", "score", "outcome"]
     with postgres.warehouse(settings) as conn:
         if not postgres.table_exists(conn, "ml.predictions"):
             return pd.DataFrame(columns=columns)
     ensure_view(settings, spec)
+    newest_only = f" and as_of_date = (select max(as_of_date) from {VIEW} where model = %(model)s)" if newest else ""
     with postgres.warehouse(settings) as conn:
-        return postgres.frame(conn, f"select {', '.join(columns)} from {VIEW} where model = %s"
-                                    " order by as_of_date, customer_id", (spec.name,))
+        return postgres.frame(conn, f"select {', '.join(columns)} from {VIEW} where model = %(model)s{newest_only}"
+                                    " order by as_of_date, customer_id", {"model": spec.name})

@@ -227,7 +227,7 @@ def rollback(settings: Settings, spec: ModelSpec, target: str | None = None, air
             raise RegistryError(f"{spec.name} has no Production version to roll back")
         if target is None:
             raise RegistryError(f"{spec.name} has no previous_production version; pass the version to roll back to")
-        never_served = target not in served(settings, spec.name)
+        never_served, force = target not in served(settings, spec.name), (force or "").strip()
         if target == current:  # already serving: done, or an earlier try moved the alias and failed after
             replaced = _other_in_production(client, spec.name, target)
             if replaced is None and client.get_model_version(spec.name, target).current_stage == "Production":
@@ -235,7 +235,7 @@ def rollback(settings: Settings, spec: ModelSpec, target: str | None = None, air
             log.info("%s v%s already serves (an earlier try moved the production alias): finishing the rollback",
                      spec.name, target)
         else:
-            if never_served and not (force or "").strip():
+            if never_served and not force:
                 raise RegistryError(
                     f"{spec.name} v{target} never served in Production (ops.model_promotions): no gate or person "
                     "ever let it serve. Roll back to a version that did, or force it with a reason, which is "
@@ -248,7 +248,7 @@ def rollback(settings: Settings, spec: ModelSpec, target: str | None = None, air
             client.set_model_version_tag(spec.name, replaced, "rolled_back", f"replaced by v{target}")
         reason = f"rolled back from v{replaced} to v{target} by {decided_by}"
         if never_served:
-            reason += f"; forced, though it never served in Production: {(force or '').strip()}"
+            reason += f"; forced, though it never served in Production: {force}"
         decision = Decision(spec.name, target, "rolled_back", "Production", reason, replaced, decided_by=decided_by)
         return _finish(settings, client, decision, airflow_run_id)
 
