@@ -22,6 +22,7 @@ COPY include ./include
 COPY dags ./dags
 COPY plugins ./plugins
 COPY dbt_project ./dbt_project
+COPY docker ./docker
 RUN pip install --no-cache-dir --no-deps -e . \
  && mkdir -p "$AIRFLOW_HOME" /opt/mlscale/landing /opt/mlscale/reports /opt/mlscale/.mlscale \
  && chown -R mlscale /opt/mlscale "$AIRFLOW_HOME"

@@ -228,6 +228,29 @@ def _optional_int(text: str) -> int | None:
         raise argparse.ArgumentTypeError(f"expected a day number or 'none', got {text!r}") from None
 
 
+def _deploy_check(args) -> None:
+    from mlscale.deployment import check_secrets
+
+    check_secrets(os.environ, {"WAREHOUSE_PASSWORD": "MLSCALE_WH_PASSWORD"})  # pragma: allowlist secret
+    print("secrets: the Fernet key, the JWT secret and the warehouse password are set and not placeholders")
+
+
+def _airflow_passwords(args) -> None:
+    from mlscale.deployment import write_airflow_passwords
+
+    path = write_airflow_passwords(os.environ, Path(os.environ["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"]))
+    print(f"Airflow passwords written to {path} for {os.environ['AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS']}")
+
+
+def _mlflow_account(args) -> None:
+    from mlscale.deployment import ensure_mlflow_account
+
+    for role in ("PIPELINE", "READER"):  # the pipeline writes (it creates the models); the reader reads only
+        user = os.environ[f"MLSCALE_MLFLOW_{role}_USER"]
+        done = ensure_mlflow_account(settings().mlflow_uri, user, os.environ[f"MLSCALE_MLFLOW_{role}_PASSWORD"])
+        print(f"MLflow account {user!r} {done}")
+
+
 def _day(text: str) -> date:
     """A date argument (YYYY-MM-DD)."""
     try:
@@ -338,6 +361,12 @@ def main(argv: list[str] | None = None) -> int:
     cm.add_argument("--days", type=int, default=270)
     cm.add_argument("--seed", type=int, default=7)
     cm.set_defaults(fn=_ci_model)
+    sub.add_parser("deploy-check", help="compose: refuse to start without a valid Fernet key, a JWT secret and the "
+                   "warehouse password (airflow-init runs it)").set_defaults(fn=_deploy_check)
+    sub.add_parser("airflow-passwords", help="compose: write the simple auth manager's passwords file from "
+                   "AIRFLOW_PASSWORDS (the api-server runs it)").set_defaults(fn=_airflow_passwords)
+    sub.add_parser("mlflow-account", help="compose: create the pipeline's and the reader's MLflow accounts, as MLflow's admin "
+                   "(mlflow-init runs it)").set_defaults(fn=_mlflow_account)
     sub.add_parser("up", help="start the Airflow UI (api-server, scheduler, dag-processor, triggerer)").set_defaults(fn=_up)
     sub.add_parser("down", help="stop what `up` and `setup` started").set_defaults(fn=_down)
 

@@ -4,6 +4,7 @@ import contextlib
 import json
 import os
 import time
+from pathlib import Path
 
 import mlflow
 import pytest
@@ -82,7 +83,8 @@ def api_server(settings, port: int):
         while not services.http_ok(f"{url}/api/v2/monitor/health"):
             assert time.monotonic() < deadline, (settings.log_dir / f"{name}.log").read_text()[-3000:]
             time.sleep(1)
-        passwords = json.loads((settings.airflow_home / "simple_auth_manager_passwords.json.generated").read_text())
+        passwords = json.loads(Path(env.get("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE") or
+                                    settings.airflow_home / "simple_auth_manager_passwords.json.generated").read_text())
         yield url, passwords[airflow_ui.ADMIN_USER]
     finally:
         services.stop_background(settings, name)
