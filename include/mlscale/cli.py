@@ -229,9 +229,9 @@ def _optional_int(text: str) -> int | None:
 
 
 def _deploy_check(args) -> None:
-    from mlscale.deployment import check_secrets
+    from mlscale.deployment import CHECKED_PASSWORDS, check_secrets
 
-    check_secrets(os.environ, {"WAREHOUSE_PASSWORD": "MLSCALE_WH_PASSWORD"})  # pragma: allowlist secret
+    check_secrets(os.environ, CHECKED_PASSWORDS)
     print("secrets: the Fernet key, the JWT secret and the warehouse password are set and not placeholders")
 
 

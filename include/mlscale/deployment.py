@@ -27,6 +27,8 @@ PLACEHOLDERS = {"", "admin", "airflow", "mlflow", "password", "postgres", "secre
 # The variables a container reads, with the .env variable an operator sets for each.
 FERNET_KEY = ("AIRFLOW__CORE__FERNET_KEY", "AIRFLOW_FERNET_KEY")
 JWT_SECRET = ("AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW_JWT_SECRET")
+# Passwords airflow-init checks: the .env name, the variable the container reads (names, not values).
+CHECKED_PASSWORDS = {"WAREHOUSE_PASSWORD": "MLSCALE_WH_PASSWORD"}  # pragma: allowlist secret
 
 
 class DeploymentError(ValueError):

@@ -26,6 +26,11 @@ class IngestRejected(RuntimeError):
     """One or more files broke the contract and were rejected whole."""
 
 
+class IngestInterrupted(RuntimeError):
+    """The connection to PostgreSQL was lost while a file loaded: its transaction rolled back, files loaded
+    before it are kept; the next run loads it (and the rest) again."""
+
+
 class FileRejected(Exception):
     """A landing file that cannot be read in its feed's format: rejected whole; the message says why and what to do."""
 
@@ -340,8 +345,16 @@ def ingest_landing(dsn: str, landing_dir: Path) -> dict[str, dict[str, int]]:
                  len(files) - len(to_read), len(to_read))
         for i, (feed, path, stat) in enumerate(to_read, 1):
             problem = path_problem(landing_dir, path)  # rejected unread: no sha256, no ledger row
-            res = FileResult(feed.name, str(path), "", "rejected", error=problem) if problem else \
-                load_file(conn, feed, path, stat)
+            try:
+                res = FileResult(feed.name, str(path), "", "rejected", error=problem) if problem else \
+                    load_file(conn, feed, path, stat)
+            except psycopg.OperationalError as exc:
+                if not conn.broken:
+                    raise
+                raise IngestInterrupted(
+                    f"the connection to PostgreSQL was lost while loading {path} ({str(exc).splitlines()[0]}): "
+                    "none of that file's rows were kept, the files before it stay loaded; run the ingest again "
+                    "once the server answers") from exc
             counts = summary[feed.name]
             counts[f"files_{res.status}"] += 1
             counts["rows_loaded"] += res.rows_loaded
