@@ -143,18 +143,20 @@ def promotions(conn: psycopg.Connection, model: str | None = None, limit: int | 
                  requires="ops.model_promotions")
 
 
-def latest_monitoring(conn: psycopg.Connection, model: str) -> pd.DataFrame:
+def latest_monitoring(conn: psycopg.Connection, model: str, version: str | None = None) -> pd.DataFrame:
     """Every check and the decision of the model's newest monitoring run with a decision (recorded once acted
-    on, after its checks: the rows of one Airflow run, or of one transaction outside Airflow); empty before."""
+    on, after its checks: the rows of one Airflow run, or of one transaction outside Airflow), about `version`
+    when given (what serves: a check from before it served says nothing about it); empty before."""
     return frame(conn,
                  "with decision as (select id, airflow_run_id, checked_at from ops.model_monitoring"
-                 " where model = %(model)s and check_name = 'decision' order by id desc limit 1)"
+                 " where model = %(model)s and check_name = 'decision'"
+                 " and (%(version)s::text is null or model_version = %(version)s) order by id desc limit 1)"
                  " select m.as_of_date, m.model_version, m.check_name, m.subject, m.value, m.threshold, m.breach,"
                  " m.detail from ops.model_monitoring m join decision d on m.id = d.id"
                  " or (m.model = %(model)s and m.check_name <> 'decision' and (m.airflow_run_id = d.airflow_run_id"
                  " or (d.airflow_run_id is null and m.airflow_run_id is null and m.checked_at = d.checked_at)))"
                  " order by m.id",
-                 {"model": model}, requires="ops.model_monitoring")
+                 {"model": model, "version": version}, requires="ops.model_monitoring")
 
 
 def latest_monitoring_decisions(conn: psycopg.Connection) -> pd.DataFrame:

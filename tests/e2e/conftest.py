@@ -3,7 +3,6 @@
 import contextlib
 import json
 import os
-import time
 from pathlib import Path
 
 import mlflow
@@ -79,10 +78,7 @@ def api_server(settings, port: int):
     services.start_background(settings, name, [str(services.BIN / "airflow"), "api-server", "--port", str(port)], env)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while not services.http_ok(f"{url}/api/v2/monitor/health"):
-            assert time.monotonic() < deadline, (settings.log_dir / f"{name}.log").read_text()[-3000:]
-            time.sleep(1)
+        services.wait_until_up(settings, name, f"{url}/api/v2/monitor/health", timeout=120)
         passwords = json.loads(Path(env.get("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE") or
                                     settings.airflow_home / "simple_auth_manager_passwords.json.generated").read_text())
         yield url, passwords[airflow_ui.ADMIN_USER]

@@ -93,11 +93,14 @@ def test_feature_mart_is_point_in_time_correct(warehouse):
     assert 0.3 < float(coverage["imputed"][0]) / PARAMS.customers < 0.5  # sparse_share is 0.4
 
 
-def test_quality_gate_stops_a_null_flood(warehouse):
+def test_quality_gate_stops_a_null_flood(warehouse, capfd):
     stats = generate(ShopParams(customers=250, days=60, seed=5, feeds=("orders",)), warehouse.landing_dir)
     ingest_landing(warehouse.dsn(warehouse.warehouse_db), warehouse.landing_dir)
     assert claim_batch(warehouse, "run-1") == stats.files["orders"]
+    capfd.readouterr()
     assert gate(warehouse, "raw_orders", "run-1")["raw_orders"]["failed_critical"] == 0
+    # no progress bar on stderr (a task log shows stderr at error level: issue 20)
+    assert "Calculating Metrics" not in capfd.readouterr().err
     with postgres.warehouse(warehouse) as conn:
         conn.execute("update raw.orders set customer_id = null where order_id % 3 = 0")
         flooded = conn.execute("select count(*) from raw.orders where customer_id is null").fetchone()[0]

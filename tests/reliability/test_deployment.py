@@ -6,7 +6,6 @@ the pipeline's account can move a registered model's alias or stage and a person
 import dataclasses
 import os
 import subprocess
-import time
 from pathlib import Path
 
 import psycopg
@@ -124,14 +123,10 @@ def mlflow_auth(stack, roles, tmp_path_factory):
     for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
         env.pop(key, None)
     name = f"mlflow-auth{stack.db_suffix}"
-    pid = services.start_background(stack, name, ["bash", str(ROOT / "docker" / "mlflow-server.sh")], env)
+    services.start_background(stack, name, ["bash", str(ROOT / "docker" / "mlflow-server.sh")], env)
     uri = f"http://127.0.0.1:{mlflow_port}"
     try:
-        deadline = time.monotonic() + 180
-        while not services.http_ok(f"{uri}/health"):
-            exited = os.waitpid(pid, os.WNOHANG)[0] == pid
-            assert not exited and time.monotonic() < deadline, (stack.log_dir / f"{name}.log").read_text()[-3000:]
-            time.sleep(1)
+        services.wait_until_up(stack, name, f"{uri}/health", timeout=180)
         with pytest.MonkeyPatch.context() as mp:
             mp.setenv("MLFLOW_TRACKING_USERNAME", ADMIN[0])
             mp.setenv("MLFLOW_TRACKING_PASSWORD", ADMIN[1])

@@ -2,6 +2,7 @@
 
 import hashlib
 import io
+import subprocess
 import sys
 import zipfile
 
@@ -70,3 +71,35 @@ def test_a_version_saved_before_the_package_was_grouped_by_role_still_loads(monk
     rows = pd.DataFrame({"repeat_order_days": [0, 3], "first_to_last_order_days": [0, 120], "tenure_days": [30, 200]})
     assert type(restored) is BtydFeatures and restored.params_ == step.params_
     assert restored.transform(rows).equals(step.transform(rows))
+
+
+PROBE = """
+import airflow.models  # a task process: Airflow and its deprecated-import shims are loaded before skops
+import numpy as np
+from sklearn.preprocessing import FunctionTransformer
+
+
+def save():  # as mlflow.sklearn.log_model does: skops is imported when the first model is saved
+    import skops.io
+    skops.io.dumps(FunctionTransformer(np.log1p))
+
+
+if {quiet}:  # Airflow's own warning handler logs each warning, as in a task
+    from mlscale.modeling.artifacts import quiet_module_probe
+    with quiet_module_probe():
+        save()
+else:
+    save()
+"""
+
+
+def test_saving_a_model_in_an_airflow_process_logs_no_deprecated_import_warnings():
+    """Without the guard, skops' search for the modules of numpy's and scipy's ufuncs (when it is first imported)
+    makes Airflow's shims warn: 1,160 warnings, as many as one train_ task log held (the control)."""
+    def warnings_logged(quiet: bool) -> int:
+        out = subprocess.run([sys.executable, "-c", PROBE.format(quiet=quiet)], capture_output=True, text=True,
+                             timeout=120)
+        assert out.returncode == 0, out.stderr
+        return (out.stdout + out.stderr).count("DeprecatedImportWarning")
+    assert warnings_logged(False) > 1000
+    assert warnings_logged(True) == 0

@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 import yaml
 
-from mlscale.data.contract import PARSERS, FileFormat, load_contract
+from mlscale.data.contract import PARSERS, FileFormat, currency, load_contract
 
 
 def test_the_shipped_contract_makes_orders_the_only_mandatory_feed():
@@ -38,6 +38,17 @@ def test_a_contract_with_an_unknown_type_or_format_is_refused(tmp_path):
             load_contract.__wrapped__(_contract(tmp_path, format=fmt))
     latin = load_contract.__wrapped__(_contract(tmp_path, format={"encoding": "latin-1", "delimiter": ";"}))
     assert latin["orders"].format == FileFormat("latin-1", ";")
+
+
+def test_a_feed_names_its_currency_default_eur(tmp_path):
+    assert load_contract()["orders"].currency == "EUR" and currency() == "EUR"
+    us_shop = _contract(tmp_path, currency="USD")
+    load_contract.cache_clear()
+    assert currency(us_shop) == "USD"
+    for bad in ("usd", "US$", "DOLLAR"):
+        with pytest.raises(ValueError, match=re.escape(f"feed orders, currency: an ISO 4217 code such as EUR or USD, "
+                                                       f"not {bad!r}")):
+            load_contract.__wrapped__(_contract(tmp_path, currency=bad))
 
 
 @pytest.mark.parametrize("column_type, value, expected", [

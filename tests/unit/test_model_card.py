@@ -26,7 +26,7 @@ def _facts(**changes) -> dict:
                        {"feature": "age", "importance_mean": 0.001, "importance_std": 0.001}],
         "registered": True, "reason": "beats the baseline",
         "lineage": {"dbt_invocation_id": "inv-1", "git_commit": "abc123", "train_sha256": "f" * 64},
-        "uninformative_features": [],
+        "uninformative_features": [], "currency": "EUR",
     }
     return {**facts, **changes}
 
@@ -43,6 +43,11 @@ def test_the_card_shows_the_choice_the_calibration_and_every_baseline_side_by_si
     assert "(uplift +86.25 EUR)" in card and "| region | Europe | 300 | 0.4100 | 0.91" in card
     assert card.index("| recency_days |") < card.index("| age |")  # most important first
     assert "Every feature varies in the training rows." in card
+
+
+def test_money_is_in_the_landing_contracts_currency():
+    card = render(SPEC, _facts(currency="USD"))
+    assert "the model expected 101.50 USD; acting on it earned 98.25 USD" in card and "EUR" not in card
 
 
 def test_the_card_says_what_was_not_tried_excluded_or_not_learnable_and_why_it_was_not_registered():

@@ -3,7 +3,9 @@
 import re
 from datetime import date, datetime, timedelta
 
+import matplotlib.dates as mdates
 import pandas as pd
+import pytest
 
 from mlscale.airflow import models_page
 from mlscale.business import pages, reporting
@@ -21,6 +23,11 @@ def test_summary_of_the_last_30_days_against_the_30_before():
     assert summary["active_customers"] == 89 and summary["last_day"] == "2026-03-31"
     assert summary["value_by_model"] == {"m": 7.5, "n": 4.0}
     assert "churn_rate" not in summary and "revenue_at_risk" not in summary
+    # money in the landing contract's currency (a US shop's report said EUR before)
+    report = reporting.render(reporting.ReportData(kpis={**EMPTY, "kpi_daily": daily}, summary=summary, models=[],
+                                                   mlflow_uri="http://m", currency="USD"))
+    text = re.sub(r"data:image/png;base64,[^\"]+", "", report)  # the charts, as PNG
+    assert ">90 USD<" in text and ">8 USD<" in text and "EUR" not in text
 
 
 def test_tables_escape_text_blank_nulls_and_link_urls():
@@ -68,3 +75,34 @@ def test_report_of_an_empty_warehouse_says_what_is_missing():
     assert "Production: <b>none</b>" in page
     assert "No matured predictions yet" in page and "No orders yet." in page
     assert not re.findall(r"<img", page)
+
+
+@pytest.mark.parametrize(("dates", "shown_days"), [
+    ([date(2026, 10, 22)], (14, 14)),  # one date: two weeks around it, not five years
+    ([date(2026, 10, 8), date(2026, 10, 15), date(2026, 10, 22)], (14, 16)),  # a few dates
+    (pd.date_range("2023-01-02", "2026-01-05", freq="W-MON").date.tolist(), (1095, 1260)),  # three years
+])
+def test_a_date_chart_reads_well_with_one_date_a_few_or_years_of_them(dates, shown_days):
+    fig, ax = reporting._fig("Revenue at risk", "scoring date", "EUR")
+    x = pd.to_datetime(pd.Series(dates))
+    ax.plot(x, range(len(dates)), marker="o")
+    reporting._dates(ax)
+    fig.canvas.draw()  # ticks are placed at drawing time
+    lo, hi = ax.get_xlim()
+    assert shown_days[0] <= hi - lo <= shown_days[1]
+    assert mdates.date2num(x.min()) >= lo and mdates.date2num(x.max()) <= hi  # every point is on the chart
+    labels = [t.get_text() for t in ax.get_xticklabels() if t.get_text()]
+    assert 3 <= len(labels) <= 11, labels
+
+
+@pytest.mark.parametrize(("production", "says"), [
+    ("1", "No monitoring check has run on v1 yet."), (None, "No Production version: nothing is monitored.")])
+def test_the_monitoring_line_speaks_of_the_version_that_serves(production, says):
+    """model_overview passes only a decision about the Production version (ops.latest_monitoring's `version`):
+    without one, both pages say so plainly, and never print 'vNone'."""
+    model = _model(production=production)
+    report = reporting.render(reporting.ReportData(kpis=EMPTY, summary={}, models=[model], mlflow_uri="http://m"))
+    page = pages.render("models_page.html", models=[models_page._model(model, "http://m")], mlflow_uri="http://m",
+                        report_exists=False, tile_items=[])
+    for html in (report, page):
+        assert says in html and "vNone" not in html

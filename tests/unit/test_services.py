@@ -2,6 +2,8 @@ import logging
 import sys
 import time
 
+import pytest
+
 from mlscale.local import services
 from mlscale.config import Settings
 
@@ -48,3 +50,22 @@ def _ignores_sigterm(pid: int) -> bool:
     with open(f"/proc/{pid}/status") as f:
         mask = next(line for line in f if line.startswith("SigIgn:")).split()[1]
     return bool(int(mask, 16) & (1 << (15 - 1)))
+
+
+def test_waiting_for_a_service_that_exits_or_never_answers_fails_with_its_log(tmp_path):
+    settings = _settings(tmp_path)
+    nothing = "http://127.0.0.1:9/health"  # the discard port: nothing answers
+    services.start_background(settings, "crasher", [sys.executable, "-c", "print('bad config: no port'); exit(3)"], {})
+    t0 = time.monotonic()
+    with pytest.raises(services.ServiceDown) as exc:
+        services.wait_until_up(settings, "crasher", nothing, timeout=60)
+    assert time.monotonic() - t0 < 10  # it exited: no waiting out the timeout
+    assert str(exc.value).startswith(f"crasher exited before it answered at {nothing}; the last lines of its log")
+    assert str(exc.value).endswith("bad config: no port\n")
+
+    services.start_background(settings, "mute", POLITE, env={})
+    try:
+        with pytest.raises(services.ServiceDown, match=r"^mute did not answer within 2 s at http://127.0.0.1:9/health"):
+            services.wait_until_up(settings, "mute", nothing, timeout=2)
+    finally:
+        services.stop_background(settings, "mute")

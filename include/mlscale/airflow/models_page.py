@@ -16,6 +16,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 
 from mlscale.business import pages, reporting
+from mlscale.data import contract
 from mlscale.local import services
 from mlscale.config import settings
 from mlscale.specs import load_specs
@@ -61,7 +62,8 @@ def _model(model: dict, mlflow_uri: str) -> dict:
         history["decided_at"] = history["decided_at"].map(lambda t: t.strftime("%Y-%m-%d %H:%M"))
     return {"name": model["name"], "error": None, "description": model["description"],
             "roles": [(role, _version(model, role, mlflow_uri)) for role in ("production", "staging")],
-            "latest": latest, "monitoring": model["monitoring"], "history": pages.table(history)}
+            "latest": latest, "monitoring": model["monitoring"], "serving": model["production"],
+            "history": pages.table(history)}
 
 
 def render_page(s=None, visible: set[str] | None = None) -> str:
@@ -76,7 +78,7 @@ def render_page(s=None, visible: set[str] | None = None) -> str:
               for name, spec in specs.items()]
     return pages.render("models_page.html", models=models, mlflow_uri=s.mlflow_uri,
                         report_exists=(s.reports_dir / reporting.FILENAME).exists(),
-                        tile_items=reporting.tiles(reporting.kpi_summary(kpis)))
+                        tile_items=reporting.tiles(reporting.kpi_summary(kpis), contract.currency()))
 
 
 app = FastAPI(title="mlscale ML models", docs_url=None, redoc_url=None, openapi_url=None)

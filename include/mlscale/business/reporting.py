@@ -24,6 +24,7 @@ from mlscale import ops, postgres, registry, tracking
 from mlscale.business import pages
 from mlscale.production import outcomes, scoring
 from mlscale.config import Settings
+from mlscale.data import contract
 from mlscale.specs import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -114,7 +115,7 @@ def value_by_version(kpis: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
 def model_overview(settings: Settings, spec: ModelSpec, max_versions: int = 20) -> dict:
     """One model for people: Production/Staging versions, each version's test metrics and MLflow run,
-    the promotion history and the latest monitoring decision."""
+    the promotion history and the latest monitoring decision about the Production version."""
     client = registry.client(settings)
     versions = []
     for mv in registry.model_versions(settings, spec.name)[:max_versions]:
@@ -132,7 +133,7 @@ def model_overview(settings: Settings, spec: ModelSpec, max_versions: int = 20) 
              for alias in ("production", "staging")}
     with postgres.warehouse(settings) as conn:
         promotions = ops.promotions(conn, spec.name).drop(columns="model", errors="ignore")
-        monitoring = ops.latest_monitoring(conn, spec.name)
+        monitoring = ops.latest_monitoring(conn, spec.name, roles["production"]) if roles["production"] else []
     status = None
     if len(monitoring):
         decision = monitoring[monitoring["check_name"] == "decision"].iloc[-1]
@@ -154,13 +155,14 @@ class ReportData:
     summary: dict
     models: list[dict]
     mlflow_uri: str
+    currency: str = "EUR"  # of every money figure: the landing contract's (contract.currency)
     generated_at: str = field(default_factory=lambda: datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
 
 
 def collect(settings: Settings, specs: dict[str, ModelSpec]) -> ReportData:
     kpis = read_kpis(settings)
     return ReportData(kpis=kpis, summary=kpi_summary(kpis), models=[model_overview(settings, s) for s in specs.values()],
-                      mlflow_uri=settings.mlflow_uri)
+                      mlflow_uri=settings.mlflow_uri, currency=contract.currency())
 
 
 def _fig(title: str, xlabel: str, ylabel: str, width: float = 7.5):
@@ -171,9 +173,17 @@ def _fig(title: str, xlabel: str, ylabel: str, width: float = 7.5):
     return fig, ax
 
 
+MIN_DATE_WINDOW = 14  # days: a chart of one or a few dates shows at least two weeks around them
+
+
 def _dates(ax) -> None:
-    """Readable date ticks on the x axis."""
-    locator = mdates.AutoDateLocator()
+    """Readable date ticks on the x axis, for one date, a few or years of them: data spanning less than
+    MIN_DATE_WINDOW days is centred in a window of that width (matplotlib would widen a single date to years)."""
+    lo, hi = ax.dataLim.intervalx
+    if hi - lo < MIN_DATE_WINDOW:
+        middle = (lo + hi) / 2
+        ax.set_xlim(middle - MIN_DATE_WINDOW / 2, middle + MIN_DATE_WINDOW / 2)
+    locator = mdates.AutoDateLocator(minticks=3, maxticks=10)
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
 
@@ -182,36 +192,36 @@ def _version(number: str | None) -> str:
     return f"v{number}" if number else "none"
 
 
-def _eur(v: float) -> str:
-    return f"{v:,.0f} EUR"
+def _money(v: float, currency: str) -> str:
+    return f"{v:,.0f} {currency}"
 
 
-def tiles(s: dict) -> list[tuple[str, str, str]]:
-    """The headline numbers of a KPI summary as (label, value, note) tiles."""
+def tiles(s: dict, currency: str) -> list[tuple[str, str, str]]:
+    """The headline numbers of a KPI summary as (label, value, note) tiles, money in `currency`."""
     items = []
     if "revenue_30d" in s:
         change = (s["revenue_30d"] / s["revenue_prev_30d"] - 1) if s["revenue_prev_30d"] else None
-        items.append(("Revenue, last 30 days", _eur(s["revenue_30d"]),
+        items.append(("Revenue, last 30 days", _money(s["revenue_30d"], currency),
                       f"{change:+.1%} on the 30 days before" if change is not None else f"to {s['last_day']}"))
         items.append(("Active customers", f"{s['active_customers']:,}", f"with a recent order, on {s['last_day']}"))
     if "churn_rate" in s:
         items.append(("Churn rate", f"{s['churn_rate']:.1%}", f"of customers active on {s['churn_as_of']} (90-day outcome)"))
     if "revenue_at_risk" in s:
-        items.append(("Revenue at risk", _eur(s["revenue_at_risk"]),
+        items.append(("Revenue at risk", _money(s["revenue_at_risk"], currency),
                       f"{s['predicted_churners']:,} predicted churners on {s['risk_as_of']} "
                       f"({s['revenue_at_risk_share']:.0%} of scored spend)"))
     for model, uplift in s.get("value_by_model", {}).items():
-        items.append((f"Value added by {model}", _eur(uplift), "campaign profit over random targeting, to date"))
+        items.append((f"Value added by {model}", _money(uplift, currency), "campaign profit over random targeting, to date"))
     return items
 
 
-def _kpi_charts(k: dict[str, pd.DataFrame]) -> list[dict]:
+def _kpi_charts(k: dict[str, pd.DataFrame], currency: str) -> list[dict]:
     charts = []
     daily = k["kpi_daily"]
     if len(daily):
         daily = daily.sort_values("day")
         x = pd.to_datetime(daily["day"])
-        fig, ax = _fig("Revenue per day", "day", "EUR")
+        fig, ax = _fig("Revenue per day", "day", currency)
         ax.bar(x, daily["revenue"], width=1.0, color="#9ecae1", label="revenue")
         ax.plot(x, daily["revenue"].rolling(7, min_periods=1).mean(), color="#08519c", label="7-day average")
         ax.legend()
@@ -231,7 +241,7 @@ def _kpi_charts(k: dict[str, pd.DataFrame]) -> list[dict]:
     risk = k["kpi_revenue_at_risk"]
     if len(risk):
         risk = risk.sort_values("as_of_date")
-        fig, ax = _fig("Revenue at risk: last-90-day spend of predicted churners", "scoring date", "EUR")
+        fig, ax = _fig("Revenue at risk: last-90-day spend of predicted churners", "scoring date", currency)
         x = pd.to_datetime(risk["as_of_date"])
         ax.plot(x, risk["revenue_at_risk"], marker="o", ms=3, label="predicted churners")
         ax.plot(x, risk["expected_revenue_at_risk"], marker="o", ms=3, ls="--", label="probability-weighted, everyone")
@@ -255,9 +265,10 @@ def _retention(cohorts: pd.DataFrame) -> dict:
     return {"months": months, "rows": rows}
 
 
-def _model_context(model: dict, k: dict[str, pd.DataFrame], mlflow_uri: str) -> dict:
+def _model_context(model: dict, k: dict[str, pd.DataFrame], mlflow_uri: str, currency: str) -> dict:
     name, metric = model["name"], model["primary_metric"]
     out = {"name": name, "description": model["description"], "production": _version(model["production"]),
+           "serving": model["production"],
            "staging": _version(model["staging"]), "metric_chart": None, "value_chart": None, "lift_chart": None,
            "monitoring": model["monitoring"]}
     versions = [v for v in model["versions"] if metric in v["test_metrics"]]
@@ -280,7 +291,7 @@ def _model_context(model: dict, k: dict[str, pd.DataFrame], mlflow_uri: str) -> 
     value = value_by_version(k)
     value = value[value["model"] == name].drop(columns="model")
     if len(value):
-        fig, ax = _fig("Campaign profit per Production version", "version", "EUR (matured scoring dates)", width=6)
+        fig, ax = _fig("Campaign profit per Production version", "version", f"{currency} (matured scoring dates)", width=6)
         labels = [f"v{v}" for v in value["model_version"]]
         xs = range(len(labels))
         ax.bar([x - 0.2 for x in xs], value["profit"], width=0.4, label="targeted by the model")
@@ -290,9 +301,9 @@ def _model_context(model: dict, k: dict[str, pd.DataFrame], mlflow_uri: str) -> 
         out["value_chart"] = pages.chart(fig)
     value = value.assign(model_version="v" + value["model_version"]).rename(columns={
         "model_version": "version", "dates": "matured scoring dates", "first_as_of": "first", "last_as_of": "last",
-        "targeted_customers": "customers contacted", "profit": "profit (EUR)", "profit_random": "at random (EUR)",
-        "profit_uplift": "value added (EUR)"})
-    out["value"] = pages.table(value, {c: "{:,.2f}" for c in ("profit (EUR)", "at random (EUR)", "value added (EUR)")})
+        "targeted_customers": "customers contacted", "profit": f"profit ({currency})",
+        "profit_random": f"at random ({currency})", "profit_uplift": f"value added ({currency})"})
+    out["value"] = pages.table(value, {f"{c} ({currency})": "{:,.2f}" for c in ("profit", "at random", "value added")})
 
     lift = k["kpi_model_lift"]
     lift = lift[lift["model"] == name] if len(lift) else lift
@@ -321,9 +332,10 @@ def _model_context(model: dict, k: dict[str, pd.DataFrame], mlflow_uri: str) -> 
 
 def render(data: ReportData) -> str:
     """The whole report as one HTML document (no external files, no scripts)."""
-    return pages.render("report.html", generated_at=data.generated_at, tile_items=tiles(data.summary),
-                       kpi_charts=_kpi_charts(data.kpis), retention=_retention(data.kpis["kpi_retention_cohorts"]),
-                       models=[_model_context(m, data.kpis, data.mlflow_uri) for m in data.models])
+    return pages.render("report.html", generated_at=data.generated_at, tile_items=tiles(data.summary, data.currency),
+                       kpi_charts=_kpi_charts(data.kpis, data.currency),
+                       retention=_retention(data.kpis["kpi_retention_cohorts"]),
+                       models=[_model_context(m, data.kpis, data.mlflow_uri, data.currency) for m in data.models])
 
 
 def report(settings: Settings, specs: dict[str, ModelSpec], out_dir: Path | None = None, build: bool = True) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
@@ -94,6 +95,7 @@ class Feed:
     key: tuple[str, ...]
     columns: tuple[Column, ...]
     format: FileFormat = field(default_factory=FileFormat)
+    currency: str = "EUR"  # ISO 4217 code of the feed's money columns (`currency:` in the contract)
 
     @property
     def column_names(self) -> list[str]:
@@ -115,9 +117,18 @@ def load_contract(path: Path = CONTRACT_PATH) -> dict[str, Feed]:
             if cspec["type"] not in PARSERS:
                 raise ValueError(f"{path}: feed {name}, column {col}: unknown type {cspec['type']!r}")
             cols.append(Column(col, cspec["type"], bool(cspec.get("required", False))))
+        currency = str(spec.get("currency", "EUR"))
+        if not re.fullmatch(r"[A-Z]{3}", currency):
+            raise ValueError(f"{path}: feed {name}, currency: an ISO 4217 code such as EUR or USD, not {currency!r}")
         feeds[name] = Feed(name, bool(spec.get("mandatory", False)), tuple(spec["key"]), tuple(cols),
-                           _file_format(path, name, spec.get("format") or {}))
+                           _file_format(path, name, spec.get("format") or {}), currency)
     return feeds
+
+
+def currency(path: Path = CONTRACT_PATH) -> str:
+    """The currency of the shop's money: the orders feed's (order amounts, and every revenue, spend and profit
+    figure built from them)."""
+    return load_contract(path)["orders"].currency
 
 
 def _file_format(path: Path, feed: str, spec: dict) -> FileFormat:

@@ -125,6 +125,7 @@ def run_suite(settings: Settings, spec: dict, run_id: str) -> list[CheckResult] 
     """Validate one suite with GX (pushed down as SQL); None when its batch has no rows."""
     import great_expectations as gx
     from great_expectations.checkpoint import UpdateDataDocsAction
+    from great_expectations.data_context.types.base import ProgressBarsConfig
 
     query = _query(spec, run_id)
     skippable = spec.get("scope") == "batch" or spec.get("skip_when_empty", False)
@@ -133,6 +134,8 @@ def run_suite(settings: Settings, spec: dict, run_id: str) -> list[CheckResult] 
         return None
     os.environ[CONNECTION_VAR] = settings.sqlalchemy_url(settings.warehouse_db)
     context = gx.get_context(mode="file", project_root_dir=str(docs_dir(settings)))
+    # No progress bars: in a task log they are stderr lines that Airflow shows at error level.
+    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
     # The connection string stays a ${variable} in the project files: no credentials on disk.
     source = context.data_sources.add_or_update_postgres(name="warehouse", connection_string="${" + CONNECTION_VAR + "}")
     if spec["name"] in source.get_asset_names():

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import time
 
 from mlscale import postgres
 from mlscale.local import services
@@ -58,9 +57,9 @@ def up(settings: Settings) -> None:
     for name, args in AIRFLOW_PROCESSES.items():
         services.start_background(settings, name, [airflow, *[a.format(port=ui_port()) for a in args]], env)
     url = f"http://127.0.0.1:{ui_port()}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not services.http_ok(f"{url}/api/v2/monitor/health"):
-        time.sleep(2)
+    timeout = float(os.environ.get("MLSCALE_UP_TIMEOUT", "180"))
+    print(f"waiting for Airflow's api-server to answer at {url} (up to {timeout:.0f} s, MLSCALE_UP_TIMEOUT) ...")
+    services.wait_until_up(settings, "airflow-api-server", f"{url}/api/v2/monitor/health", timeout)
     passwords = settings.airflow_home / "simple_auth_manager_passwords.json.generated"
     print(f"Airflow UI  {url}  (user {ADMIN_USER}, password in {passwords})")
     print(f"MLflow UI   {settings.mlflow_uri}")

@@ -30,10 +30,16 @@ def http_ok(url: str, timeout: float = 2.0) -> bool:
 
 
 def _pid_alive(pid_file: Path) -> int | None:
+    """The pid in `pid_file` while that process runs (a child of this process that exited is reaped), else None."""
     if not pid_file.exists():
         return None
     try:
         pid = int(pid_file.read_text().strip())
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return None
+        except ChildProcessError:
+            pass  # not a child of this process
         os.kill(pid, 0)
         return pid
     except (ValueError, ProcessLookupError, PermissionError):
@@ -80,6 +86,29 @@ def stop_background(settings: Settings, name: str, timeout: float = 20) -> bool:
     return True
 
 
+class ServiceDown(RuntimeError):
+    """A service this process started exited, or did not answer in time; the message ends with its log."""
+
+
+def wait_until_up(settings: Settings, name: str, url: str, timeout: float) -> None:
+    """Wait until `url` answers for the service `start_background` started as `name`; raise ServiceDown with the
+    last lines of its log when it exits first or does not answer within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not http_ok(url):
+        if _pid_alive(settings.run_dir / f"{name}.pid") is None:
+            why = "exited before it answered"
+            break
+        if time.monotonic() > deadline:
+            why = f"did not answer within {timeout:.0f} s"
+            break
+        time.sleep(1)
+    else:
+        return
+    log_file = settings.log_dir / f"{name}.log"
+    tail = log_file.read_text(errors="replace")[-3000:] if log_file.exists() else ""
+    raise ServiceDown(f"{name} {why} at {url}; the last lines of its log ({log_file}):\n{tail}")
+
+
 def ensure_mlflow(settings: Settings, timeout: float = 120) -> str:
     """Re-use the MLflow server answering at the configured port, else start one; return its URI."""
     uri = settings.mlflow_uri
@@ -96,15 +125,8 @@ def ensure_mlflow(settings: Settings, timeout: float = 120) -> str:
     env = {**os.environ, **settings.service_env()}
     name = f"mlflow{settings.db_suffix}"
     start_background(settings, name, cmd, env)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if http_ok(f"{uri}/health"):
-            return uri
-        if _pid_alive(settings.run_dir / f"{name}.pid") is None:
-            break
-        time.sleep(1)
-    tail = (settings.log_dir / f"{name}.log").read_text(errors="replace")[-3000:]
-    raise RuntimeError(f"the MLflow server did not come up at {uri}; last lines of its log:\n{tail}")
+    wait_until_up(settings, name, f"{uri}/health", timeout)
+    return uri
 
 
 def migrate_airflow_db(settings: Settings) -> None:

@@ -8,6 +8,7 @@ import importlib
 import logging
 import sys
 import tempfile
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,6 +142,17 @@ def former_module_paths() -> None:
         sys.modules.setdefault(former, importlib.import_module(current))
 
 
+@contextlib.contextmanager
+def quiet_module_probe() -> Iterator[None]:
+    """While skops saves or loads a model (MLflow imports skops then). To name the module of an object without
+    `__module__` (numpy's and scipy's ufuncs, which skops lists when it is imported) it reads that name from every
+    loaded module; in an Airflow task those include Airflow's deprecated-import shims, each of which warns (1,160
+    warnings in one train_ task log, before its real lines). They say nothing about the model: ignored here."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"The `airflow\.", category=FutureWarning)
+        yield
+
+
 def load_verified(settings: Settings, name: str, version: str):
     """The scikit-learn model of a version, loaded from the very files whose hash was checked."""
     import mlflow.sklearn
@@ -150,4 +162,5 @@ def load_verified(settings: Settings, name: str, version: str):
     with _download(settings, name, version) as (folder, fetched):
         _verify(name, version, fetched, recorded)
         log.info("%s v%s: artifact sha256 %s verified (%d bytes)", name, version, fetched.sha256[:12], fetched.size_bytes)
-        return mlflow.sklearn.load_model(str(folder)), fetched
+        with quiet_module_probe():
+            return mlflow.sklearn.load_model(str(folder)), fetched

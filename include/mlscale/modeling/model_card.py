@@ -46,7 +46,7 @@ def _calibration(facts: dict) -> str:
 def render(spec: ModelSpec, facts: dict) -> str:
     """Markdown for one training run; `facts` is what training measured (see training.fit_and_log)."""
     metrics = facts["metrics"]
-    business = facts["business"]
+    business, cur = facts["business"], facts["currency"]
     segments = [[s["segment"], s["value"], s["rows"], _fmt(s["label_mean"]), _fmt(s["metrics"].get(spec.primary_metric, "n/a"))]
                 for s in facts["segments"]]
     top_features = sorted(facts["importance"], key=lambda r: -r["importance_mean"])[:8]
@@ -88,9 +88,9 @@ The model against each baseline of its spec on the same test rows; it has to bea
 
 ## Business value (test as-of date)
 A campaign on the top {spec.business.top_k_share:.0%} of customers by expected gain ({int(business['targeted'])} customers):
-the model expected {business['expected_profit']:.2f} EUR; acting on it earned {business['profit']:.2f} EUR
-once the labels matured, against {business['profit_random']:.2f} EUR when the same number is picked at
-random (uplift {business['profit_uplift']:+.2f} EUR). Economics: dbt seed `model_economics`.
+the model expected {business['expected_profit']:.2f} {cur}; acting on it earned {business['profit']:.2f} {cur}
+once the labels matured, against {business['profit_random']:.2f} {cur} when the same number is picked at
+random (uplift {business['profit_uplift']:+.2f} {cur}). Economics: dbt seed `model_economics`.
 
 ## Segments
 {_table(['segment', 'value', 'rows', 'label mean', spec.primary_metric], segments)}

@@ -15,6 +15,7 @@ from mlscale import postgres, registry, tracking
 from mlscale.modeling import artifacts, drift, evaluation, features, lineage, model_card, plots, selection
 from mlscale.modeling.baseline import measure_all
 from mlscale.config import Settings
+from mlscale.data import contract
 from mlscale.postgres import table_exists
 from mlscale.modeling.evaluation import Economics
 from mlscale.modeling.judging import NotEnoughData, predict, time_split
@@ -177,7 +178,7 @@ def fit_and_log(settings: Settings, spec: ModelSpec, frame: pd.DataFrame, econom
             "baselines": {m.name: {"describe": m.model.describe(), "metrics": m.metrics} for m in measured},
             "business": business, "segments": segments, "importance": importance,
             "registered": registered, "reason": reason, "lineage": lineage_facts,
-            "uninformative_features": no_information,
+            "uninformative_features": no_information, "currency": contract.currency(),
         }
 
         mlflow.log_params({
@@ -230,9 +231,10 @@ def fit_and_log(settings: Settings, spec: ModelSpec, frame: pd.DataFrame, econom
 
         example = X_test.head(5)
         signature = infer_signature(example, predict(spec, model, example))
-        info = mlflow.sklearn.log_model(model, name="model", signature=signature, input_example=example,
-                                        registered_model_name=spec.name if registered else None,
-                                        skops_trusted_types=SKOPS_TRUSTED_TYPES)
+        with artifacts.quiet_module_probe():
+            info = mlflow.sklearn.log_model(model, name="model", signature=signature, input_example=example,
+                                            registered_model_name=spec.name if registered else None,
+                                            skops_trusted_types=SKOPS_TRUSTED_TYPES)
         mlflow.set_tags({"mlscale.registered": str(registered).lower(), "mlscale.baseline_check": reason})
         version = str(info.registered_model_version) if registered else None
         if registered:
@@ -289,7 +291,8 @@ def _describe_version(settings: Settings, spec: ModelSpec, version: str, facts: 
                      f"{facts['train_as_of_max']} ({facts['train_rows']} rows); test {metric}="
                      f"{facts['metrics'][metric]:.4f} at as-of {facts['test_as_of']} (baseline "
                      f"{facts['baseline_metrics'][metric]:.4f}); campaign profit {facts['business']['profit']:.2f} "
-                     f"EUR vs {facts['business']['profit_random']:.2f} at random. See model_card.md in the run."),
+                     f"{facts['currency']} vs {facts['business']['profit_random']:.2f} at random. See model_card.md "
+                     "in the run."),
     )
     version_tags = {
         "candidate": facts["candidate"], f"test_{metric}": f"{facts['metrics'][metric]:.6f}",
