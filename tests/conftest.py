@@ -87,7 +87,7 @@ TIERS = ["e2e", "browser", "integration", "reliability", "dags", "unit"]
 SLOWEST_FIRST = [
     "tests/integration/test_simulation.py::test_under_concept_drift",  # 528
     "tests/e2e/test_real_orders.py",  # 341
-    "tests/e2e/test_dirty_data.py::test_daily_increments",  # 300
+    "tests/e2e/test_dirty_data.py::test_daily_increments",  # 230 (300 with its history through Airflow)
     "tests/e2e/test_approval.py",  # 149, building the e2e shop's template on the way (other modules copy it)
     "tests/e2e/test_pipeline.py",  # 232
     "tests/e2e/test_monitoring.py",  # 224
