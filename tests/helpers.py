@@ -2,6 +2,9 @@
 
 import contextlib
 import os
+import shutil
+import socket
+import tempfile
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +29,25 @@ RUN_ID = os.environ.get("PYTEST_XDIST_TESTRUNUID") or uuid.uuid4().hex
 def port(base: int) -> int:
     """A port of this worker's own: `base` + 10 x the xdist worker number (`base` without xdist)."""
     return base + 10 * int(WORKER.removeprefix("gw") or 0)
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now (the kernel picks it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def server_folder(prefix: str):
+    """A temporary folder a PostgreSQL server run as a non-root user can enter (pytest's tmp_path is private to
+    root), removed afterwards."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    folder.chmod(0o755)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def run_lock(settings: Settings, name: str) -> FileLock:
@@ -124,6 +146,11 @@ def query(settings, sql: str) -> pd.DataFrame:
     """Rows of `sql` on the warehouse as a DataFrame."""
     with postgres.warehouse(settings) as conn:
         return postgres.frame(conn, sql)
+
+
+def checksum(settings, relation: str) -> str:
+    """md5 of every row of a table or view, in a fixed order: equal contents, equal checksum."""
+    return scalar(settings, f"select md5(coalesce(string_agg(t::text, '|' order by t::text), '')) from {relation} as t")
 
 
 def scalar(settings, sql: str, *args):

@@ -7,7 +7,7 @@ from mlscale.airflow import dagrun
 from mlscale.local.datagen import DirtyData, ShopParams, generate
 from mlscale.data.ingest import ingest_landing, retract_file
 from mlscale.data.warehouse import run_etl
-from tests.helpers import airflow_shop, dbt, query, scalar
+from tests.helpers import airflow_shop, checksum, dbt, query, scalar
 
 pytestmark = pytest.mark.e2e
 SMALL = dict(customers=300, days=130, seed=8)
@@ -18,16 +18,12 @@ def _dbt_tasks_did_not_run(result):
     assert dbt and set(dbt.values()) == {"upstream_failed"}, dbt
 
 
-def _checksum(settings, table: str) -> str:
-    return scalar(settings, f"select md5(coalesce(string_agg(t::text, '|' order by t::text), '')) from {table} as t")
-
-
 def _contents(settings) -> dict[str, tuple[int, str]]:
     """(row count, checksum) of every table and view the pipeline writes: raw, staging, intermediate, core, ml
     (ops keeps the run ledger, which records each run by design)."""
     relations = query(settings, "select table_schema || '.' || table_name as name from information_schema.tables"
                                 " where table_schema in ('raw', 'staging', 'intermediate', 'core', 'ml') order by 1")
-    return {name: (scalar(settings, f"select count(*) from {name}"), _checksum(settings, name))
+    return {name: (scalar(settings, f"select count(*) from {name}"), checksum(settings, name))
             for name in relations["name"]}
 
 
@@ -100,7 +96,7 @@ def test_daily_increments_with_late_and_duplicate_rows_equal_a_full_refresh(ware
         scalar(warehouse, "select count(*) from ops.ingest_files where status = 'loaded'")
     assert scalar(warehouse, "select count(*) from core.fct_orders") == \
         scalar(warehouse, "select count(distinct order_id) from raw.orders")
-    incremental = {t: _checksum(warehouse, t) for t in MARTS}
+    incremental = {t: checksum(warehouse, t) for t in MARTS}
     contents = _contents(warehouse)
 
     # The same data interval run twice (ingest_landing and warehouse_etl again on the same deliveries) leaves
@@ -112,13 +108,13 @@ def test_daily_increments_with_late_and_duplicate_rows_equal_a_full_refresh(ware
 
     # A full refresh from raw gives exactly the incremental result.
     dbt(warehouse, "build", "--full-refresh")
-    assert {t: _checksum(warehouse, t) for t in MARTS if t != "core.dim_customers"} == \
+    assert {t: checksum(warehouse, t) for t in MARTS if t != "core.dim_customers"} == \
         {t: v for t, v in incremental.items() if t != "core.dim_customers"}
 
 
 def test_a_failing_dbt_test_fails_the_run_and_skips_what_depends_on_it(warehouse, tmp_path):
     airflow_shop(warehouse, tmp_path / "shop")  # the e2e shop as ingest_landing and warehouse_etl built it: a copy
-    before = {t: _checksum(warehouse, t) for t in MARTS}
+    before = {t: checksum(warehouse, t) for t in MARTS}
     # A support ticket with a topic the warehouse does not know: the contract types topic as free text, so it
     # loads; the accepted_values test of stg_shop__support_tickets is what catches it.
     ticket_id, customer_id = (int(v) for v in query(warehouse, "select max(ticket_id) + 1 as t, min(customer_id) as c"
@@ -140,7 +136,7 @@ def test_a_failing_dbt_test_fails_the_run_and_skips_what_depends_on_it(warehouse
         assert result.task_states[task] == "upstream_failed", task
     # ...while what does not read them still builds.
     assert result.task_states["dbt.stg_shop__orders_model_build"] == "success"
-    assert {t: _checksum(warehouse, t) for t in MARTS} == before
+    assert {t: checksum(warehouse, t) for t in MARTS} == before
     sha, etl_status = query(warehouse, f"select sha256, etl_status from ops.ingest_files where path like '%dt={day}%'"
                                        ).iloc[0]
     assert etl_status != "published"

@@ -1,31 +1,19 @@
 """A private cluster really starts and answers, from the installed binaries and from the pgserver wheel."""
 
 import os
-import shutil
-import socket
-import tempfile
-from pathlib import Path
 
 import pytest
 
 from mlscale import postgres
+from tests.helpers import free_port, server_folder
 
 pytestmark = pytest.mark.integration
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def state_dir():
-    # Not pytest's tmp_path: that is private to root, and the server runs as a non-root user.
-    folder = Path(tempfile.mkdtemp(prefix="mlscale-pg-"))
-    folder.chmod(0o755)
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
+    with server_folder("mlscale-pg-") as folder:
+        yield folder
 
 
 def _bindirs():
@@ -44,7 +32,7 @@ def test_private_cluster_starts_answers_and_restarts(kind, state_dir):
     bindir = _bindirs().get(kind)
     if bindir is None:
         pytest.skip("no PostgreSQL binaries installed on this machine")
-    port = _free_port()
+    port = free_port()
     data = state_dir / "pgdata"
     dsn = postgres.start_private_cluster(data, port, bindir)
     try:
@@ -67,7 +55,7 @@ def test_unreachable_state_dir_is_a_clear_error(state_dir):
     locked = state_dir / "locked"
     locked.mkdir(mode=0o700)
     with pytest.raises(postgres.PostgresUnavailable, match="cannot enter .*locked.*MLSCALE_STATE_DIR"):
-        postgres.start_private_cluster(locked / "sub" / "pgdata", _free_port(), postgres.find_bindir())
+        postgres.start_private_cluster(locked / "sub" / "pgdata", free_port(), postgres.find_bindir())
 
 
 def test_given_dsn_that_does_not_answer_says_what_to_do(tmp_path):

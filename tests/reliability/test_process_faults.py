@@ -4,12 +4,9 @@ during training and during a promotion. Each time nothing is left half-written a
 
 import dataclasses
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -22,17 +19,12 @@ from mlscale.data.ingest import ingest_landing
 from mlscale.local import services
 from mlscale.local.datagen import generate
 from mlscale.modeling import artifacts
-from tests.helpers import AIRFLOW_SHOP, airflow_shop, drop_registered_model, scalar, use_spec_variant
+from tests.helpers import (AIRFLOW_SHOP, airflow_shop, checksum, drop_registered_model, free_port, query, scalar,
+                           server_folder, use_spec_variant)
 from tests.reliability.conftest import Stopwatch
 
 pytestmark = pytest.mark.reliability
 MODEL = "churn_90d"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _orders(path: Path, first_id: int, rows: int) -> int:
@@ -61,23 +53,22 @@ def _wait_for(condition, timeout: float, what: str) -> None:
 def private_cluster():
     """A PostgreSQL cluster of this test's own (initdb from the installed binaries, else pgserver's), so the test
     may restart it; yields (settings on it, restart). Not pytest's tmp_path: the server runs as a non-root user."""
-    folder = Path(tempfile.mkdtemp(prefix="mlscale-restart-"))
-    folder.chmod(0o755)
-    data, bindir, port = folder / "pgdata", postgres.find_bindir(), _free_port()
-    dsn = postgres.start_private_cluster(data, port, bindir)
+    with server_folder("mlscale-restart-") as folder:
+        data, bindir, port = folder / "pgdata", postgres.find_bindir(), free_port()
+        dsn = postgres.start_private_cluster(data, port, bindir)
 
-    def restart() -> None:
-        postgres.stop_private_cluster(data, bindir)
-        postgres.start_private_cluster(data, port, bindir)
+        def restart() -> None:
+            postgres.stop_private_cluster(data, bindir)
+            postgres.start_private_cluster(data, port, bindir)
 
-    settings = Settings.from_env({**os.environ, "MLSCALE_PG_DSN": dsn, "MLSCALE_LANDING_DIR": str(folder / "landing")})
-    with postgres.server(settings, autocommit=True) as conn:
-        conn.execute(f'create database "{settings.warehouse_db}"')
-    try:
-        yield settings, restart
-    finally:
-        postgres.stop_private_cluster(data, bindir)
-        shutil.rmtree(folder, ignore_errors=True)
+        settings = Settings.from_env({**os.environ, "MLSCALE_PG_DSN": dsn,
+                                      "MLSCALE_LANDING_DIR": str(folder / "landing")})
+        try:
+            with postgres.server(settings, autocommit=True) as conn:
+                conn.execute(f'create database "{settings.warehouse_db}"')
+            yield settings, restart
+        finally:
+            postgres.stop_private_cluster(data, bindir)
 
 
 def test_a_postgresql_restart_in_the_middle_of_a_copy_loses_nothing_and_the_retry_loads_everything(private_cluster):
@@ -131,12 +122,10 @@ def test_a_postgresql_restart_in_the_middle_of_a_copy_loses_nothing_and_the_retr
 
 def _tables(settings) -> dict[str, str]:
     """Checksum of every table dbt builds (intermediate, core, ml; staging is views over raw)."""
-    with postgres.warehouse(settings) as conn:
-        names = [r[0] for r in conn.execute(
-            "select table_schema || '.' || table_name from information_schema.tables where table_type = 'BASE TABLE'"
-            " and table_schema in ('intermediate', 'core', 'ml') order by 1")]
-        return {name: conn.execute(f"select md5(coalesce(string_agg(t::text, '|' order by t::text), '')) from {name} t"
-                                   ).fetchone()[0] for name in names}
+    names = query(settings, "select table_schema || '.' || table_name as name from information_schema.tables"
+                            " where table_type = 'BASE TABLE' and table_schema in ('intermediate', 'core', 'ml')"
+                            " order by 1")["name"]
+    return {name: checksum(settings, name) for name in names}
 
 
 def test_a_sigkill_in_the_middle_of_a_dbt_build_leaves_every_table_old_or_new_and_the_retry_succeeds(warehouse,
