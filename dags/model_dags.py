@@ -11,25 +11,11 @@ from datetime import timedelta
 from airflow.sdk import Param, TriggerRule, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
-from mlscale.airflow.approval import RecordedApprovalOperator, responder
+from mlscale.airflow.approval import REASON, REQUEST_KEY, RecordedApprovalOperator, answer
 from mlscale.airflow.assets import CUSTOMER_FEATURES, PREDICTIONS, candidate_asset, dag_args, failing_on, retrain_asset
 from mlscale.specs import ModelSpec, load_specs
 
 APPROVAL_TIMEOUT = timedelta(days=7)  # no answer in a week: the approve task fails, nothing changes
-APPROVAL_BODY = """
-{% set d = ti.xcom_pull(task_ids='evaluate') %}
-**{{ d['model'] }} v{{ d['version'] }}** passed the Staging and Production gates and is in Staging.
-
-{{ d['reason'] }}
-
-| metric | candidate | reference |
-|---|---|---|
-{% for k, v in d['candidate_metrics'].items() %}| {{ k }} | {{ '%.4f'|format(v) }} | {{ '%.4f'|format(d['production_metrics'][k]) }} |
-{% endfor %}
-Approve to make it Production (current: v{{ d['previous_production'] or 'none' }}); Reject to keep Production as it is.
-"""
-
-
 TRAIN_DOC = """
 ### train_{name} — train `{name}` and register a candidate version
 
@@ -69,14 +55,16 @@ PROMOTE_DOC = """
    one recorded at registration) and re-evaluated now on the latest matured as-of date.
    *Staging gate:* floors {floors}; the model's signature matches the current `{table}`; it scores the
    holdout (smoke test); size ≤ {max_mb} MB; {latency_rows} rows scored in ≤ {max_ms} ms → stage
-   `Staging`, alias `staging`. *Production gate:* current Production is scored on the same rows; the
+   `Staging`, alias `staging` (the version staged before it is archived: one challenger at a time). *Production gate:* current Production is scored on the same rows; the
    candidate must beat it on `{metric}` by ≥ {margin}, the {confidence:.0%} paired-bootstrap interval of
    the difference must lie above 0, and no region or tenure segment may lose more than {tolerance}
    (with no Production yet, it must beat the baseline on those rows). A rejection ends the run here (tasks skipped), with
    the reason in the log and in `ops.model_promotions`.
 2. **approve** (only with `approval: required`) — waits in the UI's *Required Actions* for a person to
-   Approve or Reject (the triggerer must run). Reject → **record_rejection** audits it; the version
-   stays in Staging (shadow-scored), Production is untouched.
+   Approve or Reject, with a reason (the triggerer must run). The request shows both versions, each metric
+   with its direction and gate threshold, the holdout, the training windows, what changed, the campaign
+   profit and links (mlscale.production.review); the ML models page shows it as pending. Reject → **record_rejection** audits it; the version
+   stays the Staging challenger (shadow-scored), Production is untouched.
 3. **switch** — under a per-model lock, checks that Production is still the version evaluated against
    (compare-and-set; otherwise the run fails as *aborted* and changes nothing), then moves the
    candidate to `Production` (alias `production`), archives the old version and aliases it
@@ -89,18 +77,22 @@ tag on the version. `rollback_{name}` undoes a promotion.
 ROLLBACK_DOC = """
 ### rollback_{name} — put an earlier version of `{name}` back into Production
 
-**Owner:** Production Engineer · **Triggered:** by hand only (param `version`; empty = the version
-aliased `previous_production`).
+**Owner:** Production Engineer · **Triggered:** by hand only, with a `reason` (required; recorded); param
+`version` (empty = the version aliased `previous_production`).
 
-In one run, under the same per-model lock as promotions: verifies the target's artifact hash, moves
-the `production` alias to it (what scoring serves), then its stage to `Production`, archives the current
-version (tagged `rolled_back`), and records a `rolled_back` row in `ops.model_promotions`. A retry
-after a failure midway finishes the steps left.
-
-Only a version that served in Production before (promoted or rolled back to, per `ops.model_promotions`)
-can go back: one the gates or a person rejected never can, unless `force_reason` says why, which is
-recorded with the decision.
+1. **plan** — finds the version serving and the one going back, and checks, before anything changes, that
+   the target served in Production before (per `ops.model_promotions`; one the gates or a person rejected
+   never can, unless `force_reason` says why) and that its artifact hashes to what was recorded at
+   registration. A failed check fails the run here, with the reason.
+2. **confirm** — waits in the UI's *Required Actions*: both versions side by side (data, test metrics, when
+   each served), the checks, the reason given, links; Approve or Reject (the triggerer must run).
+3. **rollback** — under the same per-model lock as promotions, if Production is still the planned version:
+   moves the `production` alias to the target (what scoring serves), then its stage to `Production`,
+   archives the current version (tagged `rolled_back`), and records a `rolled_back` row in
+   `ops.model_promotions` with the checks and the reason. A retry after a failure midway finishes the
+   steps left.
 """
+
 
 SCORE_DOC = """
 ### score_{name} — daily batch scoring with `models:/{name}@production`
@@ -264,7 +256,15 @@ def _promote_dag(spec: ModelSpec):
             with failing_on(registry.RegistryError):
                 decision = promotion.evaluate(settings(), load_specs()[spec.name], context["params"].get("version"),
                                               context["run_id"])
-            return promotion.decision_dict(decision) if decision.decision == "pending" else None
+            if decision.decision != "pending":
+                return None
+            if spec.promotion.approval == "required":  # what the approver reads under Required Actions
+                from mlscale.airflow.models_page import page_url
+                from mlscale.production.review import approval_request
+
+                context["ti"].xcom_push(key=REQUEST_KEY, value=approval_request(
+                    settings(), load_specs()[spec.name], decision, page_url()))
+            return promotion.decision_dict(decision)
 
         @task
         def switch(decision: dict) -> dict:
@@ -274,9 +274,9 @@ def _promote_dag(spec: ModelSpec):
             from mlscale.specs import load_specs
 
             context = get_current_context()
-            decided_by = responder(context["ti"]) if spec.promotion.approval == "required" else "auto"
+            decided_by, why = answer(context["ti"]) if spec.promotion.approval == "required" else ("auto", None)
             done = promotion.switch(settings(), load_specs()[spec.name], promotion.decision_from_dict(decision),
-                                    context["run_id"], decided_by)
+                                    context["run_id"], decided_by, why)
             if done.decision == "aborted":
                 raise AirflowFailException(f"promotion aborted: {done.reason}")
             return promotion.decision_dict(done)
@@ -287,7 +287,8 @@ def _promote_dag(spec: ModelSpec):
             approve = RecordedApprovalOperator(
                 task_id="approve",
                 subject=f"Promote {spec.name} v{{{{ ti.xcom_pull(task_ids='evaluate')['version'] }}}} to Production?",
-                body=APPROVAL_BODY,
+                body=f"{{{{ ti.xcom_pull(task_ids='evaluate', key='{REQUEST_KEY}') }}}}",
+                params=REASON,
                 response_timeout=APPROVAL_TIMEOUT,
                 execution_timeout=APPROVAL_TIMEOUT,  # waiting for a person is not a hung task
                 retries=0,  # an unanswered request fails once; a new promote run asks again
@@ -304,7 +305,7 @@ def _promote_dag(spec: ModelSpec):
                 ti = context["ti"]
                 done = promotion.reject(settings(), load_specs()[spec.name],
                                         promotion.decision_from_dict(ti.xcom_pull(task_ids="evaluate")),
-                                        responder(ti), context["run_id"])
+                                        *answer(ti), context["run_id"])
                 return promotion.decision_dict(done)
 
             decision >> approve >> promoted >> record_rejection()
@@ -319,6 +320,8 @@ def _rollback_dag(spec: ModelSpec):
         schedule=None,
         params={"version": Param(None, type=["null", "string"],
                                  description="Version to put back into Production; empty = previous_production"),
+                "reason": Param(type="string", minLength=3, title="Reason",
+                                description="Why roll back (required): recorded with the decision in the audit"),
                 "force_reason": Param(None, type=["null", "string"],
                                       description="Only to put back a version that never served in Production "
                                                   "(the gates or a person rejected it): why; audited")},
@@ -327,21 +330,54 @@ def _rollback_dag(spec: ModelSpec):
     ))
     def rollback_dag():
         @task
-        def rollback() -> dict:
-            """Move stage and alias back to the target version; archive the current one; audit."""
+        def plan() -> dict:
+            """Which version serves and which goes back, with the checks; the request the person confirms."""
+            from dataclasses import asdict
+
+            from mlscale import registry
+            from mlscale.airflow.models_page import page_url
+            from mlscale.config import settings
+            from mlscale.modeling.artifacts import TamperedArtifact
+            from mlscale.production import promotion, review
+            from mlscale.specs import load_specs
+
+            context = get_current_context()
+            model = load_specs()[spec.name]
+            with failing_on(registry.RegistryError, TamperedArtifact):
+                planned = promotion.plan_rollback(settings(), model, context["params"].get("version"),
+                                                  context["params"].get("force_reason"))
+            context["ti"].xcom_push(key=REQUEST_KEY, value=review.rollback_request(
+                settings(), model, planned, context["params"]["reason"], page_url()))
+            return asdict(planned)
+
+        confirm = RecordedApprovalOperator(
+            task_id="confirm",
+            subject=f"Roll back {spec.name} from v{{{{ ti.xcom_pull(task_ids='plan')['current'] }}}} "
+                    f"to v{{{{ ti.xcom_pull(task_ids='plan')['target'] }}}}?",
+            body=f"{{{{ ti.xcom_pull(task_ids='plan', key='{REQUEST_KEY}') }}}}",
+            response_timeout=APPROVAL_TIMEOUT,
+            execution_timeout=APPROVAL_TIMEOUT,
+            retries=0,
+        )
+
+        @task
+        def rollback(planned: dict) -> dict:
+            """Under the model's lock, if Production is still the planned version: move alias and stages back."""
             from mlscale import registry
             from mlscale.production import promotion
             from mlscale.config import settings
             from mlscale.specs import load_specs
 
             context = get_current_context()
-            who = getattr(context["dag_run"], "triggering_user_name", None) or "airflow"
+            who, _ = answer(context["ti"], "confirm")
             with failing_on(registry.RegistryError):
-                done = promotion.rollback(settings(), load_specs()[spec.name], context["params"].get("version"),
-                                          context["run_id"], decided_by=who, force=context["params"].get("force_reason"))
+                done = promotion.rollback(settings(), load_specs()[spec.name], airflow_run_id=context["run_id"],
+                                          decided_by=who, why=context["params"]["reason"],
+                                          plan=promotion.plan_from_dict(planned))
             return promotion.decision_dict(done)
 
-        rollback()
+        planned = plan()
+        planned >> confirm >> rollback(planned)
 
     return rollback_dag()
 

@@ -89,7 +89,7 @@ def _rollback(args) -> None:
 
     print(json.dumps(decision_dict(rollback(settings(), load_specs()[args.model], args.version,
                                             decided_by=f"cli:{os.environ.get('USER', 'unknown')}",
-                                            force=args.force)), indent=2))
+                                            force=args.force, why=args.reason)), indent=2))
 
 
 def _record_artifact(args) -> None:
@@ -305,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         if name == "promote":
             p.add_argument("--approved-by", help="who approved (required for specs with approval: required)")
         if name == "rollback":
+            p.add_argument("--reason", required=True, help="why: recorded with the decision")
             p.add_argument("--force", metavar="REASON", help="put back a version that never served in Production "
                                                             "(the gates or a person rejected it); the reason is audited")
         if name == "score":

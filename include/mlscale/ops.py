@@ -176,10 +176,24 @@ def ingest_summary(conn: psycopg.Connection) -> pd.DataFrame:
                  " from ops.ingest_files group by feed order by feed", requires="ops.ingest_files")
 
 
-def latest_quality(conn: psycopg.Connection) -> pd.DataFrame:
-    """Per suite of the newest checked run: expectations passed, failed, and failed critical ones."""
+def quality_runs(conn: psycopg.Connection, runs: int) -> pd.DataFrame:
+    """Each suite's newest `runs` runs, newest first: suite, run_id, checked_at, expectations passed, failed and
+    failed critical ones. A run is one recorded batch (a retry of the same Airflow run records a batch of its own)."""
     return frame(conn,
-                 "select suite, count(*) filter (where success) as passed, count(*) filter (where not success)"
-                 " as failed, count(*) filter (where not success and severity = 'critical') as failed_critical"
-                 " from ops.dq_results where run_id = (select run_id from ops.dq_results"
-                 " order by checked_at desc limit 1) group by suite order by suite", requires="ops.dq_results")
+                 "with batch as (select suite, run_id, checked_at, count(*) filter (where success) as passed,"
+                 " count(*) filter (where not success) as failed,"
+                 " count(*) filter (where not success and severity = 'critical') as failed_critical,"
+                 " row_number() over (partition by suite order by checked_at desc) as n"
+                 " from ops.dq_results group by suite, run_id, checked_at)"
+                 " select suite, run_id, checked_at, passed, failed, failed_critical from batch where n <= %(runs)s"
+                 " order by suite, checked_at desc", {"runs": runs}, requires="ops.dq_results")
+
+
+def quality_checks(conn: psycopg.Connection) -> pd.DataFrame:
+    """Every expectation of each suite's newest run, in the order it ran."""
+    return frame(conn,
+                 "with newest as (select distinct on (suite) suite, checked_at from ops.dq_results"
+                 " order by suite, checked_at desc)"
+                 " select d.suite, d.expectation, d.kwargs, d.severity, d.success, d.unexpected_count,"
+                 " d.unexpected_percent, d.observed_value from ops.dq_results d join newest using (suite, checked_at)"
+                 " order by d.suite, d.id", requires="ops.dq_results")

@@ -92,3 +92,18 @@ def registry_state(settings: Settings, name: str) -> list[dict]:
     """Every version of `name` with its stage and aliases, newest first."""
     return [{"version": str(v.version), "stage": v.current_stage, "aliases": sorted(v.aliases or [])}
             for v in model_versions(settings, name)]
+
+
+def ui_url(mlflow_uri: str, route: str) -> str:
+    """A page of the MLflow UI in its classic machine-learning view, where the registry is. MLflow 3's UI opens in
+    its GenAI view unless the link says otherwise (`workflowType`) or the browser chose before (its localStorage
+    key `mlflow.workflowType`, set by the "GenAI | Model training" switch at the top left)."""
+    return f"{mlflow_uri}/#/{route}?workflowType=machine_learning"
+
+
+def run_url(mlflow_uri: str, experiment_id: str, run_id: str) -> str:
+    return ui_url(mlflow_uri, f"experiments/{experiment_id}/runs/{run_id}")
+
+
+def version_url(mlflow_uri: str, model: str, version: str) -> str:
+    return ui_url(mlflow_uri, f"models/{model}/versions/{version}")

@@ -7,13 +7,15 @@ Screenshots are kept in reports/test/browser/ (reports/test/<xdist worker>/brows
 """
 
 import os
+import re
 import shutil
 import subprocess
+from datetime import date
 
 import pytest
 import requests
 
-from mlscale import postgres
+from mlscale import postgres, registry
 from mlscale.airflow import dagrun
 from mlscale.business import reporting
 from mlscale.local import services
@@ -21,7 +23,7 @@ from mlscale.production import promotion
 from mlscale.postgres import table_exists
 from mlscale.specs import load_specs
 from tests.e2e.conftest import FAST, MODEL, api_server, shop, train_version  # noqa: F401 (shop is a fixture)
-from tests.helpers import drop_registered_model, port
+from tests.helpers import drop_registered_model, port, query
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 PORT = port(8096)  # this xdist worker's own
@@ -113,19 +115,84 @@ def test_log_in_see_every_dag_and_read_production_on_the_ml_models_page(ui, page
     production.wait_for(timeout=60_000)
     assert production.inner_text() == f"v{version}"
     assert frame.locator(f"#model-{MODEL} b.version[data-role=staging]").inner_text() == "none"
-    assert frame.get_by_text("Open the business report").is_visible()
+    assert frame.locator(f"#model-{MODEL} .monitoring").inner_text() == f"No monitoring check has run on v{version} yet."
     assert frame.locator(f"#model-{MODEL} table").first.inner_text().count("promoted") == 1  # the stage history
     page.screenshot(path=shots / "ml_models_page.png", full_page=True)
     assert (shots / "ml_models_page.png").stat().st_size > 10_000
 
 
-def test_the_page_and_the_report_need_a_login_and_are_read_only(ui):
+def _opens_a_tab(page, click) -> object:
+    """The tab a click on a link opens (loaded), failing if none opens."""
+    with page.context.expect_page(timeout=30_000) as opened:
+        click()
+    tab = opened.value
+    tab.wait_for_load_state()
+    return tab
+
+
+def test_every_link_on_the_ml_models_page_works_from_inside_the_airflow_ui(ui, page, shop, stack):
+    """Airflow frames the page in a sandbox that may not open windows: each link still opens its tab, where it
+    lands on what it names (the report, MLflow, the version's run), and the report's own MLflow links work."""
+    url, password, version = ui
+    _log_in(page, url, password)
+    page.goto(f"{url}/plugin/ml-models")
+    frame = page.frame_locator("iframe")
+    frame.locator(f"#model-{MODEL} b.version[data-role=production]").wait_for(timeout=60_000)
+    links = frame.locator("a")
+    # the report, the registry, the Production version and its run (nothing in Staging)
+    assert links.count() == 4
+
+    report = _opens_a_tab(page, lambda: frame.get_by_role("link", name="Open the business report").click())
+    assert report.url == f"{url}/mlscale/report"
+    assert report.locator("h1").inner_text() == "Business report"
+    charts = report.locator("img")
+    assert charts.count() >= 4 and all(charts.nth(i).evaluate("i => i.naturalWidth > 300") for i in range(charts.count()))
+    # One scoring date so far: its revenue-at-risk chart shows the two weeks around it, not years.
+    scored = query(shop, "select distinct as_of_date from ml.predictions")["as_of_date"].tolist()
+    alt = report.locator('img[alt^="Revenue at risk"]').get_attribute("alt")
+    first, last = (date.fromisoformat(d) for d in re.search(r"dates shown: (\S+) to (\S+)\)", alt).groups())
+    assert len(scored) == 1 and first < scored[0] < last and 13 <= (last - first).days <= 14, alt
+    run_id = registry.client(shop).get_model_version(MODEL, version).run_id
+    run = _opens_a_tab(report, report.locator("table a").first.click)  # the versions table: its MLflow run
+    assert run.url.startswith(shop.mlflow_uri) and f"/runs/{run_id}?workflowType=machine_learning" in run.url
+    run.get_by_text(run_id).first.wait_for(timeout=60_000)  # MLflow's run page, showing this run
+
+    # MLflow pages open in the classic machine-learning view, where the registry and its stages are.
+    models = _opens_a_tab(page, lambda: frame.get_by_role("link", name="MLflow model registry").click())
+    assert models.url == f"{shop.mlflow_uri}/#/models?workflowType=machine_learning"
+    models.get_by_text("Registered Models", exact=True).first.wait_for(timeout=60_000)
+    models.get_by_text(MODEL, exact=True).first.wait_for()
+
+    serving = _opens_a_tab(page, lambda: frame.get_by_role("link", name="MLflow version").click())
+    assert f"#/models/{MODEL}/versions/{version}?" in serving.url
+    serving.get_by_text("Stage (deprecated)").first.wait_for(timeout=60_000)
+    text = " ".join(serving.locator("body").inner_text().split())
+    assert "Aliases : @ production" in text and "Stage (deprecated) : Production" in text, text[:600]
+    serving.screenshot(path=stack.reports_dir / "browser" / "mlflow_version.png", full_page=True)
+
+    run = _opens_a_tab(page, lambda: frame.get_by_role("link", name="MLflow run").click())
+    assert f"/runs/{run_id}?workflowType=machine_learning" in run.url
+    run.get_by_text(run_id).first.wait_for(timeout=60_000)
+    assert page.url.startswith(f"{url}/plugin/ml-models")  # the Airflow window stays on the page
+
+
+def test_data_quality_results_read_with_the_network_off(ui, page, shop):
+    """GX's Data Docs load their scripts and styles from public CDNs; the page and the report show every suite's
+    newest run from ops.dq_results with nothing but the api-server reachable."""
     url, password, _ = ui
-    anonymous = requests.get(f"{url}/mlscale/models", allow_redirects=False, timeout=30)
-    assert anonymous.status_code == 303 and "/auth/login?next=" in anonymous.headers["location"]
-    assert requests.get(f"{url}/mlscale/report", allow_redirects=False, timeout=30).status_code == 303
-    token = requests.post(f"{url}/auth/token", json={"username": "admin", "password": password}, timeout=30).json()
-    headers = {"Authorization": f"Bearer {token['access_token']}"}
-    report = requests.get(f"{url}/mlscale/report", headers=headers, timeout=30)
-    assert report.status_code == 200 and "<h1>Business report</h1>" in report.text
-    assert requests.post(f"{url}/mlscale/models", headers=headers, timeout=30).status_code == 405
+    off_site = []
+    page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(url)
+               else (off_site.append(route.request.url), route.abort()))
+    _log_in(page, url, password)
+    suites = query(shop, "select suite, count(*) filter (where success) as passed,"
+                         " count(*) filter (where not success) as failed from ops.dq_results"
+                         " where checked_at = (select max(checked_at) from ops.dq_results d"
+                         " where d.suite = ops.dq_results.suite) group by suite order by suite")
+    assert len(suites) >= 4  # the raw and mart suites warehouse_etl ran
+    for path in ("models", "report"):
+        page.goto(f"{url}/mlscale/{path}")
+        for r in suites.itertuples():
+            summary = page.locator(f"#dq-{r.suite} summary").inner_text()
+            assert summary.startswith(f"{r.suite}: {r.passed} passed, {r.failed} failed"), (path, summary)
+            assert page.locator(f"#dq-{r.suite} tbody tr").count() == r.passed + r.failed
+    assert off_site == []

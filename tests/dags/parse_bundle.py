@@ -31,6 +31,14 @@ psycopg2.connect = _blocked("psycopg2.connect")
 
 from airflow.dag_processing.dagbag import DagBag  # noqa: E402
 
+
+
+def _asks_a_person(task) -> bool:
+    from airflow.providers.standard.operators.hitl import HITLOperator
+
+    return isinstance(task, HITLOperator)
+
+
 t0 = time.perf_counter()
 bag = DagBag(dag_folder=sys.argv[1] if len(sys.argv) > 1 else os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
 seconds = time.perf_counter() - t0
@@ -39,9 +47,12 @@ dags = {
         "owners": sorted({t.owner for t in dag.tasks}),
         "tags": sorted(dag.tags),
         "doc_md": bool(dag.doc_md and len(dag.doc_md) > 100),
-        "min_retries": min(t.retries for t in dag.tasks),
+        # Tasks that wait for a person (Airflow's HITL operators) are not retried and wait a week: apart.
+        "min_retries": min((t.retries for t in dag.tasks if not _asks_a_person(t)), default=None),
         "task_timeouts": {t.task_id: t.execution_timeout.total_seconds() if t.execution_timeout else None
-                          for t in dag.tasks},
+                          for t in dag.tasks if not _asks_a_person(t)},
+        "person_tasks": {t.task_id: (t.retries, t.execution_timeout.total_seconds()) for t in dag.tasks
+                         if _asks_a_person(t)},
         "catchup": dag.catchup,
         "tasks": sorted(t.task_id for t in dag.tasks),
         # An asset schedule is AssetAll(assets...): the names of the assets it waits for.

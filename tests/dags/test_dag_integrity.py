@@ -64,11 +64,14 @@ def test_every_dag_has_owner_tags_retries_and_docs(parsed):
 
 
 def test_every_task_has_a_timeout(parsed):
-    """No task waits forever on a hung server: MLSCALE_TASK_TIMEOUT, 2 hours by default (the approval step of a
-    spec with `approval: required`, waiting a week for a person, is checked in tests/e2e/test_approval.py)."""
+    """No task waits forever on a hung server: MLSCALE_TASK_TIMEOUT, 2 hours by default. A task that waits for a
+    person (a rollback's confirmation; the approval step of a spec with `approval: required`) waits a week, once."""
     timeouts = {(dag_id, task): seconds for dag_id, dag in parsed["dags"].items()
                 for task, seconds in dag["task_timeouts"].items()}
     assert len(timeouts) > 30 and set(timeouts.values()) == {7200}
+    people = {(dag_id, task): rule for dag_id, dag in parsed["dags"].items()
+              for task, rule in dag["person_tasks"].items()}
+    assert people == {(f"rollback_{name}", "confirm"): [0, 7 * 86400] for name in ("churn_90d", "revenue_90d")}
 
 
 def test_dbt_models_render_as_tasks_with_their_tests(parsed, manifest):

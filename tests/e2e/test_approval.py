@@ -4,6 +4,7 @@ The person is played by this test through the same channel the UI uses: the HITL
 Airflow api-server sharing the metadata database with the dag.test() run.
 """
 
+import re
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -12,7 +13,8 @@ import pytest
 import requests
 import yaml
 
-from mlscale.airflow import dagrun
+from mlscale import registry
+from mlscale.airflow import dagrun, models_page
 from mlscale.local import airflow_ui
 from mlscale.config import Settings
 from mlscale.specs import SPECS_DIR, load_spec
@@ -54,10 +56,11 @@ class Approver(threading.Thread):
     approval request before it defers, so for a moment the request exists while the task is still
     `running`; the approver answers once the task is `awaiting_input`, as a person would find it."""
 
-    def __init__(self, api, answer: str):
+    def __init__(self, api, answer: str, reason: str, dag_id: str = f"promote_{MODEL}"):
         super().__init__(daemon=True)
+        self.dag_id = dag_id
         self.url, self.token = api
-        self.answer, self.seen, self.error = answer, None, None
+        self.answer, self.reason, self.seen, self.pending, self.error = answer, reason, None, None, None
         self.started = datetime.now(timezone.utc)
 
     def run(self):
@@ -65,7 +68,7 @@ class Approver(threading.Thread):
         try:
             deadline = time.monotonic() + 300
             while time.monotonic() < deadline:
-                pending = requests.get(f"{self.url}/api/v2/dags/promote_{MODEL}/dagRuns/~/hitlDetails",
+                pending = requests.get(f"{self.url}/api/v2/dags/{self.dag_id}/dagRuns/~/hitlDetails",
                                        params={"response_received": "false"}, headers=headers, timeout=30)
                 pending.raise_for_status()
                 details = [d for d in pending.json()["hitl_details"]
@@ -73,10 +76,14 @@ class Approver(threading.Thread):
                            and d["task_instance"]["state"] == "awaiting_input"]
                 if details:
                     self.seen = details[0]
+                    self.pending = models_page.pending_approvals()  # what the ML models page shows meanwhile
                     ti = self.seen["task_instance"]
+                    answer = {"chosen_options": [self.answer]}
+                    if self.reason:  # the form's field
+                        answer["params_input"] = {"reason": self.reason}
                     requests.patch(f"{self.url}/api/v2/dags/{ti['dag_id']}/dagRuns/{ti['dag_run_id']}/taskInstances/"
                                    f"{ti['task_id']}/{ti['map_index']}/hitlDetails",
-                                   json={"chosen_options": [self.answer]}, headers=headers, timeout=30).raise_for_status()
+                                   json=answer, headers=headers, timeout=30).raise_for_status()
                     return
                 time.sleep(1)
             raise TimeoutError("no approval awaiting input appeared")
@@ -84,25 +91,41 @@ class Approver(threading.Thread):
             self.error = exc
 
 
-def _promote_with(settings, api, answer: str, version: str):
-    approver = Approver(api, answer)
+def _answering(settings, api, answer: str, reason: str, dag_id: str, conf: dict):
+    approver = Approver(api, answer, reason, dag_id)
     approver.start()
-    run = dagrun.run_dag(settings, f"promote_{MODEL}", conf={"version": version})
+    run = dagrun.run_dag(settings, dag_id, conf=conf)
     approver.join(timeout=60)
     assert approver.error is None, approver.error
-    return run, approver.seen
+    return run, approver
 
 
 def test_approval_waits_then_promotes_on_approve(approval_required, api):
     settings = approval_required
     v1, v2 = weak_production_and_better_candidate(settings)
 
-    run, seen = _promote_with(settings, api, "Approve", v2)
+    run, approver = _answering(settings, api, "Approve", "beats v1 on every segment", f"promote_{MODEL}", {"version": v2})
     # What the approver saw under Required Actions while the task waited (in `awaiting_input`, or the
-    # approver would have timed out and _promote_with failed).
+    # approver would have timed out and _answering failed): what the decision needs.
+    seen, body = approver.seen, approver.seen["body"]
     assert seen["task_instance"]["task_id"] == "approve"
     assert seen["subject"] == f"Promote {MODEL} v{v2} to Production?"
-    assert seen["options"] == ["Approve", "Reject"] and "| roc_auc |" in seen["body"]
+    assert seen["options"] == ["Approve", "Reject"] and list(seen["params"]) == ["reason"]
+    client = registry.client(settings)
+    runs = {v: client.get_model_version(MODEL, v).run_id for v in (v1, v2)}
+    assert f"in place of v{v1}" in body and f"| metric | better | gate | candidate v{v2} | Production v{v1} |" in body
+    assert "| roc_auc | higher | Production gate: at least +" in body and "| log_loss | lower |" in body
+    assert re.search(r"latest matured as-of date \*\*\d{4}-\d{2}-\d{2}\*\*, \*\*[\d,]+\*\* customers", body)
+    assert "**Campaign on the holdout**" in body and "profit over random targeting" in body
+    assert "**Training window**: as-of dates" in body and f"(Production v{v1}: " in body
+    assert "**What changed**" in body and "production · bootstrap: passed" in body
+    for version, run_id in runs.items():  # MLflow links open its classic (machine-learning) view
+        assert f"#/models/{MODEL}/versions/{version}?workflowType=machine_learning)" in body
+        assert f"/runs/{run_id}?workflowType=machine_learning)" in body
+    assert "/plugin/ml-models)" in body
+    # Meanwhile the ML models page shows the pending request, with a link to it.
+    assert approver.pending[MODEL]["subject"] == seen["subject"]
+    assert approver.pending[MODEL]["link"].endswith("/tasks/approve/required_actions")
     approve = dagrun.dag_bag(str(settings.root / "dags")).get_dag(f"promote_{MODEL}").get_task("approve")
     assert approve.execution_timeout == timedelta(days=7)  # a person's week, not the 2 hours of other tasks
     assert run.task_states == {"evaluate": "success", "approve": "success", "switch": "success",
@@ -111,14 +134,35 @@ def test_approval_waits_then_promotes_on_approve(approval_required, api):
     decision, decided_by, reason = query(settings, "select decision, decided_by, reason from ops.model_promotions"
                                                    " order by id desc limit 1").iloc[0]
     assert (decision, decided_by) == ("promoted", airflow_ui.ADMIN_USER)
-    assert reason.endswith(f"; approved by {airflow_ui.ADMIN_USER}")
+    assert reason.endswith(f"; approved by {airflow_ui.ADMIN_USER}: beats v1 on every segment")
+    assert models_page.pending_approvals() == {}  # answered: nothing pending
+
+    # Rolling back asks too: both versions side by side, the checks already made, and why.
+    run, approver = _answering(settings, api, "Approve", "", f"rollback_{MODEL}",
+                               {"reason": "v2 mis-scores new customers"})
+    assert run.task_states == {"plan": "success", "confirm": "success", "rollback": "success"}
+    seen, body = approver.seen, approver.seen["body"]
+    assert seen["subject"] == f"Roll back {MODEL} from v{v2} to v{v1}?"
+    assert "Reason given: *v2 mis-scores new customers*" in body
+    assert f"| | serving now: v{v2} | going back: v{v1} |" in body and "| test roc_auc (higher is better" in body
+    assert re.search(rf"\| served in Production \| promoted \d{{4}}-.* \| promoted \d{{4}}-", body)
+    assert "- served_before: " in body and "- artifact_sha256: matches the hash recorded at registration" in body
+    assert registry_state(approval_required) == {v1: ("Production", ["production"]), v2: ("Archived", [])}
+    row = query(settings, "select decision, decided_by, reason, gates from ops.model_promotions"
+                          " order by id desc limit 1").iloc[0]
+    assert (row.decision, row.decided_by) == ("rolled_back", airflow_ui.ADMIN_USER)
+    assert row.reason == f"rolled back from v{v2} to v{v1} by {airflow_ui.ADMIN_USER}: v2 mis-scores new customers"
+    assert set(row.gates["rollback"]["checks"]) == {"served_before", "artifact_sha256"}
+    tags = registry.client(settings).get_model_version(MODEL, v1).tags  # v1: promoted, replaced, rolled back to
+    assert tags["promotion.1"].startswith("promoted: ") and tags["promotion.2"].startswith("rolled_back: ")
 
 
 def test_approval_rejected_keeps_production(approval_required, api):
     settings = approval_required
     v1, v2 = weak_production_and_better_candidate(settings)
 
-    run, _ = _promote_with(settings, api, "Reject", v2)
+    run, _ = _answering(settings, api, "Reject", "the campaign team is not ready for new scores", f"promote_{MODEL}",
+                      {"version": v2})
     assert run.state == "success"
     assert run.task_states == {"evaluate": "success", "approve": "success", "switch": "skipped",
                                "record_rejection": "success"}
@@ -126,7 +170,10 @@ def test_approval_rejected_keeps_production(approval_required, api):
     decision, decided_by, reason = query(settings, "select decision, decided_by, reason from ops.model_promotions"
                                                    " order by id desc limit 1").iloc[0]
     assert (decision, decided_by) == ("rejected", airflow_ui.ADMIN_USER)
-    assert reason.startswith(f"rejected by {airflow_ui.ADMIN_USER} at the approval step")
+    assert reason.startswith(f"rejected by {airflow_ui.ADMIN_USER} at the approval step: the campaign team is "
+                             "not ready for new scores (gates had passed: ")
+    tag = registry.client(settings).get_model_version(MODEL, v2).tags["promotion"]
+    assert tag.startswith("rejected: rejected by") and "not ready for new scores" in tag
 
 
 def _listening(port_number: int) -> set[str]:

@@ -42,17 +42,18 @@ def test_better_candidate_is_promoted_then_rolled_back(fresh):
     tag = registry.client(fresh).get_model_version(MODEL, v2).tags["promotion"]
     assert tag.startswith("promoted: passed both gates against production v" + v1)
 
-    run = dagrun.run_dag(fresh, f"rollback_{MODEL}")
-    assert run.task_states == {"rollback": "success"}
+    # (rollback_<model> asks a person first: tests/e2e/test_approval.py runs it through Airflow)
+    promotion.rollback(fresh, SPEC, why="v2 mis-scores new customers")
     assert registry_state(fresh) == {v2: ("Archived", []), v1: ("Production", ["production"])}
     assert registry.client(fresh).get_model_version(MODEL, v2).tags["rolled_back"] == f"replaced by v{v1}"
     assert _audit(fresh)[-1][:3] == (v1, "rolled_back", "Production")
 
     dagrun.run_dag(fresh, f"score_{MODEL}")
     assert query(fresh, "select distinct model_version from ml.predictions")["model_version"].tolist() == [v1]
-    # Nothing left to roll back to: a clear failure, nothing changed.
-    failed = dagrun.run_dag(fresh, f"rollback_{MODEL}", check=False)
-    assert failed.task_states == {"rollback": "failed"} and registry_state(fresh)[v1] == ("Production", ["production"])
+    # Nothing left to roll back to: the plan fails clearly before anyone is asked, nothing changed.
+    failed = dagrun.run_dag(fresh, f"rollback_{MODEL}", conf={"reason": "v1 is slow"}, check=False)
+    assert failed.task_states == {"plan": "failed", "confirm": "upstream_failed", "rollback": "upstream_failed"}
+    assert registry_state(fresh)[v1] == ("Production", ["production"])
 
 
 def test_a_candidate_no_better_than_production_is_rejected_and_shadow_scored(fresh):
@@ -133,9 +134,12 @@ def test_two_promotions_at_once_one_wins_the_other_aborts(fresh):
     v1 = train_version(fresh, WEAK)
     assert promotion.promote(fresh, WEAK, v1).decision == "promoted"
     v2, v3 = train_version(fresh, FAST), train_version(fresh, FAST)
-    # Both are evaluated against Production v1 and both pass...
+    # Both are evaluated against Production v1 and both pass. Staging holds one challenger, the one aliased
+    # `staging`: staging v3 archived v2, so the registry, the alias and the ML models page agree.
     first, second = promotion.evaluate(fresh, SPEC, v2), promotion.evaluate(fresh, SPEC, v3)
     assert (first.decision, second.decision) == ("pending", "pending")
+    assert registry_state(fresh) == {v3: ("Staging", ["staging"]), v2: ("Archived", []),
+                                     v1: ("Production", ["production"])}
 
     # ... while another promotion holds the model's lock, the switch aborts (through Airflow too).
     with promotion.promotion_lock(fresh, MODEL) as held:
@@ -147,15 +151,15 @@ def test_two_promotions_at_once_one_wins_the_other_aborts(fresh):
     assert registry_state(fresh)[v1] == ("Production", ["production"])
 
     # The first switch wins; the second finds Production changed since its evaluation and aborts.
-    assert promotion.switch(fresh, SPEC, first).decision == "promoted"
-    lost = promotion.switch(fresh, SPEC, second)
+    assert promotion.switch(fresh, SPEC, second).decision == "promoted"
+    lost = promotion.switch(fresh, SPEC, first)
     assert lost.decision == "aborted"
-    assert lost.reason == (f"Production is now v{v2}, but v{v3} was evaluated against v{v1}; nothing changed "
+    assert lost.reason == (f"Production is now v{v3}, but v{v2} was evaluated against v{v1}; nothing changed "
                            "(promote it again to re-evaluate)")
-    assert registry_state(fresh) == {v3: ("Staging", ["staging"]), v2: ("Production", ["production"]),
-                        v1: ("Archived", ["previous_production"])}
+    assert registry_state(fresh) == {v3: ("Production", ["production"]), v2: ("Archived", []),
+                                     v1: ("Archived", ["previous_production"])}
     assert [(v, d) for v, d, _, _ in _audit(fresh)] == [
-        (v1, "promoted"), (v2, "aborted"), (v3, "aborted"), (v2, "promoted"), (v3, "aborted")]
+        (v1, "promoted"), (v2, "aborted"), (v3, "aborted"), (v3, "promoted"), (v2, "aborted")]
 
 
 def test_a_runs_conf_sets_the_params_of_that_run_only(fresh):

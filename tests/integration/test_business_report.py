@@ -16,6 +16,7 @@ from sklearn.metrics import roc_auc_score
 
 from mlscale import postgres, registry
 from mlscale.business import reporting
+from mlscale.data import quality
 from mlscale.local import demo
 from mlscale.modeling import evaluation, training
 from mlscale.production import monitoring, outcomes, promotion, scoring
@@ -178,6 +179,21 @@ def test_report_has_every_section_with_the_marts_numbers(scored, tmp_path):
     assert out["summary"]["revenue_30d"] == pytest.approx(float(daily["revenue"].astype(float).tail(30).sum()), abs=0.01)
     assert f"{out['summary']['revenue_30d']:,.0f} EUR" in page
     assert f"<b>v2</b>" in page and "promoted" in page  # churn Production and its promotion history
+
+    # Data quality: before any check, the section says so; then the mart gates run twice, for real.
+    assert "No data-quality check has run yet" in page
+    for run_id in ("report-1", "report-2"):
+        quality.gate(stack, quality.suites(stack, "mart"), run_id)
+    reporting.report(stack, SPECS, tmp_path, build=False)
+    page = (tmp_path / reporting.FILENAME).read_text()
+    dq = query(stack, "select suite, count(*) filter (where success) as passed, count(*) filter (where not success)"
+                      " as failed, count(*) filter (where not success and severity = 'critical') as critical,"
+                      " count(*) as checks from ops.dq_results where run_id = 'report-2' group by suite order by suite")
+    assert list(dq["suite"]) == ["mart_customer_features", "mart_customer_labels"]
+    for r in dq.itertuples():
+        assert f"<b>{r.suite}</b>: {r.passed} passed, {r.failed} failed ({r.critical} critical)" in page, r.suite
+        section = page.split(f'id="dq-{r.suite}"')[1].split("</details>")[0]
+        assert section.count("<tr>") == r.checks + 1 and section.count('<span title="') == 2  # header; two runs
 
     run = registry.client(stack).get_run(out["run_id"])
     assert run.data.metrics["revenue_30d"] == pytest.approx(out["summary"]["revenue_30d"])

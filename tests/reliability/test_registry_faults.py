@@ -92,25 +92,43 @@ def test_rollback_puts_back_only_a_version_that_served_unless_forced_with_a_reas
     _promoted(settings, v1)
     _promoted(settings, v2)
     # v3 passed the gates, and a person rejected it
-    promotion.reject(settings, MODEL, _gates_passed(settings, v3), decided_by="alice")
+    promotion.reject(settings, MODEL, _gates_passed(settings, v3), decided_by="alice", why="too slow on mobile")
 
     for force in (None, "  "):
         with pytest.raises(RegistryError, match=f"v{v3} never served in Production"):
-            promotion.rollback(settings, MODEL, v3, force=force)
+            promotion.rollback(settings, MODEL, v3, force=force, why="v2 is slow")
+    for why in (None, " "):  # a rollback is a person's decision: no reason, no rollback
+        with pytest.raises(RegistryError, match=f"say why {MODEL.name} is rolled back"):
+            promotion.rollback(settings, MODEL, v1, why=why)
     assert registry.alias_version(settings, MODEL.name, "production") == v2  # nothing changed
 
-    back = promotion.rollback(settings, MODEL, v1, decided_by="bob")  # v1 served before
-    assert (back.decision, back.previous_production, back.reason) == ("rolled_back", v2, f"rolled back from v{v2} to v{v1} by bob")
+    plan = promotion.plan_rollback(settings, MODEL)  # what the rollback_ DAG shows a person first
+    assert (plan.current, plan.target, plan.force) == (v2, v1, "")
+    assert plan.checks["artifact_sha256"]["sha256"] == artifacts.fetch_verified(settings, MODEL.name, v1).sha256
+    back = promotion.rollback(settings, MODEL, decided_by="bob", why="v2 mis-scores new customers", plan=plan)
+    assert (back.decision, back.previous_production, back.reason) == (
+        "rolled_back", v2, f"rolled back from v{v2} to v{v1} by bob: v2 mis-scores new customers")
+    assert back.gates == {"rollback": {"passed": True, "checks": plan.checks}}  # recorded, not "no gates"
     assert _state(settings)[v1] == ("Production", ["production"])
+    # Carried out again, the plan changes nothing (a retry after a failure midway would finish it instead).
+    with pytest.raises(RegistryError, match=f"v{v1} is already Production: this rollback was carried out"):
+        promotion.rollback(settings, MODEL, why="again", plan=plan)
 
-    forced = promotion.rollback(settings, MODEL, v3, decided_by="carol",
-                                force="incident 7: v1 and v2 both mis-score new customers")
-    assert forced.reason == (f"rolled back from v{v1} to v{v3} by carol; forced, though it never served in "
-                             "Production: incident 7: v1 and v2 both mis-score new customers")
-    last = query(settings, "select to_version, decision, decided_by, reason from ops.model_promotions"
+    forced = promotion.rollback(settings, MODEL, v3, decided_by="carol", why="v1 and v2 both mis-score new customers",
+                                force="incident 7")
+    assert forced.reason == (f"rolled back from v{v1} to v{v3} by carol: v1 and v2 both mis-score new customers; "
+                             "forced, though it never served in Production: incident 7")
+    assert forced.gates["rollback"]["checks"]["served_before"]["why"] == f"v{v3} never served in Production; " \
+                                                                        "forced: incident 7"
+    last = query(settings, "select to_version, decision, decided_by, reason, gates from ops.model_promotions"
                            f" where model = '{MODEL.name}' order by id desc limit 1").iloc[0]
     assert (last.to_version, last.decision, last.decided_by, last.reason) == (v3, "rolled_back", "carol", forced.reason)
+    assert set(last.gates["rollback"]["checks"]) == {"served_before", "artifact_sha256"}
     assert _state(settings)[v3] == ("Production", ["production"])
+    # Every decision about a version stays on it: v1 was promoted, then rolled back to.
+    tags = registry.client(settings).get_model_version(MODEL.name, v1).tags
+    assert tags["promotion.1"].startswith("promoted: ") and tags["promotion.2"] == f"rolled_back: {back.reason}"
+    assert tags["promotion"] == tags["promotion.2"] and "promotion.3" not in tags
 
 
 def test_files_and_tag_replaced_together_in_mlflow_are_refused_against_the_warehouses_hash(empty):

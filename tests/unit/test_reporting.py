@@ -58,14 +58,17 @@ def test_report_and_models_page_show_hostile_text_as_text_and_allow_no_script():
                                 "detail": HOSTILE}]}
     model = _model(description=HOSTILE, promotions=[decided], monitoring=monitoring)
     report = reporting.render(reporting.ReportData(kpis=EMPTY, summary={}, models=[model], mlflow_uri="http://m"))
-    page = pages.render("models_page.html", models=[models_page._model(model, "http://m")], mlflow_uri="http://m",
-                        report_exists=False, tile_items=[])
+    page = pages.render("models_page.html", csp=pages.PAGE_CSP, models=[models_page._model(model, "http://m")],
+                        registry_link="http://m/#/models", report_exists=False, tile_items=[], quality_suites=[])
     escaped = "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;"
-    for html in (report, page):
-        assert "<script" not in html and "<img src=x" not in html
+    # The report runs no script; the page runs its own file only (static/links.js), never inline code.
+    for html, policy, scripts in ((report, pages.CSP, 0), (page, pages.PAGE_CSP, 1)):
+        assert html.count("<script") == scripts and "<img src=x" not in html
         assert html.count(escaped) >= 3  # description, reason, monitoring detail (and more)
         csp = re.search(r'<meta http-equiv="Content-Security-Policy" content="([^"]+)">', html).group(1)
-        assert csp == pages.CSP.replace("'", "&#39;") and "script-src" not in csp and "default-src 'none'" in pages.CSP
+        assert csp == policy.replace("'", "&#39;") and "default-src &#39;none&#39;" in csp
+    assert "script-src" not in pages.CSP and pages.PAGE_CSP.endswith("script-src 'self'")
+    assert '<script src="static/links.js" defer></script>' in page
 
 
 def test_report_of_an_empty_warehouse_says_what_is_missing():
@@ -93,6 +96,10 @@ def test_a_date_chart_reads_well_with_one_date_a_few_or_years_of_them(dates, sho
     assert mdates.date2num(x.min()) >= lo and mdates.date2num(x.max()) <= hi  # every point is on the chart
     labels = [t.get_text() for t in ax.get_xticklabels() if t.get_text()]
     assert 3 <= len(labels) <= 11, labels
+    # The image's text alternative says which dates the axis shows (the browser test reads it off the report).
+    shown = re.fullmatch(r"Revenue at risk \(dates shown: (\S+) to (\S+)\)", pages.chart(fig)["alt"])
+    first, last = (date.fromisoformat(d) for d in shown.groups())
+    assert first <= min(dates) and max(dates) <= last and shown_days[0] - 1 <= (last - first).days <= shown_days[1]
 
 
 @pytest.mark.parametrize(("production", "says"), [
@@ -102,7 +109,44 @@ def test_the_monitoring_line_speaks_of_the_version_that_serves(production, says)
     without one, both pages say so plainly, and never print 'vNone'."""
     model = _model(production=production)
     report = reporting.render(reporting.ReportData(kpis=EMPTY, summary={}, models=[model], mlflow_uri="http://m"))
-    page = pages.render("models_page.html", models=[models_page._model(model, "http://m")], mlflow_uri="http://m",
-                        report_exists=False, tile_items=[])
+    page = pages.render("models_page.html", models=[models_page._model(model, "http://m")], registry_link="http://m/#/models",
+                        report_exists=False, tile_items=[], quality_suites=[])
     for html in (report, page):
         assert says in html and "vNone" not in html
+
+
+def test_data_quality_shows_each_expectation_of_each_suites_newest_run_and_its_trend():
+    """The section both pages show from ops.dq_results: counts, each expectation's result, a trend oldest first;
+    a suite with a failure opens; a check's arguments are text, never markup."""
+    at = [datetime(2026, 12, d, 6, 0) for d in (1, 2, 3)]
+    runs = pd.DataFrame({"suite": ["raw_orders"] * 3 + ["mart_x"], "run_id": ["r3", "r2", "r1", "m1"],
+                         "checked_at": [at[2], at[1], at[0], at[2]], "passed": [1, 2, 2, 1], "failed": [1, 0, 0, 0],
+                         "failed_critical": [1, 0, 0, 0]})
+    checks = pd.DataFrame({
+        "suite": ["mart_x", "raw_orders", "raw_orders"],
+        "expectation": ["expect_column_values_to_not_be_null", "expect_column_values_to_not_be_null",
+                        "expect_column_values_to_be_between"],
+        "kwargs": [{"column": "<b>x</b>"}, {"column": "amount"}, {"column": "amount", "min_value": 0}],
+        "severity": ["critical", "critical", "warning"], "success": [True, False, True],
+        "unexpected_count": [0, 1250, 0], "unexpected_percent": [0.0, 12.5, 0.0], "observed_value": [None, None, None]})
+    view = reporting.quality_view(runs, checks)
+    assert [q["suite"] for q in view] == ["mart_x", "raw_orders"]
+    raw = view[1]
+    assert (raw["run_id"], raw["passed"], raw["failed"], raw["failed_critical"]) == ("r3", 1, 1, 1)
+    assert [mark for _, mark in raw["trend"]] == ["✔", "✔", "✘1"]  # oldest first
+    assert raw["trend"][2][0] == "2026-12-03 06:00: 1 passed, 1 failed"
+    cells = [[c["text"] for c in row] for row in raw["checks"]["rows"]]
+    assert cells[0] == ["expect_column_values_to_not_be_null", "column=amount", "critical", "FAIL", "1,250", "12.50", ""]
+    assert cells[1][1:4] == ["column=amount, min_value=0", "warning", "pass"]
+
+    page = pages.render("models_page.html", csp=pages.PAGE_CSP, models=[], registry_link="http://m/#/models", report_exists=False,
+                        tile_items=[], quality_suites=view)
+    report = reporting.render(reporting.ReportData(kpis=EMPTY, summary={}, models=[], mlflow_uri="http://m",
+                                                   quality=view))
+    for html in (page, report):
+        assert ">Data quality<" in html
+        assert '<details class="dq" id="dq-raw_orders" open>' in html and '<details class="dq" id="dq-mart_x">' in html
+        assert "<b>raw_orders</b>: 1 passed, 1 failed (1 critical)" in html
+        assert "column=&lt;b&gt;x&lt;/b&gt;" in html and "<b>x</b>" not in html
+    empty = reporting.render(reporting.ReportData(kpis=EMPTY, summary={}, models=[], mlflow_uri="http://m"))
+    assert "No data-quality check has run yet" in empty

@@ -1,6 +1,7 @@
 """The HTML pages people read (the business report, the ML models page): Jinja2 templates (templates/) with
 autoescape on, so no value (a model description, a decision reason, a check's subject) is ever read as markup,
-and a Content-Security-Policy that allows no script and no resource from elsewhere."""
+and a Content-Security-Policy that allows no resource from elsewhere and no script but the ML models page's
+own file (static/links.js)."""
 
 from __future__ import annotations
 
@@ -11,25 +12,42 @@ from pathlib import Path
 import jinja2
 import pandas as pd
 
-# No scripts, no frames, no requests anywhere: the pages are text, tables, inline styles and inline PNG charts.
-# In each page's <meta> (so the report is bound by it when opened as a file too) and, with the one directive a
-# <meta> cannot carry (who may frame the page: the Airflow UI, same origin), in the HTTP header that serves it.
+# No frames, no requests anywhere: the pages are text, tables, inline styles and inline PNG charts. In each
+# page's <meta> (so the report is bound by it when opened as a file too) and, with the one directive a <meta>
+# cannot carry (who may frame the page: the Airflow UI, same origin), in the HTTP header that serves it.
+# The report runs no script at all. The ML models page runs one file of its own (never inline code, so no
+# injected markup can run): Airflow shows the page in a sandboxed frame that may not open windows, and the
+# script opens its new-tab links from the Airflow window instead (static/links.js).
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
-CSP_HEADER = f"{CSP}; frame-ancestors 'self'"
+PAGE_CSP = f"{CSP}; script-src 'self'"
+STATIC = Path(__file__).parent / "static"
+
+
+def header(csp: str) -> str:
+    """The HTTP Content-Security-Policy of a page served with `csp` in its <meta>: framed by the Airflow UI only."""
+    return f"{csp}; frame-ancestors 'self'"
 ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"), autoescape=True,
                          undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 
 
-def render(template: str, **context) -> str:
-    """A template of templates/ with `context`, every value escaped."""
-    return ENV.get_template(template).render(csp=CSP, **context)
+def render(template: str, csp: str = CSP, **context) -> str:
+    """A template of templates/ with `context`, every value escaped, under the policy `csp`."""
+    return ENV.get_template(template).render(csp=csp, **context)
 
 
 def chart(fig) -> dict:
-    """A matplotlib figure as an inline PNG: {'alt': its first title, 'src': a data: URI}."""
+    """A matplotlib figure as an inline PNG: {'alt': its first title (and the dates its x axis shows, for a
+    date axis), 'src': a data: URI}."""
+    import matplotlib.dates as mdates
+
+    ax = fig.axes[0]
+    alt = ax.get_title()
+    if isinstance(ax.xaxis.get_major_locator(), mdates.AutoDateLocator):
+        lo, hi = (mdates.num2date(x) for x in ax.get_xlim())
+        alt += f" (dates shown: {lo:%Y-%m-%d} to {hi:%Y-%m-%d})"
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)
-    return {"alt": fig.axes[0].get_title(), "src": "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()}
+    return {"alt": alt, "src": "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()}
 
 
 def _cell(value, fmt: str | None) -> str:

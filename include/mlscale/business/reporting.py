@@ -3,7 +3,7 @@
 `build_kpis` builds the KPI marts (dbt tag `kpi`: kpi_daily, kpi_churn_rate, kpi_retention_cohorts,
 kpi_revenue_at_risk, kpi_model_value, kpi_model_lift) after scoring; `collect` reads them together with the
 model registry, the promotion audit (`ops.model_promotions`) and the monitoring log (`ops.model_monitoring`);
-`render` writes self-contained HTML (templates/report.html: every value escaped, no script, plots inline as PNG);
+and the data-quality results (`ops.dq_results`); `render` writes self-contained HTML (templates/report.html: every value escaped, no script, plots inline as PNG);
 `report` does all three, writes `reports/business_report.html` and logs it to the MLflow experiment
 `business_report`.
 `model_overview` and `kpi_summary` also feed the Airflow "ML models" page (plugins/ml_models.py).
@@ -147,6 +147,42 @@ def model_overview(settings: Settings, spec: ModelSpec, max_versions: int = 20) 
             "promotions": promotions.to_dict("records"), "monitoring": status}
 
 
+QUALITY_RUNS = 14  # runs of each suite in the data-quality trend
+
+
+def _on(kwargs: dict, width: int = 90) -> str:
+    """What an expectation checks, from its kwargs: `column=amount, min_value=0` (long value sets cut)."""
+    text = ", ".join(f"{k}={v}" for k, v in kwargs.items())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def quality_view(runs: pd.DataFrame, checks: pd.DataFrame) -> list[dict]:
+    """Each suite's newest run for people (ops.quality_runs, ops.quality_checks): its counts, every expectation
+    with its result, and a trend of its recent runs (oldest first: ✔ all passed, ✘n n failed)."""
+    view = []
+    for suite, history in (runs.groupby("suite", sort=True) if len(runs) else []):
+        newest, rows = history.iloc[0], checks[checks["suite"] == suite]
+        table = pd.DataFrame({
+            "expectation": rows["expectation"], "on": rows["kwargs"].map(_on), "severity": rows["severity"],
+            "result": rows["success"].map({True: "pass", False: "FAIL"}), "unexpected rows": rows["unexpected_count"],
+            "unexpected %": rows["unexpected_percent"], "observed": rows["observed_value"]})
+        view.append({
+            "suite": suite, "checked_at": f"{newest['checked_at']:%Y-%m-%d %H:%M}", "run_id": newest["run_id"],
+            "passed": int(newest["passed"]), "failed": int(newest["failed"]),
+            "failed_critical": int(newest["failed_critical"]),
+            "checks": pages.table(table, formats={"unexpected rows": "{:,.0f}", "unexpected %": "{:.2f}"}),
+            "trend": [(f"{r.checked_at:%Y-%m-%d %H:%M}: {r.passed} passed, {r.failed} failed",
+                       "✔" if r.failed == 0 else f"✘{r.failed}") for r in history.iloc[::-1].itertuples()]})
+    return view
+
+
+def data_quality(settings: Settings) -> list[dict]:
+    """The data-quality section of the report and the ML models page, from ops.dq_results (readable with no
+    network, unlike GX's Data Docs site, whose pages load their scripts and styles from public CDNs)."""
+    with postgres.warehouse(settings) as conn:
+        return quality_view(ops.quality_runs(conn, QUALITY_RUNS), ops.quality_checks(conn))
+
+
 # --- collecting and rendering --------------------------------------------------------------------
 
 @dataclass
@@ -156,13 +192,14 @@ class ReportData:
     models: list[dict]
     mlflow_uri: str
     currency: str = "EUR"  # of every money figure: the landing contract's (contract.currency)
+    quality: list[dict] = field(default_factory=list)  # data_quality
     generated_at: str = field(default_factory=lambda: datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
 
 
 def collect(settings: Settings, specs: dict[str, ModelSpec]) -> ReportData:
     kpis = read_kpis(settings)
     return ReportData(kpis=kpis, summary=kpi_summary(kpis), models=[model_overview(settings, s) for s in specs.values()],
-                      mlflow_uri=settings.mlflow_uri, currency=contract.currency())
+                      mlflow_uri=settings.mlflow_uri, currency=contract.currency(), quality=data_quality(settings))
 
 
 def _fig(title: str, xlabel: str, ylabel: str, width: float = 7.5):
@@ -284,7 +321,7 @@ def _model_context(model: dict, k: dict[str, pd.DataFrame], mlflow_uri: str, cur
     rows = pd.DataFrame([{
         "version": f"v{v['version']}", "role": ", ".join(v["aliases"]) or v["stage"].lower(), "trained on data to": v["data_as_of"],
         f"test {metric}": v["test_metrics"].get(metric), "expected uplift (test)": v["profit_uplift"],
-        "MLflow run": f"{mlflow_uri}/#/experiments/{v['experiment_id']}/runs/{v['run_id']}"} for v in model["versions"]])
+        "MLflow run": registry.run_url(mlflow_uri, v["experiment_id"], v["run_id"])} for v in model["versions"]])
     out["versions"] = pages.table(rows, {f"test {metric}": "{:.4f}", "expected uplift (test)": "{:,.0f}"},
                                  links=("MLflow run",))
 
@@ -334,7 +371,7 @@ def render(data: ReportData) -> str:
     """The whole report as one HTML document (no external files, no scripts)."""
     return pages.render("report.html", generated_at=data.generated_at, tile_items=tiles(data.summary, data.currency),
                        kpi_charts=_kpi_charts(data.kpis, data.currency),
-                       retention=_retention(data.kpis["kpi_retention_cohorts"]),
+                       retention=_retention(data.kpis["kpi_retention_cohorts"]), quality=data.quality,
                        models=[_model_context(m, data.kpis, data.mlflow_uri, data.currency) for m in data.models])
 
 

@@ -109,8 +109,8 @@ def summary(settings: Settings, times: list[StageTime], landing_note: str) -> st
         for r in ops.ingest_summary(conn).itertuples():
             lines.append(f"  {r.feed:<16} {r.rows_loaded:>9} rows from {r.files} files, {r.quarantined} quarantined, "
                          f"{r.rejected} files rejected")
-        lines += ["", "quality checks of the latest warehouse_etl run (ops.dq_results):"]
-        for r in ops.latest_quality(conn).itertuples():
+        lines += ["", "quality checks, each suite's newest run (ops.dq_results):"]
+        for r in ops.quality_runs(conn, runs=1).itertuples():
             lines.append(f"  {r.suite:<24} {r.passed} passed, {r.failed} failed ({r.failed_critical} critical)")
         lines.append(f"  feature mart ml.customer_features: "
                      f"{conn.execute('select count(*) from ml.customer_features').fetchone()[0]} rows")

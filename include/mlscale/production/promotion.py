@@ -4,7 +4,7 @@ A promotion has two steps, which the promote_<model> DAG runs as separate tasks 
 approval in between when the spec asks for it): `evaluate` runs the gates and stages the version;
 `switch` moves it to Production under a per-model lock, after a compare-and-set check that Production
 is still the version it was evaluated against. `rollback` moves Production back. Every decision is a
-row in ops.model_promotions and a tag on the version.
+row in ops.model_promotions and a tag on the version (`promotion`, the newest; `promotion.<n>`, each one).
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from mlscale import ops, postgres, registry
 from mlscale.modeling import artifacts, evaluation, features, judging
 from mlscale.production import gates
 from mlscale.modeling.baseline import measure_all
+from mlscale.modeling.training import load_economics
+from mlscale.data import contract
 from mlscale.config import Settings
 from mlscale.registry import RegistryError
 from mlscale.specs import ModelSpec
@@ -95,7 +97,9 @@ def evaluate(settings: Settings, spec: ModelSpec, version: str | None = None,
     if not staging.passed:
         decision.reason = f"staging gate: {staging.reason}"
         return _finish(settings, client, decision, airflow_run_id)
-    _transition(client, spec.name, version, "Staging")
+    # One challenger: the version aliased `staging` is the only one in stage Staging (an earlier one is archived),
+    # so the registry's stages, the alias that shadow scoring follows and the ML models page say the same.
+    _transition(client, spec.name, version, "Staging", archive_existing=True)
     client.set_registered_model_alias(spec.name, "staging", version)
     decision.stage = "Staging"
     log.info("%s v%s passed the staging gate (%s) and is in Staging", spec.name, version,
@@ -115,8 +119,13 @@ def evaluate(settings: Settings, spec: ModelSpec, version: str | None = None,
         ref_scores = strongest.scores
     decision.production_metrics = evaluation.evaluate(spec, y, ref_scores)
     prod_gate = check(spec, holdout, scores, ref_scores, reference_name)
+    economics = load_economics(settings, spec.name)  # the campaign each side would run on the holdout, for people
     decision.gates["production"] = {**prod_gate.as_dict(), "against": reference_name,
-                                    "holdout_as_of": str(split.test_as_of.date()), "holdout_rows": len(holdout)}
+                                    "holdout_as_of": str(split.test_as_of.date()), "holdout_rows": len(holdout),
+                                    "campaign": {"currency": contract.currency(),
+                                                 "candidate": evaluation.campaign(spec, economics, holdout, y, scores),
+                                                 "reference": evaluation.campaign(spec, economics, holdout, y,
+                                                                                  ref_scores)}}
     if not prod_gate.passed:
         decision.reason = f"production gate against {reference_name}: {prod_gate.reason}"
         return _finish(settings, client, decision, airflow_run_id)
@@ -128,11 +137,12 @@ def evaluate(settings: Settings, spec: ModelSpec, version: str | None = None,
 
 
 def switch(settings: Settings, spec: ModelSpec, decision: Decision, airflow_run_id: str | None = None,
-           decided_by: str = "auto") -> Decision:
+           decided_by: str = "auto", why: str | None = None) -> Decision:
     """Make an evaluated version Production, if nothing changed since it was evaluated; else abort, change nothing.
 
     The `production` alias (what scoring serves) is the truth and moves first; stage and the other aliases follow.
-    A retry after a failure in between finds the alias moved and finishes the remaining steps."""
+    A retry after a failure in between finds the alias moved and finishes the remaining steps. A person who
+    approved it is `decided_by`, with their reason `why`."""
     if decision.decision != "pending":
         raise RegistryError(f"{spec.name} v{decision.version} is {decision.decision}, not pending: nothing to switch")
     client = registry.client(settings)
@@ -158,7 +168,7 @@ def switch(settings: Settings, spec: ModelSpec, decision: Decision, airflow_run_
         _settle(settings, client, spec.name, decision.version, decision.previous_production)
         decision.decision, decision.stage = "promoted", "Production"
         if decided_by != "auto":
-            decision.reason += f"; approved by {decided_by}"
+            decision.reason += f"; approved by {decided_by}" + (f": {why}" if why else "")
         return _finish(settings, client, decision, airflow_run_id)
 
 
@@ -176,11 +186,12 @@ def _settle(settings: Settings, client, name: str, version: str, replaced: str |
         _transition(client, name, version, "Production", archive_existing=True)
 
 
-def reject(settings: Settings, spec: ModelSpec, decision: Decision, decided_by: str,
+def reject(settings: Settings, spec: ModelSpec, decision: Decision, decided_by: str, why: str,
            airflow_run_id: str | None = None) -> Decision:
-    """Record that a person rejected an evaluated version; it stays in Staging, Production is untouched."""
+    """Record that a person rejected an evaluated version, and why; it stays the Staging challenger, Production
+    is untouched."""
     decision.decision, decision.decided_by = "rejected", decided_by
-    decision.reason = f"rejected by {decided_by} at the approval step (gates had passed: {decision.reason})"
+    decision.reason = f"rejected by {decided_by} at the approval step: {why} (gates had passed: {decision.reason})"
     return _finish(settings, registry.client(settings), decision, airflow_run_id)
 
 
@@ -210,46 +221,92 @@ def served(settings: Settings, model: str) -> set[str]:
                                            " and decision in ('promoted', 'rolled_back')", (model,))}
 
 
-def rollback(settings: Settings, spec: ModelSpec, target: str | None = None, airflow_run_id: str | None = None,
-             decided_by: str = "manual", force: str | None = None) -> Decision:
-    """Make `target` (default: previous_production) Production again; archive the current version.
+@dataclass
+class RollbackPlan:
+    model: str
+    current: str  # the version serving now, which the rollback replaces
+    target: str  # the version it puts back
+    checks: dict  # check name -> {"passed", "why", ...}: what was verified before anything changes
+    force: str = ""  # why a version that never served may go back ("" when it did serve)
 
-    Only a version that served in Production before can go back (a rollback must not put in service what the
-    gates or a person rejected), unless `force` gives the reason to, which is audited. Like `switch`, the
-    production alias moves first and a retry finishes what a failed try left."""
+
+def plan_rollback(settings: Settings, spec: ModelSpec, target: str | None = None,
+                  force: str | None = None) -> RollbackPlan:
+    """What a rollback would do, checked before anything changes: the version serving now and the one going back
+    (default: previous_production). Only a version that served in Production before can go back (a rollback must
+    not put in service what the gates or a person rejected), unless `force` gives the reason to, which is
+    audited; its artifact must hash to what was recorded at registration. RegistryError or TamperedArtifact
+    otherwise."""
+    client = registry.client(settings)
+    current = registry.alias_version(settings, spec.name, "production")
+    target = target or registry.alias_version(settings, spec.name, "previous_production")
+    if current is None:
+        raise RegistryError(f"{spec.name} has no Production version to roll back")
+    if target is None:
+        raise RegistryError(f"{spec.name} has no previous_production version; pass the version to roll back to")
+    if target == current and _other_in_production(client, spec.name, target) is None \
+            and client.get_model_version(spec.name, target).current_stage == "Production":
+        raise RegistryError(f"{spec.name} v{target} is already Production")
+    force = (force or "").strip()
+    if target not in served(settings, spec.name) and not force:
+        raise RegistryError(
+            f"{spec.name} v{target} never served in Production (ops.model_promotions): no gate or person "
+            "ever let it serve. Roll back to a version that did, or force it with a reason, which is "
+            "audited (rollback_<model> param force_reason; mlscale rollback --force REASON)")
+    fetched = artifacts.fetch_verified(settings, spec.name, target)  # never put a tampered artifact back in service
+    checks = {
+        "served_before": {"passed": True, "why": f"v{target} served in Production before (ops.model_promotions)"
+                          if not force else f"v{target} never served in Production; forced: {force}"},
+        "artifact_sha256": {"passed": True, "sha256": fetched.sha256,
+                            "why": "matches the hash recorded at registration"},
+    }
+    return RollbackPlan(spec.name, current, target, checks, force)
+
+
+def rollback(settings: Settings, spec: ModelSpec, target: str | None = None, airflow_run_id: str | None = None,
+             decided_by: str = "manual", force: str | None = None, why: str | None = None,
+             plan: RollbackPlan | None = None) -> Decision:
+    """Make `target` (default: previous_production) Production again, archive the current version, audit it with
+    the checks of `plan_rollback` and the reason `why` (required: a rollback is a person's decision).
+
+    With a `plan` made earlier (the rollback_<model> DAG shows it to a person first), Production must still be
+    the version the plan replaces, else nothing changes. Like `switch`, the production alias moves first and
+    a retry finishes what a failed try left."""
+    why = (why or "").strip()
+    if not why:
+        raise RegistryError(f"say why {spec.name} is rolled back (rollback_<model> param reason; mlscale rollback "
+                            "--reason TEXT): it is recorded with the decision")
     client = registry.client(settings)
     with promotion_lock(settings, spec.name) as held:
         if not held:
             raise RegistryError(f"another promotion or rollback of {spec.name} holds the lock; try again")
         current = registry.alias_version(settings, spec.name, "production")
-        target = target or registry.alias_version(settings, spec.name, "previous_production")
-        if current is None:
-            raise RegistryError(f"{spec.name} has no Production version to roll back")
-        if target is None:
-            raise RegistryError(f"{spec.name} has no previous_production version; pass the version to roll back to")
-        never_served, force = target not in served(settings, spec.name), (force or "").strip()
-        if target == current:  # already serving: done, or an earlier try moved the alias and failed after
-            replaced = _other_in_production(client, spec.name, target)
-            if replaced is None and client.get_model_version(spec.name, target).current_stage == "Production":
-                raise RegistryError(f"{spec.name} v{target} is already Production")
+        resuming = plan is not None and current == plan.target != plan.current  # an earlier try moved the alias
+        if plan is None:
+            plan = plan_rollback(settings, spec, target, force)
+        elif current != plan.current and not resuming:
+            raise RegistryError(f"Production is now v{current}, not v{plan.current} as when this rollback was "
+                                f"planned; nothing changed (plan it again)")
+        elif resuming and _other_in_production(client, spec.name, plan.target) is None \
+                and client.get_model_version(spec.name, plan.target).current_stage == "Production":
+            raise RegistryError(f"{spec.name} v{plan.target} is already Production: this rollback was carried out")
+        target = plan.target
+        if current == target:
+            replaced = _other_in_production(client, spec.name, target) or (
+                plan.current if plan.current != target else None)
             log.info("%s v%s already serves (an earlier try moved the production alias): finishing the rollback",
                      spec.name, target)
         else:
-            if never_served and not force:
-                raise RegistryError(
-                    f"{spec.name} v{target} never served in Production (ops.model_promotions): no gate or person "
-                    "ever let it serve. Roll back to a version that did, or force it with a reason, which is "
-                    "audited (rollback_<model> param force_reason; mlscale rollback --force REASON)")
-            artifacts.fetch_verified(settings, spec.name, target)  # never put a tampered artifact back in service
             client.set_registered_model_alias(spec.name, "production", target)
             replaced = current
         _settle(settings, client, spec.name, target, None)
         if replaced:
             client.set_model_version_tag(spec.name, replaced, "rolled_back", f"replaced by v{target}")
-        reason = f"rolled back from v{replaced} to v{target} by {decided_by}"
-        if never_served:
-            reason += f"; forced, though it never served in Production: {force}"
-        decision = Decision(spec.name, target, "rolled_back", "Production", reason, replaced, decided_by=decided_by)
+        reason = f"rolled back from v{replaced or '?'} to v{target} by {decided_by}: {why}"
+        if plan.force:
+            reason += f"; forced, though it never served in Production: {plan.force}"
+        decision = Decision(spec.name, target, "rolled_back", "Production", reason, replaced,
+                            gates={"rollback": {"passed": True, "checks": plan.checks}}, decided_by=decided_by)
         return _finish(settings, client, decision, airflow_run_id)
 
 
@@ -262,7 +319,11 @@ def _finish(settings: Settings, client, decision: Decision, airflow_run_id: str 
     """Audit the decision in ops.model_promotions and as a tag on the version."""
     (log.info if decision.decision in ("promoted", "rolled_back") else log.warning)(
         "%s v%s %s: %s", decision.model, decision.version, decision.decision.upper(), decision.reason)
-    client.set_model_version_tag(decision.model, decision.version, "promotion", f"{decision.decision}: {decision.reason}"[:5000])
+    # `promotion` is the newest decision about the version; `promotion.<n>` keeps each one, oldest first.
+    tag = f"{decision.decision}: {decision.reason}"[:5000]
+    earlier = [k for k in client.get_model_version(decision.model, decision.version).tags if k.startswith("promotion.")]
+    client.set_model_version_tag(decision.model, decision.version, f"promotion.{len(earlier) + 1}", tag)
+    client.set_model_version_tag(decision.model, decision.version, "promotion", tag)
     with postgres.warehouse(settings) as conn:
         ops.ensure(conn, "model_promotions")
         conn.execute(
@@ -283,3 +344,7 @@ def decision_dict(decision: Decision) -> dict:
 
 def decision_from_dict(data: dict) -> Decision:
     return Decision(**data)
+
+
+def plan_from_dict(data: dict) -> RollbackPlan:
+    return RollbackPlan(**data)
