@@ -11,8 +11,11 @@
 # Reads: MLFLOW_BACKEND_STORE_URI, MLFLOW_AUTH_ADMIN_USERNAME, MLFLOW_AUTH_ADMIN_PASSWORD,
 # MLFLOW_FLASK_SERVER_SECRET_KEY, MLFLOW_ARTIFACTS_DESTINATION; optional MLFLOW_HOST (0.0.0.0), MLFLOW_PORT
 # (5000), MLFLOW_ALLOWED_HOSTS (Host headers it answers: the compose name and loopback; add the name people
-# use) and MLFLOW_AUTH_CONFIG_PATH (where the auth app's configuration is written).
+# use), MLFLOW_AUTH_CONFIG_PATH (where the auth app's configuration is written) and
+# MLFLOW_SERVER_ENABLE_JOB_EXECUTION (false: MLflow's job runner, for GenAI judges and trace rollups, which the
+# bundle does not use, is not started; BENCHMARKS.md has what it costs).
 set -euo pipefail
+export MLFLOW_SERVER_ENABLE_JOB_EXECUTION="${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false}"
 
 : "${MLFLOW_BACKEND_STORE_URI:?set MLFLOW_BACKEND_STORE_URI (the MLflow database, as its own role)}"
 : "${MLFLOW_AUTH_ADMIN_USERNAME:?set MLFLOW_ADMIN_USER in .env}"

@@ -264,3 +264,23 @@ print(json.dumps({{"state": registry.registry_state(settings, {name!r}),
     assert [m.name for m in registry.client(stack).search_registered_models(f"name='{name}'")] == [name]
     assert registry.client(stack).get_run(out["run_id"]).data.metrics == {"x": 1.0}
     drop_registered_model(stack, name)
+
+
+def test_the_mlflow_server_runs_without_its_job_runner(stack):
+    """The bundle runs no MLflow jobs (GenAI judges, trace rollups): services.ensure_mlflow starts the server with
+    MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false, so no huey consumer sits idle beside it (BENCHMARKS.md: the saving)."""
+    import psutil
+
+    pid_file = stack.run_dir / f"mlflow{stack.db_suffix}.pid"
+    if not pid_file.exists():
+        pytest.skip("the MLflow server at the test port was started outside the tests")
+    pgid = int(pid_file.read_text())
+    commands = []
+    for process in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            if os.getpgid(process.pid) == pgid:
+                commands.append(" ".join(process.info["cmdline"] or []))
+        except ProcessLookupError:
+            continue
+    assert any("mlflow" in c and "server" in c for c in commands), commands
+    assert not any("huey" in c or "_job_runner" in c for c in commands), commands

@@ -122,7 +122,9 @@ def ensure_mlflow(settings: Settings, timeout: float = 120) -> str:
         "--host", settings.mlflow_host, "--port", str(settings.mlflow_port),
         "--workers", "1",
     ]
-    env = {**os.environ, **settings.service_env()}
+    # MLflow's job runner (huey consumers, for GenAI judges and trace rollups) starts with the server unless told
+    # not to; the bundle runs no MLflow jobs. An operator's MLFLOW_SERVER_ENABLE_JOB_EXECUTION wins.
+    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ, **settings.service_env()}
     name = f"mlflow{settings.db_suffix}"
     start_background(settings, name, cmd, env)
     wait_until_up(settings, name, f"{uri}/health", timeout)
