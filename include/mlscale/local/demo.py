@@ -146,10 +146,12 @@ def summary(settings: Settings, times: list[StageTime], landing_note: str) -> st
     lines += [
         "",
         "where to look:",
-        f"  MLflow UI           {settings.mlflow_uri}  (experiments and registered models: {', '.join(load_specs())})",
+        f"  MLflow UI           {registry.ui_url(settings.mlflow_uri, 'models')}  (registered models: "
+        f"{', '.join(load_specs())}; the link opens MLflow's Model training view)",
         f"  warehouse           psql \"{settings.dsn(settings.warehouse_db)}\"  (schemas raw, staging, intermediate, core, ml, kpi, ops)",
         f"  landing files       {settings.landing_dir}",
-        f"  GX Data Docs        {quality.docs_index(settings)}",
+        f"  data quality        the business report's Data quality section (offline); GX Data Docs (their scripts "
+        f"come from public CDNs) {quality.docs_index(settings)}",
         f"  business report     {settings.reports_dir / reporting.FILENAME}  (also in the Airflow UI: Browse > ML models)",
         f"  service logs        {settings.log_dir}",
         "  Airflow UI          make up  (then http://127.0.0.1:8080)",
