@@ -55,16 +55,17 @@ PROMOTE_DOC = """
    one recorded at registration) and re-evaluated now on the latest matured as-of date.
    *Staging gate:* floors {floors}; the model's signature matches the current `{table}`; it scores the
    holdout (smoke test); size ≤ {max_mb} MB; {latency_rows} rows scored in ≤ {max_ms} ms → stage
-   `Staging`, alias `staging` (the version staged before it is archived: one challenger at a time). *Production gate:* current Production is scored on the same rows; the
-   candidate must beat it on `{metric}` by ≥ {margin}, the {confidence:.0%} paired-bootstrap interval of
-   the difference must lie above 0, and no region or tenure segment may lose more than {tolerance}
+   `Staging`, alias `staging` (the version staged before it is archived: one challenger at a time).
+   *Production gate:* current Production is scored on the same rows; the candidate must beat it on
+   `{metric}` by ≥ {margin}, the {confidence:.0%} paired-bootstrap interval of the difference must lie above 0, and no region or tenure segment may lose more than {tolerance}
    (with no Production yet, it must beat the baseline on those rows). A rejection ends the run here (tasks skipped), with
    the reason in the log and in `ops.model_promotions`.
 2. **approve** (only with `approval: required`) — waits in the UI's *Required Actions* for a person to
    Approve or Reject, with a reason (the triggerer must run). The request shows both versions, each metric
    with its direction and gate threshold, the holdout, the training windows, what changed, the campaign
-   profit and links (mlscale.production.review); the ML models page shows it as pending. Reject → **record_rejection** audits it; the version
-   stays the Staging challenger (shadow-scored), Production is untouched.
+   profit and links (mlscale.production.review); the ML models page shows it as pending.
+   Reject → **record_rejection** audits it; the version stays the Staging challenger (shadow-scored),
+   Production is untouched.
 3. **switch** — under a per-model lock, checks that Production is still the version evaluated against
    (compare-and-set; otherwise the run fails as *aborted* and changes nothing), then moves the
    candidate to `Production` (alias `production`), archives the old version and aliases it

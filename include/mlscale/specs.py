@@ -262,9 +262,9 @@ class ModelSpec(_Strict):
             if not low <= threshold <= high:
                 raise ValueError(f"{where}: threshold {threshold} is outside the metric's range [{low}, {high}]")
             if (kind == "max_metrics") != (metric in LOWER_IS_BETTER):
-                better = "lower" if metric in LOWER_IS_BETTER else "higher"
-                raise ValueError(f"{where}: {better} {metric} is better, so give it under "
-                                 f"{'max_metrics' if better == 'lower' else 'min_metrics'}")
+                way = better(metric)
+                raise ValueError(f"{where}: {way} {metric} is better, so give it under "
+                                 f"{'max_metrics' if way == 'lower' else 'min_metrics'}")
         if self.task == "regression" and self.calibration.methods and "calibration" in self.model_fields_set:
             raise ValueError("calibration: only a classification model has probabilities to calibrate")
         for i, cand in enumerate(self.candidates):
@@ -303,6 +303,11 @@ class ModelSpec(_Strict):
     @property
     def feature_names(self) -> list[str]:
         return [*self.features.numeric, *self.features.categorical]
+
+
+def better(metric: str) -> str:
+    """Which way `metric` is better: "lower" or "higher"."""
+    return "lower" if metric in LOWER_IS_BETTER else "higher"
 
 
 def improvement(metric: str, new: float, old: float) -> float:

@@ -3,13 +3,13 @@
 For each model spec: the Production and Staging versions with their test metrics and MLflow runs, the latest
 promotion decision with its gates, the stage history (ops.model_promotions), the monitoring status
 (ops.model_monitoring), a KPI summary from the KPI marts, the data-quality results (ops.dq_results) and a link
-to the business report. Read-only: it
-only reads the warehouse and MLflow. Every route needs an Airflow login (the UI's `_token` cookie or a
-bearer token; a browser without one is sent to Airflow's login page and back) and asks Airflow's auth manager
-what that user may see: the page itself (custom view `ML models`), and each model (read access to its DAGs).
-Pages are rendered with autoescape and served with a Content-Security-Policy (mlscale.business.pages). Its
-new-tab links (the business report, MLflow) open from the Airflow window, since the frame Airflow shows
-the page in may not open one (static/links.js, the one script, served without login: it holds no data).
+to the business report. Read-only: it only reads the warehouse, MLflow and Airflow's pending approvals.
+Every route needs an Airflow login (the UI's `_token` cookie or a bearer token; a browser without one is sent
+to Airflow's login page and back) and asks Airflow's auth manager what that user may see: the page itself
+(custom view `ML models`), and each model (read access to its DAGs). Pages are rendered with autoescape and
+served with a Content-Security-Policy (mlscale.business.pages). Its new-tab links (the business report, MLflow)
+open from the Airflow window, since the frame Airflow shows the page in may not open one (static/links.js, the
+one script, served without login: it holds no data).
 """
 
 from __future__ import annotations
@@ -33,11 +33,16 @@ PAGE = "ML models"  # the custom view the auth manager is asked about (the plugi
 URL_ROUTE = "ml-models"  # the page's address in the Airflow UI: <base_url>/plugin/ml-models
 
 
-def page_url() -> str:
-    """The ML models page in the Airflow UI, from Airflow's `[api] base_url` (a path alone when it is unset)."""
+def _airflow_url() -> str:
+    """The Airflow UI's address, from its `[api] base_url` ("" when unset: links are then paths on this host)."""
     from airflow.configuration import conf
 
-    return f"{conf.get('api', 'base_url', fallback='').rstrip('/')}/plugin/{URL_ROUTE}"
+    return conf.get("api", "base_url", fallback="").rstrip("/")
+
+
+def page_url() -> str:
+    """The ML models page in the Airflow UI."""
+    return f"{_airflow_url()}/plugin/{URL_ROUTE}"
 
 
 def pending_approvals() -> dict[str, dict]:
@@ -57,10 +62,9 @@ def pending_approvals() -> dict[str, dict]:
                    HITLDetail.responded_at.is_(None),
                    TaskInstance.state.in_((TaskInstanceState.DEFERRED, TaskInstanceState.AWAITING_INPUT)))
             .order_by(HITLDetail.created_at)).all()
-    base = page_url().removesuffix(f"/plugin/{URL_ROUTE}")
     return {dag_id.removeprefix("promote_"): {
         "subject": subject, "since": f"{created:%Y-%m-%d %H:%M} UTC",
-        "link": f"{base}/dags/{dag_id}/runs/{quote(run_id, safe='')}/tasks/approve/required_actions"}
+        "link": f"{_airflow_url()}/dags/{dag_id}/runs/{quote(run_id, safe='')}/tasks/approve/required_actions"}
         for dag_id, run_id, subject, created in rows}
 
 

@@ -21,13 +21,13 @@ import pandas as pd
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
 PAGE_CSP = f"{CSP}; script-src 'self'"
 STATIC = Path(__file__).parent / "static"
+ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"), autoescape=True,
+                         undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 
 
 def header(csp: str) -> str:
     """The HTTP Content-Security-Policy of a page served with `csp` in its <meta>: framed by the Airflow UI only."""
     return f"{csp}; frame-ancestors 'self'"
-ENV = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"), autoescape=True,
-                         undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 
 
 def render(template: str, csp: str = CSP, **context) -> str:

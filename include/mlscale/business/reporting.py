@@ -2,8 +2,9 @@
 
 `build_kpis` builds the KPI marts (dbt tag `kpi`: kpi_daily, kpi_churn_rate, kpi_retention_cohorts,
 kpi_revenue_at_risk, kpi_model_value, kpi_model_lift) after scoring; `collect` reads them together with the
-model registry, the promotion audit (`ops.model_promotions`) and the monitoring log (`ops.model_monitoring`);
-and the data-quality results (`ops.dq_results`); `render` writes self-contained HTML (templates/report.html: every value escaped, no script, plots inline as PNG);
+model registry, the promotion audit (`ops.model_promotions`), the monitoring log (`ops.model_monitoring`) and
+the data-quality results (`ops.dq_results`); `render` writes self-contained HTML (templates/report.html: every
+value escaped, no script, plots inline as PNG);
 `report` does all three, writes `reports/business_report.html` and logs it to the MLflow experiment
 `business_report`.
 `model_overview` and `kpi_summary` also feed the Airflow "ML models" page (plugins/ml_models.py).

@@ -213,6 +213,12 @@ def _other_in_production(client, name: str, version: str) -> str | None:
                  if v.current_stage == "Production" and str(v.version) != version), None)
 
 
+def _settled_in_production(client, name: str, version: str) -> bool:
+    """`version` is in stage Production and no other version is: nothing of a switch or rollback to it is left."""
+    return _other_in_production(client, name, version) is None and \
+        client.get_model_version(name, version).current_stage == "Production"
+
+
 def served(settings: Settings, model: str) -> set[str]:
     """The versions of `model` that have served in Production (promoted or rolled back to, in ops.model_promotions)."""
     with postgres.warehouse(settings) as conn:
@@ -244,8 +250,7 @@ def plan_rollback(settings: Settings, spec: ModelSpec, target: str | None = None
         raise RegistryError(f"{spec.name} has no Production version to roll back")
     if target is None:
         raise RegistryError(f"{spec.name} has no previous_production version; pass the version to roll back to")
-    if target == current and _other_in_production(client, spec.name, target) is None \
-            and client.get_model_version(spec.name, target).current_stage == "Production":
+    if target == current and _settled_in_production(client, spec.name, target):
         raise RegistryError(f"{spec.name} v{target} is already Production")
     force = (force or "").strip()
     if target not in served(settings, spec.name) and not force:
@@ -287,8 +292,7 @@ def rollback(settings: Settings, spec: ModelSpec, target: str | None = None, air
         elif current != plan.current and not resuming:
             raise RegistryError(f"Production is now v{current}, not v{plan.current} as when this rollback was "
                                 f"planned; nothing changed (plan it again)")
-        elif resuming and _other_in_production(client, spec.name, plan.target) is None \
-                and client.get_model_version(spec.name, plan.target).current_stage == "Production":
+        elif resuming and _settled_in_production(client, spec.name, plan.target):
             raise RegistryError(f"{spec.name} v{plan.target} is already Production: this rollback was carried out")
         target = plan.target
         if current == target:

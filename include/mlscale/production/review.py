@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from mlscale import ops, postgres, registry
 from mlscale.config import Settings
-from mlscale.specs import LOWER_IS_BETTER, ModelSpec
+from mlscale.specs import ModelSpec, better
 
 # Run params that describe how a version was made, in the order shown; the estimator's own are model__*.
 TRAINING_PARAMS = ("candidate", "calibration", "features", "btyd_features", "table", "label", "train_as_of_min",
@@ -46,13 +46,18 @@ def _run(settings: Settings, model: str, version: str | None) -> dict | None:
             "params": run.data.params, "metrics": run.data.metrics, "tags": mv.tags or {}}
 
 
+def _window(params: dict) -> str:
+    """A version's training window, from its run's params."""
+    return f"{params.get('train_as_of_min', '?')} to {params.get('train_as_of_max', '?')}"
+
+
 def _changes(candidate: dict, production: dict | None) -> list[str]:
     if production is None:
         return ["No Production version yet: this would be the first (it was compared with the strongest baseline)."]
     old, new = production["params"], candidate["params"]
     lines = []
-    dropped = sorted(set(old.get("features", "").split(",")) - set(new.get("features", "").split(",")) - {""})
-    added = sorted(set(new.get("features", "").split(",")) - set(old.get("features", "").split(",")) - {""})
+    old_features, new_features = ({f for f in p.get("features", "").split(",") if f} for p in (old, new))
+    dropped, added = sorted(old_features - new_features), sorted(new_features - old_features)
     if added or dropped:
         lines.append(f"- features: added {', '.join(added) or 'none'}; removed {', '.join(dropped) or 'none'}")
     keys = [k for k in TRAINING_PARAMS if k != "features"] + sorted(
@@ -83,7 +88,7 @@ def approval_request(settings: Settings, spec: ModelSpec, decision, models_page_
     ]
     for metric, value in decision.candidate_metrics.items():
         ref = decision.production_metrics.get(metric)
-        lines.append(f"| {metric} | {'lower' if metric in LOWER_IS_BETTER else 'higher'} | "
+        lines.append(f"| {metric} | {better(metric)} | "
                      f"{_cell(_threshold(spec, metric))} | {value:.4f} | {'' if ref is None else f'{ref:.4f}'} |")
     campaign = gate.get("campaign")
     if campaign:
@@ -97,12 +102,10 @@ def approval_request(settings: Settings, spec: ModelSpec, decision, models_page_
         for name, check in decision.gates.get(stage, {}).get("checks", {}).items():
             lines.append(f"- {stage} · {name}: {'passed' if check.get('passed') else 'FAILED'}, "
                          f"{_cell(check.get('why', ''))}")
-    window = candidate["params"]
-    lines += ["", f"**Training window**: as-of dates {window.get('train_as_of_min', '?')} to "
-                  f"{window.get('train_as_of_max', '?')}, {window.get('train_rows', '?')} rows"
-                  + (f" (Production v{production['version']}: {production['params'].get('train_as_of_min', '?')} to "
-                     f"{production['params'].get('train_as_of_max', '?')}, {production['params'].get('train_rows', '?')}"
-                     " rows)" if production else "") + ".",
+    lines += ["", f"**Training window**: as-of dates {_window(candidate['params'])}, "
+                  f"{candidate['params'].get('train_rows', '?')} rows"
+                  + (f" (Production v{production['version']}: {_window(production['params'])}, "
+                     f"{production['params'].get('train_rows', '?')} rows)" if production else "") + ".",
               "", "**What changed**", *_changes(candidate, production), "", "**Links**",
               _links(settings, spec.name, candidate, f"v{decision.version}")]
     if production:
@@ -133,16 +136,14 @@ def rollback_request(settings: Settings, spec: ModelSpec, plan, reason: str, mod
         "", f"| | serving now: v{plan.current} | going back: v{plan.target} |", "|---|---|---|",
         f"| trained on data to | {now['tags'].get('mlscale.data_as_of', '?')} | "
         f"{back['tags'].get('mlscale.data_as_of', '?')} |",
-        f"| training window | {now['params'].get('train_as_of_min', '?')} to {now['params'].get('train_as_of_max', '?')}"
-        f" | {back['params'].get('train_as_of_min', '?')} to {back['params'].get('train_as_of_max', '?')} |",
+        f"| training window | {_window(now['params'])} | {_window(back['params'])} |",
         f"| model | {_cell(now['params'].get('candidate', '?'))} | {_cell(back['params'].get('candidate', '?'))} |",
         f"| served in Production | {served.get(plan.current, 'never')} | {served.get(plan.target, 'never')} |",
     ]
     for key in sorted(k for k in now["metrics"] if k.startswith("test_") and "/" not in k):
         metric = key.removeprefix("test_")
-        better = "lower" if metric in LOWER_IS_BETTER else "higher"
         other = back["metrics"].get(key)
-        lines.append(f"| test {metric} ({better} is better; each on its own test date) | {now['metrics'][key]:.4f} | "
+        lines.append(f"| test {metric} ({better(metric)} is better; each on its own test date) | {now['metrics'][key]:.4f} | "
                      f"{'' if other is None else f'{other:.4f}'} |")
     lines += ["", "**Checked before anything changes**"]
     lines += [f"- {name}: {_cell(check['why'])}" for name, check in plan.checks.items()]
