@@ -121,42 +121,55 @@ def docs_index(settings: Settings) -> Path:
     return docs_dir(settings) / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
 
 
-def run_suite(settings: Settings, spec: dict, run_id: str) -> list[CheckResult] | None:
-    """Validate one suite with GX (pushed down as SQL); None when its batch has no rows."""
+def run_suites(settings: Settings, specs: list[dict], run_id: str) -> dict[str, list[CheckResult] | None]:
+    """Validate the suites with GX (pushed down as SQL) in one context and one checkpoint, then update the Data Docs
+    once for all of them; a suite whose batch has no rows maps to None."""
     import great_expectations as gx
-    from great_expectations.checkpoint import UpdateDataDocsAction
     from great_expectations.data_context.types.base import ProgressBarsConfig
+    from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
 
-    query = _query(spec, run_id)
-    skippable = spec.get("scope") == "batch" or spec.get("skip_when_empty", False)
-    if query is not None and skippable and _count(settings, query) == 0:
-        log.info("suite %s: its query selects no rows in this run, nothing to check", spec["name"])
-        return None
     os.environ[CONNECTION_VAR] = settings.sqlalchemy_url(settings.warehouse_db)
     context = gx.get_context(mode="file", project_root_dir=str(docs_dir(settings)))
     # No progress bars: in a task log they are stderr lines that Airflow shows at error level.
     context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
     # The connection string stays a ${variable} in the project files: no credentials on disk.
     source = context.data_sources.add_or_update_postgres(name="warehouse", connection_string="${" + CONNECTION_VAR + "}")
-    if spec["name"] in source.get_asset_names():
-        source.delete_asset(spec["name"])
-    if query is None:
-        schema, table = spec["table"].split(".", 1)
-        asset = source.add_table_asset(name=spec["name"], table_name=table, schema_name=schema)
-    else:
-        asset = source.add_query_asset(name=spec["name"], query=query)
-    batch_def = asset.add_batch_definition_whole_table("all_rows")
-    suite = gx.ExpectationSuite(name=spec["name"])
-    for exp in spec["expectations"]:
-        suite.add_expectation(_expectation_class(exp["type"])(**exp.get("kwargs", {})))
-    suite = context.suites.add_or_update(suite)
-    validation = context.validation_definitions.add_or_update(
-        gx.ValidationDefinition(name=spec["name"], data=batch_def, suite=suite))
+    results: dict[str, list[CheckResult] | None] = {}
+    validations = []
+    for spec in specs:
+        query = _query(spec, run_id)
+        skippable = spec.get("scope") == "batch" or spec.get("skip_when_empty", False)
+        if query is not None and skippable and _count(settings, query) == 0:
+            log.info("suite %s: its query selects no rows in this run, nothing to check", spec["name"])
+            results[spec["name"]] = None
+            continue
+        if spec["name"] in source.get_asset_names():
+            source.delete_asset(spec["name"])
+        if query is None:
+            schema, table = spec["table"].split(".", 1)
+            asset = source.add_table_asset(name=spec["name"], table_name=table, schema_name=schema)
+        else:
+            asset = source.add_query_asset(name=spec["name"], query=query)
+        suite = gx.ExpectationSuite(name=spec["name"])
+        for exp in spec["expectations"]:
+            suite.add_expectation(_expectation_class(exp["type"])(**exp.get("kwargs", {})))
+        validations.append(context.validation_definitions.add_or_update(gx.ValidationDefinition(
+            name=spec["name"], data=asset.add_batch_definition_whole_table("all_rows"),
+            suite=context.suites.add_or_update(suite))))
+    if not validations:
+        return results
     checkpoint = context.checkpoints.add_or_update(
-        gx.Checkpoint(name=spec["name"], validation_definitions=[validation],
-                      actions=[UpdateDataDocsAction(name="update_data_docs")]))
-    outcome = next(iter(checkpoint.run(run_id=None).run_results.values()))
-    return [_result(exp, res) for exp, res in zip(spec["expectations"], _ordered(outcome, spec["expectations"]))]
+        gx.Checkpoint(name="+".join(v.name for v in validations), validation_definitions=validations))
+    outcome = checkpoint.run()
+    by_suite = {res.suite_name: res for res in outcome.run_results.values()}
+    for spec in specs:
+        if spec["name"] in by_suite:
+            results[spec["name"]] = [_result(exp, res) for exp, res in
+                                     zip(spec["expectations"], _ordered(by_suite[spec["name"]], spec["expectations"]))]
+    # One Data Docs build for the whole gate: this run's validation pages, their suites' pages and the index.
+    context.build_data_docs(resource_identifiers=[
+        *outcome.run_results, *(ExpectationSuiteIdentifier(name=name) for name in by_suite)])
+    return results
 
 
 def _result(exp: dict, res) -> CheckResult:
@@ -198,9 +211,9 @@ def gate(settings: Settings, suite_names: str | list[str], run_id: str) -> dict[
     """Run and record the suites; raise DataQualityError naming every failed critical expectation."""
     names = [suite_names] if isinstance(suite_names, str) else suite_names
     summary, failures = {}, []
+    checked = run_suites(settings, [load_suite(settings.gx_dir / f"{name}.yml") for name in names], run_id)
     for name in names:
-        spec = load_suite(settings.gx_dir / f"{name}.yml")
-        results = run_suite(settings, spec, run_id)
+        results = checked[name]
         if results is None:
             summary[name] = {"skipped": 1}
             continue
