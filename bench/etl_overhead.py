@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ["MLSCALE_DB_SUFFIX"] = "_bench"
+os.environ["MLSCALE_DB_SUFFIX"] = "_bench_etl"  # it drops and rebuilds its warehouse: not the other benches' _bench
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["MLSCALE_LANDING_DIR"] = tempfile.mkdtemp(prefix="mlscale-bench-etl-")
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from airflow.sdk import Param, TriggerRule, dag, get_current_context, task
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, TriggerRule, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from mlscale.airflow.approval import REASON, REQUEST_KEY, RecordedApprovalOperator, answer
-from mlscale.airflow.assets import CUSTOMER_FEATURES, PREDICTIONS, candidate_asset, dag_args, failing_on, retrain_asset
+from mlscale.airflow.assets import (CUSTOMER_FEATURES, PREDICTIONS, candidate_asset, dag_args, failing_on,
+                                   production_asset, retrain_asset)
 from mlscale.specs import ModelSpec, load_specs
 
 APPROVAL_TIMEOUT = timedelta(days=7)  # no answer in a week: the approve task fails, nothing changes
@@ -98,7 +99,9 @@ ROLLBACK_DOC = """
 SCORE_DOC = """
 ### score_{name} — daily batch scoring with `models:/{name}@production`
 
-**Owner:** Production Engineer · **Schedule:** daily, and by hand (param `as_of_date`; empty = latest).
+**Owner:** Production Engineer · **Schedule:** daily, as soon as `promote_{name}` or `rollback_{name}`
+puts another version into Production (asset `{name}_production`), and by hand (param `as_of_date`;
+empty = latest).
 
 Loads the Production version after checking its artifact sha256 against the one recorded at
 registration (a mismatch fails the run: nothing is scored), reads every active customer of the
@@ -267,7 +270,7 @@ def _promote_dag(spec: ModelSpec):
                     settings(), load_specs()[spec.name], decision, page_url()))
             return promotion.decision_dict(decision)
 
-        @task
+        @task(outlets=[production_asset(spec.name)])  # score_<model> scores the new Production version
         def switch(decision: dict) -> dict:
             """Compare-and-set under the model's lock, then move stages and aliases."""
             from mlscale.production import promotion
@@ -361,7 +364,7 @@ def _rollback_dag(spec: ModelSpec):
             retries=0,
         )
 
-        @task
+        @task(outlets=[production_asset(spec.name)])
         def rollback(planned: dict) -> dict:
             """Under the model's lock, if Production is still the planned version: move alias and stages back."""
             from mlscale import registry
@@ -387,7 +390,9 @@ def _score_dag(spec: ModelSpec):
     @dag(**dag_args(
         "production_engineer",
         dag_id=f"score_{spec.name}",
-        schedule="@daily",
+        # daily, and as soon as another version serves (a promotion or a rollback)
+        schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("@daily", timezone="UTC"),
+                                     assets=[production_asset(spec.name)]),
         params={"as_of_date": Param(None, type=["null", "string"], format="date", description="As-of date to score; empty = latest")},
         tags=["production-engineer", "scoring", spec.name],
         doc_md=SCORE_DOC.format(name=spec.name),

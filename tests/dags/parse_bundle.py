@@ -55,6 +55,7 @@ dags = {
                          if _asks_a_person(t)},
         "catchup": dag.catchup,
         "tasks": sorted(t.task_id for t in dag.tasks),
+        "outlets": {t.task_id: sorted(a.name for a in t.outlets) for t in dag.tasks if t.outlets},
         # An asset schedule is AssetAll(assets...): the names of the assets it waits for.
         "assets": sorted(a.name for a in getattr(getattr(dag.timetable, "asset_condition", None), "objects", ())),
     }

@@ -49,6 +49,10 @@ def test_assets_chain_monitoring_training_and_promotion(parsed):
         assert dags[f"monitor_{name}"]["assets"] == ["ml.customer_features"]
         assert dags[f"train_{name}"]["assets"] == [f"{name}_retrain"]  # only monitoring (or a person) retrains
         assert dags[f"promote_{name}"]["assets"] == [f"{name}_candidate"]
+        # a new Production version (promotion or rollback) is scored at once, not at the next daily run
+        assert dags[f"score_{name}"]["assets"] == [f"{name}_production"]
+        assert dags[f"promote_{name}"]["outlets"]["switch"] == [f"{name}_production"]
+        assert dags[f"rollback_{name}"]["outlets"]["rollback"] == [f"{name}_production"]
     assert dags["warehouse_etl"]["assets"] == ["raw.orders"]
     assert dags["business_report"]["assets"] == ["ml.predictions"]  # after any scoring run
 

@@ -35,6 +35,11 @@ def retrain_asset(model: str) -> Asset:
     return Asset(name=f"{model}_retrain", uri=f"mlflow://registry/{model}/retrain")
 
 
+def production_asset(model: str) -> Asset:
+    """Another version of `model` serves in Production (a promotion's switch or a rollback): score it now."""
+    return Asset(name=f"{model}_production", uri=f"mlflow://registry/{model}/production")
+
+
 RAW_ORDERS = table_asset("raw", "orders")
 RAW_CUSTOMERS = table_asset("raw", "customers")
 CUSTOMER_FEATURES = table_asset("ml", "customer_features")
