@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import subprocess
 
 from mlscale import postgres
 from mlscale.local import services
@@ -44,7 +45,18 @@ def ui_env(settings: Settings) -> dict[str, str]:
         # user:role pairs (roles: viewer, user, op, admin); passwords are generated into the Airflow home
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": os.environ.get("MLSCALE_AIRFLOW_USERS", f"{ADMIN_USER}:admin"),
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
+        # The development stack runs the chain by itself: a DAG the dag-processor finds is created unpaused (the
+        # compose stack keeps Airflow's default, paused, until the operator opts in).
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
     }
+
+
+def unpause_bundle(env: dict[str, str]) -> str:
+    """Unpause every DAG the metadata DB knows (the bundle's; Airflow's examples are off): those `make demo` ran
+    were created paused, and a paused asset-driven chain never starts. Returns the CLI's answer."""
+    done = subprocess.run([str(services.BIN / "airflow"), "dags", "unpause", "--treat-dag-id-as-regex", "-y", ".*"],
+                          env=env, capture_output=True, text=True, check=True)
+    return done.stdout
 
 
 def up(settings: Settings) -> None:
@@ -53,6 +65,7 @@ def up(settings: Settings) -> None:
 
     settings = setup(settings)
     env = ui_env(settings)
+    unpause_bundle(env)
     airflow = str(services.BIN / "airflow")
     for name, args in AIRFLOW_PROCESSES.items():
         services.start_background(settings, name, [airflow, *[a.format(port=ui_port()) for a in args]], env)
@@ -64,6 +77,7 @@ def up(settings: Settings) -> None:
     print(f"Airflow UI  {url}  (user {ADMIN_USER}, password in {passwords})")
     print(f"MLflow UI   {settings.mlflow_uri}")
     print(f"logs        {settings.log_dir}")
+    print("the bundle's DAGs are unpaused: the scheduler runs the chain as files land (pause one in the UI to stop it)")
 
 
 def down(settings: Settings) -> None:
