@@ -11,8 +11,8 @@
 3. `check_freshness`: `dbt source freshness`; a source past its error threshold fails the run.
 4. `dbt`: the dbt project rendered by astronomer-cosmos from `dbt_project/target/manifest.json`
    (built by `make setup`; never `dbt ls` at parse time) in Cosmos's watcher mode: `dbt_producer_watcher`
-   runs one `dbt build` of the project (dbt's own threads; its log is dbt's), and a task per seed,
-   snapshot and model turns green or red as dbt finishes it, with one task per model for its tests.
+   runs one `dbt build` of the project (dbt's own threads; its log is dbt's progress), then a task per
+   seed, snapshot and model and one per model for its tests turn green or red with what dbt reported.
    A failure fails its task and skips everything downstream. Clearing a failed model's task reruns
    dbt for that model alone (`dbt run`/`dbt test --select` it); a cleared producer skips, never
    rebuilding the whole project in the same run. Incremental models process only what the new files
@@ -32,11 +32,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import dag, get_current_context, task
 from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
 from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior, TestIndirectSelection
 
 from mlscale.airflow.assets import CUSTOMER_FEATURES, RAW_ORDERS, dag_args, failing_on
+from mlscale.airflow.dbt_group import watch_after_build
 from mlscale.config import settings
 
 SETTINGS = settings()
@@ -94,6 +96,7 @@ def warehouse_etl():
         # Cosmos's watcher mode: one `dbt build` (the producer task, dbt's own threads) builds and tests
         # everything; a task per model watches its build and one its tests (README, "warehouse_etl in Airflow").
         # The dbt CLI in a child process: in-process (DBT_RUNNER) the build ran 16 s instead of 9 (bench/etl_overhead.py).
+        # The producer's retry would never rebuild (Cosmos skips it): it fails at once, and the model tasks retry.
         execution_config=ExecutionConfig(
             dbt_executable_path=str(Path(sys.executable).parent / "dbt"),
             execution_mode=ExecutionMode.WATCHER,
@@ -101,6 +104,7 @@ def warehouse_etl():
             # A cleared or retried model task runs `dbt run`/`dbt test` for its model alone: then only tests
             # whose every parent is built (a relationships test waits for the other model).
             test_indirect_selection=TestIndirectSelection.CAUTIOUS,
+            setup_operator_args={"retries": 0},
         ),
         render_config=RenderConfig(
             load_method=LoadMode.DBT_MANIFEST,
@@ -108,9 +112,7 @@ def warehouse_etl():
             exclude=["tag:kpi"],
             test_behavior=TestBehavior.AFTER_EACH,
         ),
-        # The watching tasks poke in reschedule mode, not deferred: `dag.test()` (the demo, the tests) runs one
-        # task at a time and would wait in a deferred sensor's trigger for a producer it has not started yet.
-        operator_args={"install_deps": False, "deferrable": False, "mode": "reschedule", "poke_interval": 5},
+        operator_args={"install_deps": False},
     )
 
     @task(outlets=[CUSTOMER_FEATURES])
@@ -126,8 +128,10 @@ def warehouse_etl():
 
         return publish_batch(settings(), get_current_context()["run_id"])
 
-    claimed = claim_batch()
-    claimed >> [check_raw(), check_freshness()] >> dbt >> check_features() >> publish_batch()
+    checks_passed = EmptyOperator(task_id="checks_passed", doc_md="The raw gate and source freshness passed: dbt may build.")
+    claim_batch() >> [check_raw(), check_freshness()] >> checks_passed
+    watch_after_build(dbt, checks_passed)  # checks_passed >> dbt; producer >> dbt_build_ended >> the first watchers
+    dbt >> check_features() >> publish_batch()
 
 
 warehouse_etl()
