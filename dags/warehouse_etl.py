@@ -12,7 +12,8 @@
 4. `dbt`: the dbt project rendered by astronomer-cosmos from `dbt_project/target/manifest.json`
    (built by `make setup`; never `dbt ls` at parse time) in Cosmos's watcher mode: `dbt_producer_watcher`
    runs one `dbt build` of the project (dbt's own threads; its log is dbt's progress), then a task per
-   seed, snapshot and model and one per model for its tests turn green or red with what dbt reported.
+   seed, snapshot and model and one per model for its tests turn green or red with what dbt reported
+   (they start at `dbt_build_ended`, once the producer has ended; `checks_passed` gates the build).
    A failure fails its task and skips everything downstream. Clearing a failed model's task reruns
    dbt for that model alone (`dbt run`/`dbt test --select` it); a cleared producer skips, never
    rebuilding the whole project in the same run. Incremental models process only what the new files
@@ -94,7 +95,7 @@ def warehouse_etl():
             profiles_yml_filepath=SETTINGS.dbt_project_dir / "profiles.yml",
         ),
         # Cosmos's watcher mode: one `dbt build` (the producer task, dbt's own threads) builds and tests
-        # everything; a task per model watches its build and one its tests (README, "warehouse_etl in Airflow").
+        # everything; a task per model reports its build and one its tests (README, "dbt in Airflow").
         # The dbt CLI in a child process: in-process (DBT_RUNNER) the build ran 16 s instead of 9 (bench/etl_overhead.py).
         # The producer's retry would never rebuild (Cosmos skips it): it fails at once, and the model tasks retry.
         execution_config=ExecutionConfig(
