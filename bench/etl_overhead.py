@@ -11,7 +11,7 @@ computing every expectation in it. After each baseline day, the GX gates run on 
 unexpected counts and verdicts are checked against the SQL's (so the two compute the same checks), and both
 are timed: the GX gate as warehouse_etl runs it (results recorded, Data Docs updated) against the SQL.
 Prints the medians and the ratios (targets: warehouse_etl at most 1.25x the baseline; GX at most 2x the SQL),
-and the slowest tasks of the last Airflow run. Own databases (suffix _bench), a temporary landing folder.
+and the slowest tasks of the last Airflow run. Own databases (suffix _bench_etl), a temporary landing folder.
 Usage:
     .venv/bin/python bench/etl_overhead.py [--rounds 3]
 """

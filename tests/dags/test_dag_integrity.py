@@ -101,4 +101,11 @@ def test_dbt_models_render_as_tasks_with_their_tests(parsed, manifest):
     # A test on two models (relationships) counts in each model's test task: a detached test task would wait
     # forever in the watcher mode of Cosmos 1.15.1 (the producer reports tests per model only).
     assert not [t for t in tasks if t.startswith("dbt.relationships_")]
+    # The watching tasks start once the one build has ended, in any state, and only after the checks before dbt.
+    upstream = parsed["dags"]["warehouse_etl"]["upstream"]
+    assert upstream["dbt.dbt_producer_watcher"] == ["checks_passed"]
+    assert upstream["dbt_build_ended"] == ["dbt.dbt_producer_watcher"]
+    first = [t for t in tasks if t.startswith("dbt.") and t != "dbt.dbt_producer_watcher"
+             and not any(u.startswith("dbt.") for u in upstream[t])]
+    assert first and all(upstream[t] == ["checks_passed", "dbt_build_ended"] for t in first), first
     assert {"claim_batch", "check_raw", "check_freshness", "check_features", "publish_batch"} <= set(tasks)

@@ -9,9 +9,8 @@ from airflow.sdk.bases.operator import BaseOperator
 PRODUCER = "dbt_producer_watcher"  # the task Cosmos names for the one `dbt build`
 
 
-def watch_after_build(group: TaskGroup, gate: BaseOperator) -> BaseOperator:
-    """`gate` >> the group, and the group's first watching tasks wait for the producer to end; returns the task
-    that marks the end (`dbt_build_ended`).
+def watch_after_build(group: TaskGroup, gate: BaseOperator) -> None:
+    """`gate` >> the group, and the group's first watching tasks wait for the producer to end (`dbt_build_ended`).
 
     Cosmos starts the watchers beside the producer, polling for their node's status. On the pinned versions that
     races: under the scheduler a reschedule-mode poke can be failed by Airflow itself (apache/airflow#71172), and
@@ -26,4 +25,3 @@ def watch_after_build(group: TaskGroup, gate: BaseOperator) -> BaseOperator:
     ended = EmptyOperator(task_id="dbt_build_ended", trigger_rule=TriggerRule.ALL_DONE,
                           doc_md="The one `dbt build` ended (in any state): the watching tasks read what it reported.")
     producer >> ended >> first
-    return ended

@@ -51,12 +51,11 @@ def ui_env(settings: Settings) -> dict[str, str]:
     }
 
 
-def unpause_bundle(env: dict[str, str]) -> str:
+def unpause_bundle(env: dict[str, str]) -> None:
     """Unpause every DAG the metadata DB knows (the bundle's; Airflow's examples are off): those `make demo` ran
-    were created paused, and a paused asset-driven chain never starts. Returns the CLI's answer."""
-    done = subprocess.run([str(services.BIN / "airflow"), "dags", "unpause", "--treat-dag-id-as-regex", "-y", ".*"],
-                          env=env, capture_output=True, text=True, check=True)
-    return done.stdout
+    were created paused, and a paused asset-driven chain never starts."""
+    subprocess.run([str(services.BIN / "airflow"), "dags", "unpause", "--treat-dag-id-as-regex", "-y", ".*"],
+                   env=env, capture_output=True, check=True)
 
 
 def up(settings: Settings) -> None:
