@@ -1,12 +1,13 @@
-"""Benchmark: end-to-end batch scoring keeps at least half the throughput of bare model.predict.
+"""Benchmark: end-to-end batch scoring keeps at least 0.8 of the throughput of bare model.predict.
 
 Re-uses the warehouse of bench/training_scale.py (built if missing), trains and promotes a churn_90d
 version on it, then copies the customers of the latest as-of date into bench.scoring_features with
 fresh ids until it holds the requested rows. It times, on the same rows:
   bare:       the model's predict_proba on a DataFrame already in memory (the model already loaded);
   end to end: scoring.score — what score_<model> runs: download and verify the artifact, load it,
-              stream the rows out of PostgreSQL, score in chunks, rank deciles, COPY into ml.predictions.
-and prints rows per second of each and their ratio (target: end to end at least 0.5 of bare).
+              stream the rows out of PostgreSQL, score in chunks, rank deciles, COPY a new partition of
+              ml.predictions and swap it in.
+and prints rows per second of each and their ratio (target: end to end at least 0.8 of bare).
 Uses its own databases (suffix _bench) and MLflow port 5077. Usage:
     .venv/bin/python bench/scoring_throughput.py [--rows 500000] [--repeats 3]
 """
@@ -78,7 +79,7 @@ def main() -> None:
     spec = base_spec.model_copy(update={"table": TABLE})
     as_of = features.latest_as_of(settings, spec)
 
-    model, _ = load_verified(spec.name, version)
+    model, _ = load_verified(settings, spec.name, version)
     frame = features.at(settings, spec, as_of)[spec.feature_names]
     bare, end_to_end = [], []
     for _ in range(args.repeats):
@@ -91,9 +92,10 @@ def main() -> None:
         assert result["rows"] == n, result
     b, e = statistics.median(bare), statistics.median(end_to_end)
     print(f"{n} rows, churn_90d v{version}, median of {args.repeats}:")
-    print(f"  bare predict_proba (in memory)  {b:6.2f}s  {n / b:>10,.0f} rows/s")
-    print(f"  end to end (scoring.score)      {e:6.2f}s  {n / e:>10,.0f} rows/s")
-    print(f"ratio end-to-end / bare throughput: {b / e:.2f} (target >= 0.5)")
+    print(f"  bare predict_proba (in memory)  {b:6.2f}s  {n / b:>10,.0f} rows/s  (runs {min(bare):.2f}-{max(bare):.2f}s)")
+    print(f"  end to end (scoring.score)      {e:6.2f}s  {n / e:>10,.0f} rows/s  "
+          f"(runs {min(end_to_end):.2f}-{max(end_to_end):.2f}s)")
+    print(f"ratio end-to-end / bare throughput: {b / e:.2f} (target >= 0.8)")
 
 
 if __name__ == "__main__":

@@ -1,16 +1,19 @@
 """Batch scoring: the Production model (and a Staging challenger, in shadow) into the warehouse.
 
 Features stream in with COPY and are parsed and scored in chunks, so memory holds one chunk plus
-one score per customer. Each (model, as-of date) is replaced in one transaction: a rerun never duplicates.
+one score per customer. Each (model, as-of date) is a partition of its table, filled while empty and indexed
+once, then swapped for the old one in one transaction: a rerun never duplicates, and never deletes under an index.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from datetime import date
+from datetime import date, timedelta
 
 import numpy as np
-import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pa_csv
 from psycopg import sql
 
 from mlscale import postgres, registry
@@ -22,6 +25,7 @@ log = logging.getLogger(__name__)
 
 CHUNK_ROWS = 50_000
 TABLES = {"production": "predictions", "staging": "shadow_predictions"}
+# One partition per (model, as-of date); readers query the parent.
 PREDICTIONS_DDL = """
 create schema if not exists ml;
 create table if not exists ml.{table} (
@@ -33,8 +37,9 @@ create table if not exists ml.{table} (
     decile smallint not null check (decile between 1 and 10),
     scored_at timestamptz not null default now(),
     primary key (model, as_of_date, customer_id)
-);
+) partition by range (model, as_of_date);
 """
+PARTITION_NAME_MAX = 58  # PostgreSQL's identifiers have 63 bytes; the primary key is named <partition>_pkey
 
 
 def deciles(scores: np.ndarray) -> np.ndarray:
@@ -49,26 +54,84 @@ def deciles(scores: np.ndarray) -> np.ndarray:
 
 def create_tables(settings: Settings) -> None:
     """Create ml.predictions and ml.shadow_predictions if no scoring run has yet (readers need them to exist)."""
-    with postgres.warehouse(settings) as conn:
+    with postgres.warehouse(settings) as conn, conn.transaction():
         for table in TABLES.values():
-            conn.execute(sql.SQL(PREDICTIONS_DDL.format(table=table)))
+            _ensure_table(conn, table)
 
 
-def _write(conn, table: str, spec: ModelSpec, version: str, as_of: date, ids: np.ndarray, scores: np.ndarray,
-           chunk_rows: int) -> int:
-    """Replace the (model, as-of date) rows of ml.<table> (COPY, CSV in chunks); return how many were replaced."""
+def _ensure_table(conn, table: str) -> None:
+    """Create the partitioned ml.<table>; one left unpartitioned by an earlier release has its rows moved in."""
+    kind = conn.execute("select c.relkind from pg_class c join pg_namespace n on n.oid = c.relnamespace"
+                        " where n.nspname = 'ml' and c.relname = %s", (table,)).fetchone()
+    if kind and kind[0] == "p":
+        return
+    if kind:
+        conn.execute(sql.SQL("alter table {} rename to {}").format(sql.Identifier("ml", table),
+                                                                  sql.Identifier(f"{table}_unpartitioned")))
+        conn.execute(sql.SQL("alter table {} rename constraint {} to {}").format(
+            sql.Identifier("ml", f"{table}_unpartitioned"), sql.Identifier(f"{table}_pkey"),
+            sql.Identifier(f"{table}_unpartitioned_pkey")))
     conn.execute(sql.SQL(PREDICTIONS_DDL.format(table=table)))
-    target = sql.Identifier("ml", table)
-    rows = pd.DataFrame({"model": spec.name, "model_version": version, "as_of_date": as_of.isoformat(),
-                         "customer_id": ids, "score": scores, "decile": deciles(scores)})
+    if kind:
+        old = sql.Identifier("ml", f"{table}_unpartitioned")
+        keys = conn.execute(sql.SQL("select distinct model, as_of_date from {}").format(old)).fetchall()
+        for model, as_of in keys:
+            _create_partition(conn, table, model, as_of)
+        conn.execute(sql.SQL("insert into {} select * from {}").format(sql.Identifier("ml", table), old))
+        conn.execute(sql.SQL("drop table {}").format(old))
+        log.info("ml.%s: moved the rows of %d (model, as-of date) pairs into partitions", table, len(keys))
+
+
+def _partition_name(table: str, model: str, as_of: date) -> str:
+    name = f"{table}_{model}_{as_of:%Y%m%d}"
+    if len(name) > PARTITION_NAME_MAX:
+        name = f"{table}_{hashlib.sha256(model.encode()).hexdigest()[:16]}_{as_of:%Y%m%d}"
+    return name
+
+
+def _bounds(model: str, as_of: date) -> sql.Composed:
+    return sql.SQL("for values from ({}, {}) to ({}, {})").format(
+        sql.Literal(model), sql.Literal(as_of), sql.Literal(model), sql.Literal(as_of + timedelta(days=1)))
+
+
+def _create_partition(conn, table: str, model: str, as_of: date) -> None:
+    conn.execute(sql.SQL("create table {} partition of {} {}").format(
+        sql.Identifier("ml", _partition_name(table, model, as_of)), sql.Identifier("ml", table), _bounds(model, as_of)))
+
+
+def write_scores(conn, table: str, model: str, version: str, as_of: date, ids: np.ndarray, scores: np.ndarray) -> int:
+    """Replace the (model, as-of date) partition of ml.<table> with these scores, in the caller's transaction.
+
+    The new partition is filled by COPY while it has no index, indexed once, then attached in place of the old one;
+    rows are ranked by customer id first, so tied scores get the same deciles whatever order they were read in.
+    Return how many rows it replaced."""
+    _ensure_table(conn, table)
+    order = ids.argsort(kind="stable")
+    ids, scores = ids[order], scores[order]
+    name = _partition_name(table, model, as_of)
+    parent, part, filling = (sql.Identifier("ml", t) for t in (table, name, f"{name}_new"))
+    conn.execute("select pg_advisory_xact_lock(hashtext(%s))", (f"ml.{name}",))  # one writer per partition
+    conn.execute(sql.SQL("create table {} (like {} including defaults including constraints)").format(filling, parent))
+    n = len(ids)
+    rows = pa.table({"model": pa.repeat(model, n), "model_version": pa.repeat(version, n),
+                     "as_of_date": pa.repeat(as_of.isoformat(), n), "customer_id": ids, "score": scores,
+                     "decile": deciles(scores)})
+    csv = pa.BufferOutputStream()
+    pa_csv.write_csv(rows, csv, pa_csv.WriteOptions(include_header=False))
     with conn.cursor() as cur:
-        cur.execute(sql.SQL("delete from {} where model = %s and as_of_date = %s").format(target), (spec.name, as_of))
-        replaced = cur.rowcount
         copy = sql.SQL("copy {} (model, model_version, as_of_date, customer_id, score, decile) from stdin"
-                       " with (format csv)").format(target)
+                       " with (format csv)").format(filling)
         with cur.copy(copy) as cp:
-            for start in range(0, len(rows), chunk_rows):
-                cp.write(rows.iloc[start:start + chunk_rows].to_csv(header=False, index=False).encode())
+            cp.write(csv.getvalue())
+    replaced = 0
+    if postgres.table_exists(conn, f"ml.{name}"):
+        replaced = conn.execute(sql.SQL("select count(*) from {}").format(part)).fetchone()[0]
+        conn.execute(sql.SQL("alter table {} detach partition {}").format(parent, part))
+        conn.execute(sql.SQL("drop table {}").format(part))
+    conn.execute(sql.SQL("alter table {} add constraint {} primary key (model, as_of_date, customer_id)").format(
+        filling, sql.Identifier(f"{name}_pkey")))
+    conn.execute(sql.SQL("alter table {} rename to {}").format(filling, sql.Identifier(name)))
+    conn.execute(sql.SQL("alter table {} attach partition {} {}").format(parent, part, _bounds(model, as_of)))
     return replaced
 
 
@@ -95,7 +158,7 @@ def score(settings: Settings, spec: ModelSpec, as_of: date | None = None, chunk_
     with postgres.warehouse(settings) as conn, conn.transaction():
         for role, model_scores in scores.items():
             values = np.concatenate(model_scores) if model_scores else np.array([])
-            replaced = _write(conn, TABLES[role], spec, versions[role], as_of, all_ids, values, chunk_rows)
+            replaced = write_scores(conn, TABLES[role], spec.name, versions[role], as_of, all_ids, values)
             result[role] = {"version": versions[role], "table": f"ml.{TABLES[role]}", "replaced": replaced}
             log.info("%s v%s (%s) scored %d customers for as-of %s into ml.%s (replaced %d earlier rows)",
                      spec.name, versions[role], role, len(all_ids), as_of, TABLES[role], replaced)
