@@ -23,8 +23,15 @@ COPY dags ./dags
 COPY plugins ./plugins
 COPY dbt_project ./dbt_project
 COPY docker ./docker
+# The dbt manifest Cosmos renders warehouse_etl from is part of the image: every container (dag-processor,
+# scheduler, workers) has the same one, built from the same project, with no database needed.
 RUN pip install --no-cache-dir --no-deps -e . \
+ && mlscale dbt-manifest \
  && mkdir -p "$AIRFLOW_HOME" /opt/mlscale/landing /opt/mlscale/reports /opt/mlscale/.mlscale \
  && chown -R mlscale /opt/mlscale "$AIRFLOW_HOME"
+
+# The bundle's commit, recorded in every MLflow run's lineage (`docker compose build` passes GIT_COMMIT).
+ARG GIT_COMMIT=unknown
+ENV MLSCALE_GIT_COMMIT=${GIT_COMMIT}
 
 USER mlscale

@@ -23,6 +23,12 @@ def _setup(args) -> None:
     print(f"PostgreSQL  {s.pg_dsn}\nMLflow      {s.mlflow_uri}\nAirflow DB  {s.sqlalchemy_url(s.airflow_db)}")
 
 
+def _dbt_manifest(args) -> None:
+    from mlscale.local.services import build_dbt_manifest
+
+    print(f"dbt manifest written: {build_dbt_manifest(settings())}")
+
+
 def _env(args) -> None:
     for key, value in settings().service_env().items():
         print(f"export {key}={shlex.quote(value)}")
@@ -362,6 +368,8 @@ def main(argv: list[str] | None = None) -> int:
     cm.add_argument("--days", type=int, default=270)
     cm.add_argument("--seed", type=int, default=7)
     cm.set_defaults(fn=_ci_model)
+    sub.add_parser("dbt-manifest", help="dbt parse into dbt_project/target/manifest.json, which Cosmos renders "
+                   "warehouse_etl from (no database needed; the Dockerfile runs it)").set_defaults(fn=_dbt_manifest)
     sub.add_parser("deploy-check", help="compose: refuse to start without a valid Fernet key, a JWT secret and the "
                    "warehouse password (airflow-init runs it)").set_defaults(fn=_deploy_check)
     sub.add_parser("airflow-passwords", help="compose: write the simple auth manager's passwords file from "

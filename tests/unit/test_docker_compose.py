@@ -1,6 +1,11 @@
 """docker-compose.yml is checked by parsing (no Docker engine runs here): services, health, secrets, volumes."""
 
+import json
+import os
 import re
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -115,3 +120,142 @@ def test_workers_and_the_ui_share_the_reports_folder():
     for name in ("airflow-worker", "airflow-apiserver"):
         env = SERVICES[name]["environment"]
         assert f"reports:{env['MLSCALE_REPORTS_DIR']}" in SERVICES[name]["volumes"], name
+
+
+# --- what can be checked of the image without an engine ------------------------------------------------------
+DOCKERFILE = (ROOT / "Dockerfile").read_text()
+IMAGE = [name for name, svc in SERVICES.items() if svc.get("image") == "mlscale:latest"]
+WORKDIR = re.search(r"^WORKDIR (\S+)", DOCKERFILE, re.M).group(1)
+DOCKERFILE_ENV = dict(re.findall(r"^\s*(?:ENV\s+)?([A-Z][A-Z0-9_]+)=(\S+?)\s*\\?$", DOCKERFILE, re.M))
+
+
+def _steps(service: str) -> list[list[str]]:
+    """The programs a service runs: its command, or each `&&` step of a `bash -c` one."""
+    command = SERVICES[service]["command"]
+    if command[:2] == ["bash", "-c"]:
+        return [shlex.split(step.strip().removeprefix("exec ")) for step in command[2].split("&&")]
+    return [command]
+
+
+def _port(url: str) -> str:
+    return re.search(r"://[^/]*?:(\d+)", url).group(1)
+
+
+def test_every_service_command_exists_in_the_image():
+    """Each program a container runs is in the image: the mlscale CLI's subcommands, Airflow's commands (its own
+    parser, CeleryExecutor configured, so `celery worker` is there), and the image's scripts (executable)."""
+    steps = [step for name in IMAGE for step in _steps(name)]
+    assert {s[0] for s in steps} == {"mlscale", "airflow", f"{WORKDIR}/docker/mlflow-server.sh"}
+    usage = subprocess.run([sys.executable, "-m", "mlscale.cli", "--help"], capture_output=True, text=True, check=True)
+    subcommands = re.search(r"\{([a-z,-]+)\}", usage.stdout).group(1).split(",")
+    for step in steps:
+        if step[0] == "mlscale":
+            assert step[1:] and step[1] in subcommands, step
+        elif step[0].startswith(WORKDIR):
+            script = ROOT / Path(step[0]).relative_to(WORKDIR)
+            assert script.is_file() and os.access(script, os.X_OK), step
+            assert f"COPY {script.parent.relative_to(ROOT)} ./{script.parent.relative_to(ROOT)}" in DOCKERFILE
+    airflow = [step[1:] for step in steps if step[0] == "airflow"]
+    assert ["celery", "worker"] in airflow and ["db", "migrate"] in airflow
+    check = ("import json, sys\nfrom airflow.cli import cli_parser\nparser = cli_parser.get_parser()\n"
+             "for args in json.loads(sys.argv[1]):\n    parser.parse_args(args)\nprint('parsed', len(json.loads(sys.argv[1])))")
+    env = {**os.environ, "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+           "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": "http://airflow-apiserver:8080/execution/"}
+    parsed = subprocess.run([sys.executable, "-c", check, json.dumps(airflow)], capture_output=True, text=True, env=env)
+    assert parsed.returncode == 0 and f"parsed {len(airflow)}" in parsed.stdout, parsed.stderr[-2000:]
+    # the healthchecks' curl is installed in the image
+    assert all(SERVICES[s]["healthcheck"]["test"][1] == "curl" for s in IMAGE if "healthcheck" in SERVICES[s])
+    assert re.search(r"apt-get install [^\n]*\bcurl\b", DOCKERFILE)
+
+
+def test_ports_hosts_and_healthchecks_agree():
+    env = COMPOSE["x-mlscale-env"]
+    mlflow, api = SERVICES["mlflow"], SERVICES["airflow-apiserver"]
+    mlflow_port = mlflow["environment"]["MLFLOW_PORT"]
+    assert mlflow["ports"][0].endswith(f":{mlflow_port}")
+    assert _port(mlflow["healthcheck"]["test"][-1]) == mlflow_port
+    assert env["MLSCALE_MLFLOW_HOST"] == "mlflow" and env["MLSCALE_MLFLOW_PORT"] == mlflow_port
+    assert env["MLFLOW_TRACKING_URI"] == f"http://mlflow:{mlflow_port}"
+    assert SERVICES["mlflow-init"]["environment"]["MLSCALE_MLFLOW_PORT"] == mlflow_port
+    api_port = _steps("airflow-apiserver")[-1][_steps("airflow-apiserver")[-1].index("--port") + 1]
+    assert api["ports"][0].endswith(f":{api_port}")
+    assert _port(api["healthcheck"]["test"][-1]) == api_port
+    assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"].startswith(f"http://airflow-apiserver:{api_port}/")
+    # PostgreSQL and Redis at their service names and default ports, wherever a URL names them
+    urls = [v for svc in SERVICES.values() for v in svc.get("environment", {}).values() if "://" in str(v)]
+    for url in urls:
+        host = re.search(r"@([^:/]+)", url) or re.search(r"://([^:/]+)", url)
+        if url.startswith(("postgresql", "db+postgresql")):
+            assert host.group(1) == "postgres" and _port(url.replace("@", "://", 1)) == "5432", url
+        elif url.startswith("redis"):
+            assert host.group(1) == "redis" and _port(url) == "6379", url
+    assert (env["MLSCALE_WH_HOST"], env["MLSCALE_WH_PORT"]) == ("postgres", "5432")
+    assert "pg_isready" in SERVICES["postgres"]["healthcheck"]["test"][-1]
+    assert SERVICES["redis"]["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
+
+
+def test_image_versions_agree_with_requirements():
+    python = re.search(r"^FROM python:(\d+\.\d+)", DOCKERFILE, re.M).group(1)
+    assert f'requires-python = ">={python},<3.{int(python.split(".")[1]) + 1}"' in (ROOT / "pyproject.toml").read_text()
+    assert "sys.version_info[:2] == ({}, {})".format(*python.split(".")) in (ROOT / "Makefile").read_text()
+    assert "COPY requirements.lock ./" in DOCKERFILE and "pip install --no-cache-dir -r requirements.lock" in DOCKERFILE
+    lock = dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)$", (ROOT / "requirements.lock").read_text(), re.M))
+    lock = {name.lower().replace("_", "-"): version for name, version in lock.items()}
+    pins = re.findall(r"^([A-Za-z0-9_.-]+)(?:\[[^\]]+\])?==(\S+)$", (ROOT / "requirements.txt").read_text(), re.M)
+    assert pins and {n.lower(): v for n, v in pins} == {n.lower(): lock[n.lower().replace("_", "-")] for n, _ in pins}
+    assert "apache-airflow-providers-celery" in lock  # the workers' `airflow celery worker`
+    # the compose PostgreSQL is the major version of the embedded one `make demo` runs on
+    import pgserver
+    embedded = subprocess.run([str(Path(pgserver.__file__).parent / "pginstall" / "bin" / "postgres"), "--version"],
+                              capture_output=True, text=True, check=True).stdout
+    major = re.search(r"(\d+)\.\d+", embedded).group(1)
+    assert SERVICES["postgres"]["image"] == f"postgres:{major}"
+
+
+# Variables the code reads that a container may leave unset, and why; any other must be set (compose or image).
+UNSET_IN_CONTAINERS = {
+    "MLSCALE_ROOT": "the install's own folder, /opt/mlscale",
+    "MLSCALE_STATE_DIR": "<root>/.mlscale (MLflow's artifacts are a volume there)",
+    "MLSCALE_SPECS_DIR": "include/models in the image",
+    "MLSCALE_DB_SUFFIX": "tests and benches only",
+    "MLSCALE_DBT_CI_SCHEMA": "`mlscale dbt-ci` only",
+    "MLSCALE_UP_TIMEOUT": "`make up` only", "MLSCALE_AIRFLOW_PORT": "`make up` only",
+    "MLSCALE_AIRFLOW_HOST": "`make up` only", "MLSCALE_AIRFLOW_USERS": "`make up` only",
+    "USER": "audit name fallback", "PGUSER": "MLSCALE_PG_DSN names the role",
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "the CLI sets it itself",
+}
+READS = re.compile(r"""(?:environ\.get|env\.get|getenv|env_var)\(\s*["']([A-Z][A-Z0-9_]+)["']"""
+                   r"""|environ\[["']([A-Z][A-Z0-9_]+)["']\]|\$\{([A-Z][A-Z0-9_]+):\?""")
+
+
+def test_every_variable_the_code_reads_is_set():
+    """The bundle's code (tasks, dbt's profile) on every Airflow container; each script and one-off command on its
+    own service."""
+    sources = [*ROOT.glob("include/mlscale/**/*.py"), *ROOT.glob("dags/**/*.py"), *ROOT.glob("plugins/**/*.py"),
+               ROOT / "dbt_project" / "profiles.yml"]
+    read = {name for path in sources for match in READS.findall(path.read_text()) for name in match if name}
+    assert {"MLSCALE_PG_DSN", "MLSCALE_MLFLOW_HOST", "MLSCALE_WH_HOST", "MLSCALE_GIT_COMMIT"} <= read  # the scan works
+    api_only = {"AIRFLOW_PASSWORDS", "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"}  # `mlscale airflow-passwords`
+    needed = read - set(UNSET_IN_CONTAINERS) - api_only
+    for name in AIRFLOW:
+        missing = needed - set(SERVICES[name]["environment"]) - set(DOCKERFILE_ENV)
+        assert not missing, (name, missing)
+    assert api_only <= set(SERVICES["airflow-apiserver"]["environment"])
+    script = set(re.findall(r"\$\{([A-Z_]+):\?", (ROOT / "docker" / "mlflow-server.sh").read_text()))
+    assert script <= set(SERVICES["mlflow"]["environment"]), script - set(SERVICES["mlflow"]["environment"])
+    # `mlscale mlflow-account` reads MLSCALE_MLFLOW_<role>_USER and _PASSWORD for the pipeline and the reader
+    assert {f"MLSCALE_MLFLOW_{role}_{what}" for role in ("PIPELINE", "READER") for what in ("USER", "PASSWORD")} \
+        <= set(SERVICES["mlflow-init"]["environment"])
+    assert DOCKERFILE_ENV["MLSCALE_GIT_COMMIT"] == "${GIT_COMMIT}"
+    assert COMPOSE["x-mlscale"]["build"]["args"]["GIT_COMMIT"] == "${GIT_COMMIT:-unknown}"
+
+
+def test_the_dbt_manifest_is_built_into_the_image():
+    """Cosmos renders warehouse_etl from dbt_project/target/manifest.json in every container: the image builds it
+    (after the project is copied in), no container does, and a local target folder never reaches the image."""
+    run = DOCKERFILE.index("mlscale dbt-manifest")
+    assert DOCKERFILE.index("COPY dbt_project ./dbt_project") < run < DOCKERFILE.index("USER mlscale")
+    assert re.search(r"^RUN[^\n]*(\\\n[^\n]*)*mlscale dbt-manifest", DOCKERFILE, re.M)
+    assert all("dbt parse" not in " ".join(step) for name in IMAGE for step in _steps(name))
+    ignored = (ROOT / ".dockerignore").read_text().splitlines()
+    assert "dbt_project/target*" in ignored and ".mlscale" in ignored and ".venv" in ignored
