@@ -1,4 +1,5 @@
 # One image for every mlscale container (Airflow processes, Celery workers, MLflow, one-off setup).
+# git: a GitDagBundle (README, *Versioned bundle*) clones the bundle on the dag-processor and the workers.
 FROM python:3.11-slim-bookworm
 
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -9,7 +10,7 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     DBT_SEND_ANONYMOUS_USAGE_STATS=False
 
 RUN apt-get update \
- && apt-get install -y --no-install-recommends build-essential libpq-dev curl \
+ && apt-get install -y --no-install-recommends build-essential libpq-dev curl git \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --create-home --uid 50000 mlscale
 

@@ -259,3 +259,13 @@ def test_the_dbt_manifest_is_built_into_the_image():
     assert all("dbt parse" not in " ".join(step) for name in IMAGE for step in _steps(name))
     ignored = (ROOT / ".dockerignore").read_text().splitlines()
     assert "dbt_project/target*" in ignored and ".mlscale" in ignored and ".venv" in ignored
+
+
+def test_the_dags_come_from_the_image_unless_a_git_bundle_is_configured():
+    value = COMPOSE["x-mlscale-env"]["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"]
+    default = re.fullmatch(r"\$\{DAG_BUNDLE_CONFIG_LIST:-(.*)\}", value).group(1)
+    from airflow.configuration import conf
+
+    assert json.loads(default) == json.loads(conf.get_default_value("dag_processor", "dag_bundle_config_list"))
+    assert re.search(r"apt-get install [^\n]*\bgit\b", DOCKERFILE)  # GitDagBundle clones with the git CLI
+    assert "apache-airflow-providers-git" in (ROOT / "requirements.txt").read_text()
