@@ -27,9 +27,8 @@ def _airflow(env, *args: str) -> str:
 
 def test_each_dag_run_records_the_commit_of_the_bundle_it_was_created_from(stack, tmp_path):
     repo = tmp_path / "origin"
-    _git(tmp_path, "clone", "--quiet", "--branch", _git(ROOT, "rev-parse", "--abbrev-ref", "HEAD"), str(ROOT),
-         str(repo))
-    _git(repo, "checkout", "--quiet", "-B", "main")
+    _git(tmp_path, "clone", "--quiet", "--no-checkout", str(ROOT), str(repo))
+    _git(repo, "checkout", "--quiet", "-B", "main", _git(ROOT, "rev-parse", "HEAD"))  # this checkout's commit
     first = _git(repo, "rev-parse", "HEAD")
     metadata = f"{stack.airflow_db}_gitbundle"
     copy_database(stack, stack.airflow_db, metadata)  # migrated already; the other tests' DB stays as it is
