@@ -406,12 +406,15 @@ def _score_dag(spec: ModelSpec):
             from mlscale.modeling.artifacts import TamperedArtifact
             from mlscale.config import settings
             from mlscale.registry import RegistryError
-            from mlscale.production.scoring import score
+            from mlscale.production.scoring import NoProductionVersion, score
             from mlscale.specs import load_specs
 
             as_of = get_current_context()["params"].get("as_of_date")
             with failing_on(RegistryError, TamperedArtifact):
-                return score(settings(), load_specs()[spec.name], date.fromisoformat(as_of) if as_of else None)
+                try:
+                    return score(settings(), load_specs()[spec.name], date.fromisoformat(as_of) if as_of else None)
+                except NoProductionVersion as exc:  # a new deployment's daily run, before any promotion
+                    raise AirflowSkipException(str(exc)) from None
 
         score()
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import pandas as pd
 import psycopg
 
-from mlscale.postgres import frame
+from mlscale.postgres import create_if_missing, frame
 
 DECISIONS = ("promoted", "rejected", "aborted", "rolled_back")
 
@@ -131,7 +131,7 @@ create index if not exists model_monitoring_model_idx on ops.model_monitoring (m
 def ensure(conn: psycopg.Connection, *tables: str) -> None:
     """Create the named groups of ops tables (keys of DDL) if they do not exist yet."""
     for name in tables:
-        conn.execute(DDL[name])
+        create_if_missing(conn, DDL[name])
 
 
 def promotions(conn: psycopg.Connection, model: str | None = None, limit: int | None = None) -> pd.DataFrame:

@@ -27,6 +27,18 @@ class PostgresUnavailable(RuntimeError):
     """No PostgreSQL server could be reached or started; the message says what to do."""
 
 
+def create_if_missing(conn: psycopg.Connection, statements) -> None:
+    """Run `create ... if not exists` statements. Two sessions creating the same table at the same moment (two
+    monitor_ DAGs on a new warehouse) make PostgreSQL fail the second with a unique violation in its catalog, once
+    the first commits: then the statements run again, and find everything there."""
+    try:
+        with conn.transaction():
+            conn.execute(statements)
+    except psycopg.errors.UniqueViolation:
+        with conn.transaction():
+            conn.execute(statements)
+
+
 def table_exists(conn: psycopg.Connection, table: str) -> bool:
     """True when `schema.table` exists (readers of tables another step creates check first)."""
     return conn.execute("select to_regclass(%s)", (table,)).fetchone()[0] is not None

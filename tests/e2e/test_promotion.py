@@ -173,3 +173,14 @@ def test_a_runs_conf_sets_the_params_of_that_run_only(fresh):
         confs = dict(conn.execute("select run_id, conf from dag_run where run_id in (%s, %s)",
                                   (first.run_id, second.run_id)).fetchall())
     assert confs == {first.run_id: {"as_of_date": "2026-05-07"}, second.run_id: {"as_of_date": None}}
+
+
+def test_scoring_before_any_promotion_skips_with_the_reason(fresh):
+    """A new deployment's first daily score_ run, before promote_ made a Production version: nothing to score, and
+    not an error (the run succeeds, its task is skipped and says why)."""
+    run = dagrun.run_dag(fresh, f"score_{MODEL}", check=False)
+
+    assert run.state == "success" and run.task_states == {"score": "skipped"}
+    with pytest.raises(scoring.NoProductionVersion, match=f"promote_{MODEL} promotes one"):
+        scoring.score(fresh, SPEC)
+    assert scalar(fresh, "select count(*) from ml.predictions") == 0

@@ -42,6 +42,10 @@ create table if not exists ml.{table} (
 PARTITION_NAME_MAX = 58  # PostgreSQL's identifiers have 63 bytes; the primary key is named <partition>_pkey
 
 
+class NoProductionVersion(registry.RegistryError):
+    """The model has no Production version yet: nothing to score (score_<model> skips, it does not fail)."""
+
+
 def deciles(scores: np.ndarray) -> np.ndarray:
     """Decile 1 holds the highest scores, 10 the lowest (ties share the lower rank)."""
     if len(scores) == 0:
@@ -71,7 +75,7 @@ def _ensure_table(conn, table: str) -> None:
         conn.execute(sql.SQL("alter table {} rename constraint {} to {}").format(
             sql.Identifier("ml", f"{table}_unpartitioned"), sql.Identifier(f"{table}_pkey"),
             sql.Identifier(f"{table}_unpartitioned_pkey")))
-    conn.execute(sql.SQL(PREDICTIONS_DDL.format(table=table)))
+    postgres.create_if_missing(conn, sql.SQL(PREDICTIONS_DDL.format(table=table)))
     if kind:
         old = sql.Identifier("ml", f"{table}_unpartitioned")
         keys = conn.execute(sql.SQL("select distinct model, as_of_date from {}").format(old)).fetchall()
@@ -139,7 +143,8 @@ def score(settings: Settings, spec: ModelSpec, as_of: date | None = None, chunk_
     """Score every customer of `as_of` (default: latest) with models:/<name>@production, and @staging in shadow."""
     versions = {role: registry.alias_version(settings, spec.name, role) for role in TABLES}
     if versions["production"] is None:
-        raise registry.RegistryError(f"model {spec.name} has no production version; run promote_{spec.name} first")
+        raise NoProductionVersion(f"model {spec.name} has no production version yet; nothing to score until "
+                                  f"promote_{spec.name} promotes one")
     if versions["staging"] == versions["production"]:
         versions["staging"] = None
     versions = {role: v for role, v in versions.items() if v}
