@@ -14,7 +14,7 @@ help:
 	@echo "make dbt-ci    dbt slim CI: build the models modified since BASE (default main) into schemas of their own"
 	@echo "make ci-model  model CI gate: train every spec on a small generated shop, fail if one would not be promoted"
 	@echo "make simulate  replay 26 weeks: monitoring, retraining, rolling vs frozen model (about 20 minutes)"
-	@echo "make up     start the Airflow UI (:8080) and the MLflow UI (:5000)"
+	@echo "make up     start the Airflow UI (:8080) and the MLflow UI (:5000); EXECUTOR=celery for Celery workers"
 	@echo "make down   stop what these targets started"
 	@echo "make lock   re-resolve requirements.txt into requirements.lock"
 
@@ -61,8 +61,10 @@ MODELS ?= $(basename $(notdir $(wildcard include/models/*.yml)))
 ci-model: $(INSTALLED)
 	$(BIN)/mlscale ci-model $(MODELS)
 
+# EXECUTOR=celery: CeleryExecutor, Redis as the broker and two Celery workers (default: LocalExecutor).
+EXECUTOR ?= local
 up: $(INSTALLED)
-	$(BIN)/mlscale up
+	$(BIN)/mlscale up --executor $(EXECUTOR)
 
 down:
 	@test -x $(BIN)/mlscale && $(BIN)/mlscale down || true

@@ -92,6 +92,7 @@ SLOWEST_FIRST = [
     "tests/e2e/test_pipeline.py",  # 232
     "tests/e2e/test_monitoring.py",  # 224
     "tests/e2e/test_orders_only.py",  # 216
+    "tests/integration/test_celery_stack.py",  # 220: the chain through the scheduler, Celery and LocalExecutor
     "tests/integration/test_ci_gates.py::test_model_ci",  # 186
     "tests/integration/test_business_report.py",  # 166
     "tests/e2e/test_dirty_data.py::test_a_failing_dbt_test",  # about 150 from the e2e shop's template

@@ -205,7 +205,7 @@ def _ci_model(args) -> None:
 def _up(args) -> None:
     from mlscale.local.airflow_ui import up
 
-    up(settings())
+    up(settings(), executor=args.executor)
 
 
 def _down(args) -> None:
@@ -376,7 +376,10 @@ def main(argv: list[str] | None = None) -> int:
                    "AIRFLOW_PASSWORDS (the api-server runs it)").set_defaults(fn=_airflow_passwords)
     sub.add_parser("mlflow-account", help="compose: create the pipeline's and the reader's MLflow accounts, as MLflow's admin "
                    "(mlflow-init runs it)").set_defaults(fn=_mlflow_account)
-    sub.add_parser("up", help="start the Airflow UI (api-server, scheduler, dag-processor, triggerer)").set_defaults(fn=_up)
+    u = sub.add_parser("up", help="start the Airflow UI (api-server, scheduler, dag-processor, triggerer)")
+    u.add_argument("--executor", choices=["local", "celery"], default="local",
+                   help="celery: CeleryExecutor with Redis and two Celery workers")
+    u.set_defaults(fn=_up)
     sub.add_parser("down", help="stop what `up` and `setup` started").set_defaults(fn=_down)
 
     args = parser.parse_args(argv)

@@ -221,6 +221,9 @@ UNSET_IN_CONTAINERS = {
     "MLSCALE_DBT_CI_SCHEMA": "`mlscale dbt-ci` only",
     "MLSCALE_UP_TIMEOUT": "`make up` only", "MLSCALE_AIRFLOW_PORT": "`make up` only",
     "MLSCALE_AIRFLOW_HOST": "`make up` only", "MLSCALE_AIRFLOW_USERS": "`make up` only",
+    "MLSCALE_CELERY_BROKER_URL": "`make up EXECUTOR=celery` only (compose sets Airflow's broker URL itself)",
+    "MLSCALE_WORKER_NAME": "`make up EXECUTOR=celery`'s workers only",
+    "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": "read by `make up`; Airflow's default (8793) in each container",
     "USER": "audit name fallback", "PGUSER": "MLSCALE_PG_DSN names the role",
     "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "the CLI sets it itself",
 }

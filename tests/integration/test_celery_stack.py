@@ -1,0 +1,135 @@
+"""The chain through Airflow's scheduler, not dag.test(): `make up`'s processes with the CeleryExecutor (two workers,
+Redis) and with the LocalExecutor. A day of files lands, ingest_landing is triggered through the REST API, and the
+assets carry it through warehouse_etl, monitor_, train_, promote_ and score_ to business_report by themselves."""
+
+import json
+import os
+import time
+import urllib.request
+from datetime import datetime, timezone
+
+import pytest
+import redis
+from airflow.utils.net import getfqdn
+
+from mlscale import postgres, registry
+from mlscale.config import Settings
+from mlscale.local import airflow_ui
+from mlscale.local.datagen import ShopParams, generate
+from tests.helpers import drop_registered_model, free_port
+
+pytestmark = pytest.mark.integration
+MODEL = "churn_90d"
+PARAMS = ShopParams(customers=600, days=270, seed=21)  # the shop of tests/e2e/test_pipeline.py
+CHAIN = {"ingest_landing", "warehouse_etl", f"monitor_{MODEL}", f"train_{MODEL}", f"promote_{MODEL}", f"score_{MODEL}",
+         "business_report"}
+TIMEOUT = 900
+
+
+def _metadata(settings, sql: str, *args) -> list[tuple]:
+    with postgres.database(settings, settings.airflow_db) as conn:
+        return conn.execute(sql, args).fetchall()
+
+
+def _rest(url: str, path: str, body: dict, token: str | None = None) -> dict:
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
+    request = urllib.request.Request(f"{url}{path}", data=json.dumps(body).encode(), headers=headers)
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.load(response)
+
+
+def _wait(settings, what: str, done, timeout: float = TIMEOUT):
+    deadline = time.monotonic() + timeout
+    while not (result := done()):
+        if time.monotonic() > deadline:
+            runs = _metadata(settings, "select dag_id, run_type, state from dag_run order by id")
+            pytest.fail(f"{what}: not within {timeout:.0f} s; DAG runs: {runs}")
+        time.sleep(3)
+    return result
+
+
+@pytest.fixture(params=["celery", "local"])
+def running_stack(request, warehouse, tmp_path):
+    """`mlscale up --executor <param>` on this worker's databases and MLflow, its own ports, state folder and Redis
+    database; stopped (Airflow processes only) at the end."""
+    executor = request.param
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+    broker = f"redis://127.0.0.1:6379/{10 + worker}"
+    env = {"MLSCALE_PG_DSN": warehouse.pg_dsn, "MLSCALE_STATE_DIR": str(tmp_path / "state"),
+           "MLSCALE_AIRFLOW_PORT": str(free_port()), "MLSCALE_CELERY_BROKER_URL": broker,
+           "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port())}
+    saved = dict(os.environ)  # `up` exports the stack's settings (setup does): all of it is put back at the end
+    os.environ.update(env)
+    settings = Settings.from_env()
+    for name in ("churn_90d", "revenue_90d"):
+        drop_registered_model(settings, name)
+    try:
+        airflow_ui.ensure_broker(settings)  # the machine's Redis, or one started for the test (stopped below)
+        redis.Redis.from_url(broker).flushdb()  # nothing queued by an earlier run
+        since = datetime.now(timezone.utc)
+        airflow_ui.up(settings, executor=executor)
+        yield executor, settings, since
+    finally:
+        airflow_ui.stop_airflow(settings)
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def test_a_landed_day_runs_the_chain_through_the_scheduler(running_stack):
+    executor, settings, since = running_stack
+    url = f"http://127.0.0.1:{airflow_ui.ui_port()}"
+    # The daily DAGs' run for today, which the scheduler creates once they are unpaused, happens first (on no
+    # data: ingest_landing skips, score_ skips without a Production version); the day lands after it.
+    _wait(settings, "the scheduler's first pass", lambda: _metadata(
+        settings, "select 1 from dag where dag_id = 'ingest_landing' and next_dagrun_create_after > now()"), 120)
+    _wait(settings, "today's scheduled runs", lambda: not _metadata(
+        settings, "select 1 from dag_run where state in ('queued', 'running')"), 300)
+    stats = generate(PARAMS, settings.landing_dir)
+    started = datetime.now(timezone.utc)
+
+    password = json.loads((settings.airflow_home / "simple_auth_manager_passwords.json.generated").read_text())
+    token = _rest(url, "/auth/token", {"username": airflow_ui.ADMIN_USER,
+                                       "password": password[airflow_ui.ADMIN_USER]})["access_token"]
+    triggered = _rest(url, "/api/v2/dags/ingest_landing/dagRuns", {"logical_date": None}, token)
+    assert triggered["state"] == "queued" and triggered["triggered_by"] == "rest_api"
+
+    def chain_done():
+        runs = _metadata(settings, "select dag_id, state from dag_run where queued_at >= %s", started)
+        if any(state == "failed" for _, state in runs):
+            pytest.fail(f"a DAG run failed: {runs}")
+        finished = {dag_id for dag_id, state in runs if state == "success"}
+        return runs if CHAIN <= finished and all(state == "success" for _, state in runs) else None
+
+    runs = _wait(settings, "the chain to business_report", chain_done)
+
+    # Each DAG ran once after the trigger (the manual run, then asset-triggered ones), every task at its first try.
+    after = _metadata(settings, "select dag_id, run_id, run_type from dag_run where queued_at >= %s", started)
+    assert sorted(d for d, _, _ in after) == sorted({d for d, _ in runs}), after
+    assert {(d, t) for d, _, t in after if d == "ingest_landing"} == {("ingest_landing", "manual")}
+    assert {t for d, _, t in after if d != "ingest_landing"} == {"asset_triggered"}
+    tries = _metadata(settings, "select ti.dag_id, ti.task_id, ti.try_number, ti.hostname, ti.state from task_instance ti"
+                                " join dag_run r on r.dag_id = ti.dag_id and r.run_id = ti.run_id where r.queued_at >= %s",
+                      started)
+    assert {n for _, _, n, _, _ in tries} == {1}, [t for t in tries if t[2] != 1]
+    # nor did anything fail since the stack started (today's scheduled runs before the day landed included)
+    assert not _metadata(settings, "select dag_id, run_id from dag_run where state = 'failed' and queued_at >= %s", since)
+    # (the scheduler marks EmptyOperator tasks done itself: they have no host)
+    hosts = {host for _, _, _, host, state in tries if state == "success" and host}
+    if executor == "celery":  # both workers took tasks, and said so
+        assert hosts == {f"{getfqdn()}-worker-1", f"{getfqdn()}-worker-2"}
+    else:
+        assert hosts == {getfqdn()}
+
+    # The day is in the warehouse, a Production version serves, and it scored every active customer once.
+    with postgres.warehouse(settings) as conn:
+        assert conn.execute("select count(*) from raw.orders").fetchone()[0] == stats.rows["orders"]
+        assert conn.execute("select count(*) from ops.ingest_files where etl_status = 'published'").fetchone()[0] \
+            == sum(stats.files.values())
+        latest, active = conn.execute("select as_of_date, count(*) from ml.customer_features"
+                                      " group by 1 order by 1 desc limit 1").fetchone()
+        scored = conn.execute("select model_version, as_of_date, count(distinct customer_id) from ml.predictions"
+                              " group by 1, 2").fetchall()
+    assert registry.registry_state(settings, MODEL) == [{"version": "1", "stage": "Production",
+                                                         "aliases": ["production"]}]
+    assert scored == [("1", latest, active)]
+    assert "<h1>Business report</h1>" in (settings.reports_dir / "business_report.html").read_text()
