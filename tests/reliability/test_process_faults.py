@@ -146,8 +146,10 @@ def test_a_sigkill_in_the_middle_of_a_dbt_build_leaves_every_table_old_or_new_an
         with postgres.warehouse(warehouse) as conn:
             # customer_features' own build (its upstream tables are done by then): the incremental model's
             # temporary table; a bare name would also match other models' SQL that mentions the mart
+            # (this database's: other test workers build theirs on the same server at the same time)
             return conn.execute("select count(*) from pg_stat_activity where application_name = 'dbt' and"
-                                " state = 'active' and query ilike '%customer_features__dbt_tmp%'").fetchone()[0] > 0
+                                " datname = current_database() and state = 'active'"
+                                " and query ilike '%customer_features__dbt_tmp%'").fetchone()[0] > 0
 
     _wait_for(building_the_features, 300, "dbt to build customer_features")
     os.killpg(etl.pid, signal.SIGKILL)
