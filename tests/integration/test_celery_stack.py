@@ -16,7 +16,7 @@ from mlscale import postgres, registry
 from mlscale.config import Settings
 from mlscale.local import airflow_ui
 from mlscale.local.datagen import ShopParams, generate
-from tests.helpers import drop_registered_model, free_port
+from tests.helpers import free_port
 
 pytestmark = pytest.mark.integration
 MODEL = "churn_90d"
@@ -49,20 +49,21 @@ def _wait(settings, what: str, done, timeout: float = TIMEOUT):
 
 
 @pytest.fixture(params=["celery", "local"])
-def running_stack(request, warehouse, tmp_path):
-    """`mlscale up --executor <param>` on this worker's databases and MLflow, its own ports, state folder and Redis
-    database; stopped (Airflow processes only) at the end."""
+def running_stack(request, stack, tmp_path):
+    """`mlscale up --executor <param>` as on a new machine, in a namespace of its own: new databases (an Airflow
+    metadata DB with no other test's DAGs, runs or queued asset events), its own MLflow server, ports, folders and
+    Redis database. At the end `mlscale down`'s stop and the databases dropped."""
     executor = request.param
     worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
     broker = f"redis://127.0.0.1:6379/{10 + worker}"
-    env = {"MLSCALE_PG_DSN": warehouse.pg_dsn, "MLSCALE_STATE_DIR": str(tmp_path / "state"),
-           "MLSCALE_AIRFLOW_PORT": str(free_port()), "MLSCALE_CELERY_BROKER_URL": broker,
+    env = {"MLSCALE_PG_DSN": stack.pg_dsn, "MLSCALE_DB_SUFFIX": f"{stack.db_suffix}_stack",
+           "MLSCALE_MLFLOW_PORT": str(free_port()), "MLSCALE_AIRFLOW_PORT": str(free_port()),
+           "MLSCALE_STATE_DIR": str(tmp_path / "state"), "MLSCALE_LANDING_DIR": str(tmp_path / "landing"),
+           "MLSCALE_REPORTS_DIR": str(tmp_path / "reports"), "MLSCALE_CELERY_BROKER_URL": broker,
            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port())}
     saved = dict(os.environ)  # `up` exports the stack's settings (setup does): all of it is put back at the end
     os.environ.update(env)
     settings = Settings.from_env()
-    for name in ("churn_90d", "revenue_90d"):
-        drop_registered_model(settings, name)
     try:
         airflow_ui.ensure_broker(settings)  # the machine's Redis, or one started for the test (stopped below)
         redis.Redis.from_url(broker).flushdb()  # nothing queued by an earlier run
@@ -70,7 +71,8 @@ def running_stack(request, warehouse, tmp_path):
         airflow_ui.up(settings, executor=executor)
         yield executor, settings, since
     finally:
-        airflow_ui.stop_airflow(settings)
+        airflow_ui.down(settings)
+        postgres.drop_databases(settings, [settings.warehouse_db, settings.airflow_db, settings.mlflow_db])
         os.environ.clear()
         os.environ.update(saved)
 
