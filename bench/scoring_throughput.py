@@ -71,31 +71,36 @@ def main() -> None:
     settings = Settings.from_env()
     postgres.ensure_databases(settings, [settings.warehouse_db, settings.mlflow_db])
     services.build_dbt_manifest(settings)
+    started = not services.http_ok(f"{settings.mlflow_uri}/health")
     services.ensure_mlflow(settings)
-    training_scale.build_base(settings)
-    base_spec = load_specs()["churn_90d"]
-    version = production_version(settings, base_spec)
-    n = fill(settings, args.rows)
-    spec = base_spec.model_copy(update={"table": TABLE})
-    as_of = features.latest_as_of(settings, spec)
+    try:
+        training_scale.build_base(settings)
+        base_spec = load_specs()["churn_90d"]
+        version = production_version(settings, base_spec)
+        n = fill(settings, args.rows)
+        spec = base_spec.model_copy(update={"table": TABLE})
+        as_of = features.latest_as_of(settings, spec)
 
-    model, _ = load_verified(settings, spec.name, version)
-    frame = features.at(settings, spec, as_of)[spec.feature_names]
-    bare, end_to_end = [], []
-    for _ in range(args.repeats):
-        t0 = time.perf_counter()
-        judging.predict(spec, model, frame)
-        bare.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        result = scoring.score(settings, spec, as_of)
-        end_to_end.append(time.perf_counter() - t0)
-        assert result["rows"] == n, result
-    b, e = statistics.median(bare), statistics.median(end_to_end)
-    print(f"{n} rows, churn_90d v{version}, median of {args.repeats}:")
-    print(f"  bare predict_proba (in memory)  {b:6.2f}s  {n / b:>10,.0f} rows/s  (runs {min(bare):.2f}-{max(bare):.2f}s)")
-    print(f"  end to end (scoring.score)      {e:6.2f}s  {n / e:>10,.0f} rows/s  "
-          f"(runs {min(end_to_end):.2f}-{max(end_to_end):.2f}s)")
-    print(f"ratio end-to-end / bare throughput: {b / e:.2f} (target >= 0.8)")
+        model, _ = load_verified(settings, spec.name, version)
+        frame = features.at(settings, spec, as_of)[spec.feature_names]
+        bare, end_to_end = [], []
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            judging.predict(spec, model, frame)
+            bare.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            result = scoring.score(settings, spec, as_of)
+            end_to_end.append(time.perf_counter() - t0)
+            assert result["rows"] == n, result
+        b, e = statistics.median(bare), statistics.median(end_to_end)
+        print(f"{n} rows, churn_90d v{version}, median of {args.repeats}:")
+        print(f"  bare predict_proba (in memory)  {b:6.2f}s  {n / b:>10,.0f} rows/s  (runs {min(bare):.2f}-{max(bare):.2f}s)")
+        print(f"  end to end (scoring.score)      {e:6.2f}s  {n / e:>10,.0f} rows/s  "
+              f"(runs {min(end_to_end):.2f}-{max(end_to_end):.2f}s)")
+        print(f"ratio end-to-end / bare throughput: {b / e:.2f} (target >= 0.8)")
+    finally:
+        if started:  # the MLflow server this bench started stops with it
+            services.stop_background(settings, f"mlflow{settings.db_suffix}")
 
 
 if __name__ == "__main__":

@@ -109,27 +109,32 @@ def main() -> None:
     settings = Settings.from_env()
     postgres.ensure_databases(settings, [settings.warehouse_db, settings.mlflow_db])
     services.build_dbt_manifest(settings)
+    started = not services.http_ok(f"{settings.mlflow_uri}/health")
     services.ensure_mlflow(settings)
-    spec = load_specs()[args.model]
-    build_base(settings)
-    log = settings.log_dir / "bench_training_scale.log"
-    results = {}
-    for rows in args.train_rows:
-        table = fill_bench_table(settings, spec, rows)
-        with log.open("a") as fh:
-            out = subprocess.run([sys.executable, __file__, "--child", "--model", args.model], stdout=subprocess.PIPE,
-                                 stderr=fh, text=True, env={**os.environ, **settings.service_env()})
-        if out.returncode:
-            sys.exit(f"training failed; see {log}")
-        child = json.loads(out.stdout.strip().splitlines()[-1])
-        results[rows] = {**table, **child}
-        print(f"{table['train_rows']:>9} training rows ({table['table_rows']} in the table, {table['copies']} copies): "
-              f"{child['seconds']:6.1f}s, peak {child['peak_mib']:6.0f} MiB, {child['candidate']}, "
-              f"{spec.primary_metric} {child['metrics'][spec.primary_metric]:.4f}", flush=True)
-    small, large = results[args.train_rows[0]], results[args.train_rows[-1]]
-    print(f"ratio largest/smallest: rows {large['train_rows'] / small['train_rows']:.1f}x, "
-          f"time {large['seconds'] / small['seconds']:.2f}x, peak memory {large['peak_mib'] / small['peak_mib']:.2f}x")
-    print(f"largest: {large['seconds'] / 60:.1f} min (target < 10), {large['peak_mib'] / 1024:.2f} GiB (target < 8)")
+    try:
+        spec = load_specs()[args.model]
+        build_base(settings)
+        log = settings.log_dir / "bench_training_scale.log"
+        results = {}
+        for rows in args.train_rows:
+            table = fill_bench_table(settings, spec, rows)
+            with log.open("a") as fh:
+                out = subprocess.run([sys.executable, __file__, "--child", "--model", args.model], stdout=subprocess.PIPE,
+                                     stderr=fh, text=True, env={**os.environ, **settings.service_env()})
+            if out.returncode:
+                sys.exit(f"training failed; see {log}")
+            child = json.loads(out.stdout.strip().splitlines()[-1])
+            results[rows] = {**table, **child}
+            print(f"{table['train_rows']:>9} training rows ({table['table_rows']} in the table, {table['copies']} copies): "
+                  f"{child['seconds']:6.1f}s, peak {child['peak_mib']:6.0f} MiB, {child['candidate']}, "
+                  f"{spec.primary_metric} {child['metrics'][spec.primary_metric]:.4f}", flush=True)
+        small, large = results[args.train_rows[0]], results[args.train_rows[-1]]
+        print(f"ratio largest/smallest: rows {large['train_rows'] / small['train_rows']:.1f}x, "
+              f"time {large['seconds'] / small['seconds']:.2f}x, peak memory {large['peak_mib'] / small['peak_mib']:.2f}x")
+        print(f"largest: {large['seconds'] / 60:.1f} min (target < 10), {large['peak_mib'] / 1024:.2f} GiB (target < 8)")
+    finally:
+        if started:  # the MLflow server this bench started stops with it
+            services.stop_background(settings, f"mlflow{settings.db_suffix}")
 
 
 if __name__ == "__main__":
