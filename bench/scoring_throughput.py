@@ -71,9 +71,7 @@ def main() -> None:
     settings = Settings.from_env()
     postgres.ensure_databases(settings, [settings.warehouse_db, settings.mlflow_db])
     services.build_dbt_manifest(settings)
-    started = not services.http_ok(f"{settings.mlflow_uri}/health")
-    services.ensure_mlflow(settings)
-    try:
+    with services.mlflow_while(settings):  # stops the server if it started it
         training_scale.build_base(settings)
         base_spec = load_specs()["churn_90d"]
         version = production_version(settings, base_spec)
@@ -98,9 +96,6 @@ def main() -> None:
         print(f"  end to end (scoring.score)      {e:6.2f}s  {n / e:>10,.0f} rows/s  "
               f"(runs {min(end_to_end):.2f}-{max(end_to_end):.2f}s)")
         print(f"ratio end-to-end / bare throughput: {b / e:.2f} (target >= 0.8)")
-    finally:
-        if started:  # the MLflow server this bench started stops with it
-            services.stop_background(settings, f"mlflow{settings.db_suffix}")
 
 
 if __name__ == "__main__":

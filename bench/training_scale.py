@@ -109,9 +109,7 @@ def main() -> None:
     settings = Settings.from_env()
     postgres.ensure_databases(settings, [settings.warehouse_db, settings.mlflow_db])
     services.build_dbt_manifest(settings)
-    started = not services.http_ok(f"{settings.mlflow_uri}/health")
-    services.ensure_mlflow(settings)
-    try:
+    with services.mlflow_while(settings):  # stops the server if it started it
         spec = load_specs()[args.model]
         build_base(settings)
         log = settings.log_dir / "bench_training_scale.log"
@@ -132,9 +130,6 @@ def main() -> None:
         print(f"ratio largest/smallest: rows {large['train_rows'] / small['train_rows']:.1f}x, "
               f"time {large['seconds'] / small['seconds']:.2f}x, peak memory {large['peak_mib'] / small['peak_mib']:.2f}x")
         print(f"largest: {large['seconds'] / 60:.1f} min (target < 10), {large['peak_mib'] / 1024:.2f} GiB (target < 8)")
-    finally:
-        if started:  # the MLflow server this bench started stops with it
-            services.stop_background(settings, f"mlflow{settings.db_suffix}")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.unit.test_docker_compose import DOCKERFILE_ENV
+
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,7 +33,7 @@ def test_the_manifest_step_builds_from_the_copied_project_alone_and_needs_no_dat
     env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(tmp_path), "MLSCALE_ROOT": str(image),
            # nothing listens on port 1: a step that needed the database would fail here
            "MLSCALE_PG_DSN": "postgresql://nobody@127.0.0.1:1/postgres",
-           **dict(re.findall(r"^\s*(?:ENV\s+)?([A-Z][A-Z0-9_]+)=(\S+?)\s*\\?$", dockerfile, re.M))}
+           **DOCKERFILE_ENV}
     env = {k: v for k, v in env.items() if not v.startswith("$")}  # build args are not set at this step
     done = subprocess.run([sys.executable, "-m", "mlscale.cli", "dbt-manifest"], env=env, cwd=image,
                           capture_output=True, text=True, timeout=300)

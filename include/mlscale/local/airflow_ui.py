@@ -29,6 +29,7 @@ AIRFLOW_PROCESSES = {
 ADMIN_USER = "admin"
 EXECUTORS = {"local": "LocalExecutor", "celery": "CeleryExecutor"}
 CELERY_WORKERS = 2
+WORKERS = [f"airflow-celery-worker-{i}" for i in range(1, CELERY_WORKERS + 1)]  # their names as services
 DEFAULT_BROKER = "redis://127.0.0.1:6379/0"
 
 
@@ -115,11 +116,11 @@ def unpause_bundle(env: dict[str, str]) -> None:
 def worker_processes(env: dict[str, str]) -> dict[str, tuple[list[str], dict[str, str]]]:
     """Name -> (airflow arguments, environment) of each Celery worker: its own Celery name, hostname and log port."""
     log_port = int(env.get("AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT", "8793"))
-    return {f"airflow-celery-worker-{i}": (
+    return {name: (
         ["celery", "worker", "--celery-hostname", f"worker-{i}@%h", "--concurrency", "2"],
         {**env, "MLSCALE_WORKER_NAME": f"worker-{i}", "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(log_port + i),
          "AIRFLOW__CORE__HOSTNAME_CALLABLE": "mlscale.airflow.workers.hostname"})
-        for i in range(1, CELERY_WORKERS + 1)}
+        for i, name in enumerate(WORKERS, 1)}
 
 
 def up(settings: Settings, executor: str = "local") -> None:
@@ -151,8 +152,7 @@ def up(settings: Settings, executor: str = "local") -> None:
 
 def stop_airflow(settings: Settings) -> None:
     """Stop the Airflow processes, the Celery workers and a Redis that `up` started."""
-    workers = [f"airflow-celery-worker-{i}" for i in range(1, CELERY_WORKERS + 1)]
-    for name in [*AIRFLOW_PROCESSES, *workers, "redis"]:
+    for name in [*AIRFLOW_PROCESSES, *WORKERS, "redis"]:
         if services.stop_background(settings, name):
             print(f"stopped {name}")
 

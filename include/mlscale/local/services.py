@@ -131,6 +131,19 @@ def ensure_mlflow(settings: Settings, timeout: float = 120) -> str:
     return uri
 
 
+@contextlib.contextmanager
+def mlflow_while(settings: Settings):
+    """`ensure_mlflow` for the length of a `with` block: a server this started stops at its end, one that was
+    already answering keeps running (the benches use it, so they leave nothing running)."""
+    started = not http_ok(f"{settings.mlflow_uri}/health")
+    uri = ensure_mlflow(settings)
+    try:
+        yield uri
+    finally:
+        if started:
+            stop_background(settings, f"mlflow{settings.db_suffix}")
+
+
 def migrate_airflow_db(settings: Settings) -> None:
     """`airflow db migrate` against the PostgreSQL metadata DB (creates or upgrades)."""
     env = {**os.environ, **settings.service_env()}
