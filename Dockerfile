@@ -10,7 +10,7 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     DBT_SEND_ANONYMOUS_USAGE_STATS=False
 
 RUN apt-get update \
- && apt-get install -y --no-install-recommends build-essential libpq-dev curl git \
+ && apt-get install -y --no-install-recommends build-essential libpq-dev libmariadb-dev pkg-config curl git \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --create-home --uid 50000 mlscale
 

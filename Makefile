@@ -18,8 +18,15 @@ help:
 	@echo "make down   stop what these targets started"
 	@echo "make lock   re-resolve requirements.txt into requirements.lock"
 
+# mysqlclient (the MySQL provider's driver, for database sources) has no wheel on PyPI: pip builds it against
+# Debian's MariaDB client headers.
+MARIADB_HEADERS := /usr/include/mariadb/mysql.h
+$(MARIADB_HEADERS):
+	@echo "installing Debian's libmariadb-dev and pkg-config to build mysqlclient (apt-get, needs root) ..."
+	apt-get install -y -q libmariadb-dev pkg-config > /dev/null || { apt-get update -q > /dev/null && apt-get install -y -q libmariadb-dev pkg-config > /dev/null; }
+
 # The venv is rebuilt only when the lock or the package metadata change.
-$(INSTALLED): requirements.lock pyproject.toml
+$(INSTALLED): requirements.lock pyproject.toml | $(MARIADB_HEADERS)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "mlscale needs Python 3.11 (set PYTHON=/path/to/python3.11)")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "installing requirements.lock into $(VENV) (about 2 minutes the first time) ..."

@@ -44,8 +44,45 @@ def _generate(args) -> None:
     params = datagen.ShopParams(customers=args.customers, days=args.days, seed=args.seed, start=args.start,
                                 feeds=tuple(args.feeds.split(",")), dirty=dirty)
     days = range(args.from_day, args.to_day if args.to_day is not None else args.days)
+    if args.to_db or args.to_stream:
+        print(json.dumps(_generate_to_sources(args, params, days), indent=2))
+        return
     stats = datagen.generate(params, args.out or settings().landing_dir, days)
     print(json.dumps(stats.__dict__, indent=2))
+
+
+def _generate_to_sources(args, params, days: range) -> dict:
+    """The shop into an operational database (products, customers, orders, lines) and/or its web sessions into an
+    event stream, instead of landing files."""
+    from mlscale.local import datagen
+    from mlscale.sources import source
+    from mlscale.sources.database import write_shop
+    from mlscale.sources.stream import client, frame_events, publish
+
+    s, written = settings(), {}
+    if args.to_db:
+        written[args.to_db] = write_shop(s, source(args.to_db), params, days)
+    if args.to_stream:
+        src = source(args.to_stream)
+        pop, catalogue, r = datagen.population(params), datagen.products(params), client(s, src)
+        feed = load_contract()[src.feed]
+        written[args.to_stream] = {"events": sum(
+            publish(r, src, frame_events(datagen.simulate_day(params, pop, catalogue, d)[src.feed], feed)) for d in days)}
+    return written
+
+
+def _extract(args) -> None:
+    from mlscale.sources import source
+
+    src = source(args.source)
+    if src.kind == "database":
+        from mlscale.sources.database import extract_tables
+
+        print(json.dumps(extract_tables(settings(), src, args.table or None, args.full_refresh), indent=2))
+    else:
+        from mlscale.sources.stream import consume
+
+        print(json.dumps(consume(settings(), src), indent=2))
 
 
 def _ingest(args) -> None:
@@ -288,7 +325,20 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--malformed-rows", type=float, default=0.0, help="share of order rows that are broken")
     g.add_argument("--extra-column", action="store_true", help="order files carry an unknown column")
     g.add_argument("--null-flood-day", type=int, default=None, help="day on which 95%% of orders lack a channel")
+    g.add_argument("--to-db", metavar="SOURCE", help="write products, customers, orders and lines into the operational"
+                   " database of this source (include/contracts/sources.yml, e.g. shop_db) as its application "
+                   "would, instead of landing files")
+    g.add_argument("--to-stream", metavar="SOURCE", help="publish the web sessions as events to the stream of this "
+                   "source (e.g. web_events) instead of landing files")
     g.set_defaults(fn=_generate)
+
+    x = sub.add_parser("extract", help="load a source of include/contracts/sources.yml into raw.* (what "
+                                       "extract_<source> runs): a database incrementally, a stream's new events")
+    x.add_argument("source")
+    x.add_argument("--table", action="append", help="only this table of a database source (repeatable)")
+    x.add_argument("--full-refresh", action="store_true", help="a database source: read every row again, from the "
+                   "start (after rows were deleted outright, or a cursor column was rewritten)")
+    x.set_defaults(fn=_extract)
 
     sub.add_parser("ingest", help="load new landing files into raw.* (what ingest_landing runs)").set_defaults(fn=_ingest)
     sub.add_parser("etl", help="claim the loaded files, raw gate, dbt build, feature gate, publish (what warehouse_etl"

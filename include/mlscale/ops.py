@@ -7,7 +7,8 @@ report, the ML models page and the demo summary share.
 - model_promotions: every promotion decision (promoted, rejected, aborted, rolled back) with its gates;
 - model_artifacts: the sha256 of each registered version's files, recorded at registration (the copy that a
   version's files are verified against; the `artifact_sha256` tag on the version is for people);
-- model_monitoring: every monitoring check and decision.
+- model_monitoring: every monitoring check and decision;
+- extract: `ops.extract_cursors` (how far `mlscale extract` has loaded each table of a database source).
 
 (`ops.dbt_model_builds` is dbt's: the post-hook macro `record_build` writes it, `lineage` reads it.)
 """
@@ -124,6 +125,21 @@ create table if not exists ops.model_monitoring (
     checked_at timestamptz not null default now()
 );
 create index if not exists model_monitoring_model_idx on ops.model_monitoring (model, as_of_date);
+""",
+    "extract": """
+create schema if not exists ops;
+-- How far each source table has been loaded: the cursor value and key of the last row of the last batch that
+-- committed (moved in the same transaction as the batch's rows, so it never runs ahead of them).
+create table if not exists ops.extract_cursors (
+    source text not null,
+    source_table text not null,
+    cursor_value timestamptz not null,
+    cursor_key jsonb not null,
+    rows_loaded bigint not null default 0,
+    batches bigint not null default 0,
+    updated_at timestamptz not null default now(),
+    primary key (source, source_table)
+);
 """,
 }
 

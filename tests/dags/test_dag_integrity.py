@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from mlscale.sources import load_sources
 from mlscale.specs import load_specs
 
 HERE = Path(__file__).parent
@@ -36,8 +37,8 @@ def test_no_database_or_network_access_at_parse_time(parsed):
     assert parsed["attempts"] == []
 
 
-def test_every_spec_has_its_dags(parsed):
-    expected = {"ingest_landing", "warehouse_etl", "business_report"}
+def test_every_spec_and_source_has_its_dags(parsed):
+    expected = {"ingest_landing", "warehouse_etl", "business_report"} | {f"extract_{s}" for s in load_sources()}
     for name in load_specs():
         expected |= {f"monitor_{name}", f"train_{name}", f"promote_{name}", f"rollback_{name}", f"score_{name}"}
     assert set(parsed["dags"]) == expected

@@ -15,7 +15,7 @@ def test_the_shipped_contract_makes_orders_the_only_mandatory_feed():
     assert [name for name, feed in contract.items() if feed.mandatory] == ["orders"]
     orders = contract["orders"]
     assert orders.key == ("order_id",) and orders.format == FileFormat("utf-8", ",")
-    assert orders.column_names == ["order_id", "customer_id", "ordered_at", "amount", "channel"]
+    assert orders.column_names == ["order_id", "customer_id", "ordered_at", "amount", "channel", "deleted_at"]
     assert orders.required_columns == ["order_id", "customer_id", "ordered_at", "amount"]
     assert {c.type for feed in contract.values() for c in feed.columns} <= set(PARSERS)
 

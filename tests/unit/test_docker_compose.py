@@ -217,6 +217,7 @@ UNSET_IN_CONTAINERS = {
     "MLSCALE_ROOT": "the install's own folder, /opt/mlscale",
     "MLSCALE_STATE_DIR": "<root>/.mlscale (MLflow's artifacts are a volume there)",
     "MLSCALE_SPECS_DIR": "include/models in the image",
+    "MLSCALE_SOURCES_FILE": "include/contracts/sources.yml in the image",
     "MLSCALE_DB_SUFFIX": "tests and benches only",
     "MLSCALE_DBT_CI_SCHEMA": "`mlscale dbt-ci` only",
     "MLSCALE_UP_TIMEOUT": "`make up` only", "MLSCALE_AIRFLOW_PORT": "`make up` only",

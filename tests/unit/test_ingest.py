@@ -37,7 +37,7 @@ def test_good_rows_are_typed(tmp_path):
     path = _write(tmp_path, "order_id,customer_id,ordered_at,amount\n1,7,2026-01-01T10:00:00+00:00,12.50\n")
     parsed = parse_file(path, ORDERS)
     assert parsed.error is None and parsed.quarantined == []
-    assert parsed.rows == [(1, 7, datetime(2026, 1, 1, 10, tzinfo=timezone.utc), Decimal("12.50"), None, 2)]
+    assert parsed.rows == [(1, 7, datetime(2026, 1, 1, 10, tzinfo=timezone.utc), Decimal("12.50"), None, None, 2)]
 
 
 def test_bad_rows_are_quarantined_and_good_rows_kept(tmp_path):

@@ -74,12 +74,16 @@ sessions as (
 ),
 {% endif %}
 
+-- A deleted order or line (is_deleted) counts for nothing but still yields its (customer, day) row, with
+-- zeros when nothing else happened that day: an incremental run replaces the row it counted in.
 events as (
-    select customer_id, order_date as activity_date, 1 as n_orders, amount, 0 as n_items, 0 as n_tickets,
+    select customer_id, order_date as activity_date, (not is_deleted)::integer as n_orders,
+           case when is_deleted then 0 else amount end as amount, 0 as n_items, 0 as n_tickets,
            0 as n_sessions, 0 as pages, _loaded_at
     from orders
     union all
-    select o.customer_id, o.order_date, 0, 0, i.quantity, 0, 0, 0, greatest(i._loaded_at, o._loaded_at)
+    select o.customer_id, o.order_date, 0, 0, case when i.is_deleted or o.is_deleted then 0 else i.quantity end,
+           0, 0, 0, greatest(i._loaded_at, o._loaded_at)
     from items as i
     inner join orders as o on o.order_id = i.order_id
     union all

@@ -61,7 +61,7 @@ def read_file(path: Path) -> tuple[bytes, str]:
     return data, hashlib.sha256(data).hexdigest()
 
 
-def _text(data: bytes, path: Path, feed: Feed) -> Callable[[], io.TextIOWrapper]:
+def _text(data: bytes, path: Path | str, feed: Feed) -> Callable[[], io.TextIOWrapper]:
     """A function that opens the file's bytes as text in the feed's encoding, decoded as read (memory stays at
     the bytes, not four times them as a StringIO of the whole text would take). Checks the encoding first:
     raises FileRejected, before any row is read, with the byte, its offset and line. A UTF-8 byte-order mark
@@ -93,7 +93,7 @@ def _csv_problem(exc: csv.Error) -> str:
 DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
 
 
-def _header_problem(path: Path, feed: Feed, header: list[str], names: list[str]) -> str | None:
+def _header_problem(path: Path | str, feed: Feed, header: list[str], names: list[str]) -> str | None:
     """Why a header does not fit the feed (required columns missing, a name twice), or None."""
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
@@ -134,7 +134,7 @@ def _row_problem(row: list[str], width: int, feed: Feed, plan: list) -> str:
     raise AssertionError(f"no column of {row!r} fails, yet records() refused it")  # the two paths disagree
 
 
-def records(data: bytes, path: Path, feed: Feed, found: ParsedFile) -> Iterator[list]:
+def records(data: bytes, path: Path | str, feed: Feed, found: ParsedFile) -> Iterator[list]:
     """Yield the rows of a CSV file's bytes that keep `feed`'s contract, as (values in contract order..., line_no).
 
     A generator, so a file streams into COPY while it is parsed (nothing holds all its rows). Rows that break
@@ -270,6 +270,19 @@ def load_file(conn: psycopg.Connection, feed: Feed, path: Path, stat: os.stat_re
         log.warning("%s changed while it was being read (%d bytes, then %d): left for the next run", path,
                     stat.st_size, len(data))
         return FileResult(feed.name, str(path), sha, "skipped", error="changed while being read")
+    with conn.transaction():
+        result = load_delivery(conn, feed, data, sha, str(path), delivery_date(path))
+        _record_path(conn, path, stat, sha)
+    return result
+
+
+def load_delivery(conn: psycopg.Connection, feed: Feed, data: bytes, sha: str, source: str,
+                  delivered: date | None) -> FileResult:
+    """Load one delivery (a CSV text in the feed's format: a landing file, or a batch a source extractor wrote)
+    in one transaction, or a savepoint of the caller's; a delivery already in the ledger (by sha256) is skipped.
+
+    Every row is loaded or quarantined; a delivery that cannot be read is recorded as rejected with none of its
+    rows. `source` is what the ledger and quarantine name (a path, or a source table and its cursor range)."""
     columns = [*feed.column_names, "_line_no", "_file_sha256", "_delivery_date"]
     copy_sql = sql.SQL("copy raw.{} ({}) from stdin (format binary)").format(
         sql.Identifier(feed.name), sql.SQL(", ").join(map(sql.Identifier, columns)))
@@ -278,8 +291,7 @@ def load_file(conn: psycopg.Connection, feed: Feed, path: Path, stat: os.stat_re
         conn.execute("select pg_advisory_xact_lock(hashtext(%s))", (sha,))
         seen = conn.execute("select status, error from ops.ingest_files where sha256 = %s", (sha,)).fetchone()
         if seen:
-            _record_path(conn, path, stat, sha)
-            return FileResult(feed.name, str(path), sha, "skipped", error=seen[1])
+            return FileResult(feed.name, source, sha, "skipped", error=seen[1])
         try:
             # A savepoint: a file rejected half-way through (a quote never closed) leaves none of its rows.
             with conn.transaction(), conn.cursor() as cur:
@@ -288,30 +300,28 @@ def load_file(conn: psycopg.Connection, feed: Feed, path: Path, stat: os.stat_re
                 # writes them in C, twice as fast as its text format (bench/ingest_copy.py).
                 with cur.copy(copy_sql) as copy:
                     copy.set_types([c.type for c in feed.columns] + ["integer", "text", "date"])
-                    extra = (sha, delivery_date(path))
-                    for row in records(data, path, feed, found):
+                    extra = (sha, delivered)
+                    for row in records(data, source, feed, found):
                         row.extend(extra)
                         copy.write_row(row)
                 loaded = cur.rowcount
                 if found.quarantined:
                     cur.executemany(
                         "insert into ops.quarantine (file_sha256, path, line_no, raw_text, reason)"
-                        " values (%s, %s, %s, %s, %s)", [(sha, str(path), *q) for q in found.quarantined])
+                        " values (%s, %s, %s, %s, %s)", [(sha, source, *q) for q in found.quarantined])
                 cur.execute(
                     "insert into ops.ingest_files (sha256, feed, path, status, rows_loaded, rows_quarantined,"
                     " extra_columns) values (%s, %s, %s, 'loaded', %s, %s, %s)",
-                    (sha, feed.name, str(path), loaded, len(found.quarantined), found.extra_columns))
+                    (sha, feed.name, source, loaded, len(found.quarantined), found.extra_columns))
         except FileRejected as exc:
             conn.execute("insert into ops.ingest_files (sha256, feed, path, status, error)"
-                         " values (%s, %s, %s, 'rejected', %s)", (sha, feed.name, str(path), str(exc)))
-            _record_path(conn, path, stat, sha)
-            return FileResult(feed.name, str(path), sha, "rejected", error=str(exc))
-        _record_path(conn, path, stat, sha)
-    result = FileResult(feed.name, str(path), sha, "loaded", loaded, len(found.quarantined), found.extra_columns)
+                         " values (%s, %s, %s, 'rejected', %s)", (sha, feed.name, source, str(exc)))
+            return FileResult(feed.name, source, sha, "rejected", error=str(exc))
+    result = FileResult(feed.name, source, sha, "loaded", loaded, len(found.quarantined), found.extra_columns)
     if found.quarantined:
-        log.warning("%s: %d row(s) quarantined, %d loaded", path, len(found.quarantined), loaded)
+        log.warning("%s: %d row(s) quarantined, %d loaded", source, len(found.quarantined), loaded)
     if found.extra_columns:
-        log.warning("%s: extra column(s) ignored: %s", path, ", ".join(found.extra_columns))
+        log.warning("%s: extra column(s) ignored: %s", source, ", ".join(found.extra_columns))
     return result
 
 

@@ -8,7 +8,8 @@
     )
 }}
 {#-
-  One row per order. Incremental: merges the orders loaded (or whose lines were loaded) since the last
+  One row per order; an order deleted at its source stays as a tombstone (is_deleted, which every reader
+  filters on), so the merge replaces its row. Incremental: merges the orders loaded (or whose lines were loaded) since the last
   run, reading the staging views only for those keys (pushed below their dedupe window, see
   int_customer_days).
 -#}
@@ -38,7 +39,11 @@ items as (
 {% endif %}
 
 lines as (
-    select order_id, count(*)::integer as n_lines, sum(quantity)::integer as n_items, max(_loaded_at) as _loaded_at
+    select
+        order_id,
+        (count(*) filter (where not is_deleted))::integer as n_lines,
+        (coalesce(sum(quantity) filter (where not is_deleted), 0))::integer as n_items,
+        max(_loaded_at) as _loaded_at
     from items
     group by order_id
 )
@@ -50,6 +55,7 @@ select
     o.order_date,
     o.amount,
     o.channel,
+    o.is_deleted,
     coalesce(l.n_lines, 0) as n_lines,
     coalesce(l.n_items, 0) as n_items,
     greatest(o._loaded_at, l._loaded_at) as _loaded_at

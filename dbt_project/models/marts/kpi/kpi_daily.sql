@@ -4,7 +4,7 @@
     without a join of days against orders. -#}
 {% set window = var('active_customer_days') %}
 with orders as (
-    select customer_id, order_date, amount from {{ ref('fct_orders') }}
+    select customer_id, order_date, amount from {{ ref('fct_orders') }} where not is_deleted
 ),
 
 days as (

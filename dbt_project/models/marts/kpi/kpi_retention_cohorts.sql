@@ -1,8 +1,12 @@
 {#- Monthly retention cohorts: customers grouped by the month of their first order; for each later month, how many
     of them ordered in it. Month 0 is the cohort month itself (retention 1.0). -#}
-with firsts as (
+with orders as (
+    select customer_id, order_date from {{ ref('fct_orders') }} where not is_deleted
+),
+
+firsts as (
     select customer_id, date_trunc('month', min(order_date))::date as cohort_month
-    from {{ ref('fct_orders') }}
+    from orders
     group by customer_id
 ),
 
@@ -12,7 +16,7 @@ cohort_sizes as (
 
 activity as (
     select distinct o.customer_id, f.cohort_month, date_trunc('month', o.order_date)::date as order_month
-    from {{ ref('fct_orders') }} o
+    from orders o
     join firsts f using (customer_id)
 )
 

@@ -9,5 +9,6 @@ select
     quantity,
     unit_price::numeric(12, 2) as unit_price,
     (quantity * unit_price)::numeric(12, 2) as line_amount,
+    deleted_at is not null as is_deleted,
     _loaded_at
 from source

@@ -9,5 +9,6 @@ select
     (ordered_at at time zone 'UTC')::date as order_date,
     amount::numeric(12, 2) as amount,
     lower(nullif(trim(channel), '')) as channel,
+    deleted_at is not null as is_deleted,
     _loaded_at
 from source
