@@ -59,17 +59,20 @@ def _utc(value) -> datetime:
     return ts.replace(tzinfo=timezone.utc) if ts.tzinfo is None else ts.astimezone(timezone.utc)
 
 
-def _text(value, type_: str) -> str:
-    """A source value as the landing contract writes it in a CSV field."""
-    if value is None:
-        return ""
-    if type_ == "timestamptz":
-        return _utc(value).isoformat()
-    if isinstance(value, (date, Decimal, int)):
-        return str(value)
-    if isinstance(value, float):
-        return repr(value)
+def _timestamp_text(value) -> str:
+    if isinstance(value, datetime) and value.tzinfo is None:  # MySQL's DATETIME, in UTC by the source's contract
+        return value.isoformat() + "+00:00"
+    return _utc(value).isoformat()
+
+
+def _plain_text(value) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _writers(feed: Feed, columns: list[str]) -> list:
+    """For each column, how its source value is written in a CSV field as the landing contract reads it."""
+    types = {c.name: c.type for c in feed.columns}
+    return [_timestamp_text if types[c] == "timestamptz" else _plain_text for c in columns]
 
 
 def hook_for(settings: Settings, src: Source):
@@ -100,12 +103,11 @@ def _page_query(table: str, columns: list[str], spec: TableSpec, key: tuple[str,
 
 
 def _batch_csv(feed: Feed, columns: list[str], rows: list[tuple]) -> bytes:
-    types = {c.name: c.type for c in feed.columns}
+    writers = _writers(feed, columns)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(columns)
-    for row in rows:
-        writer.writerow([_text(v, types[c]) for c, v in zip(columns, row)])
+    writer.writerows([["" if v is None else write(v) for write, v in zip(writers, row)] for row in rows])
     return out.getvalue().encode()
 
 
