@@ -111,20 +111,27 @@ active as (
 
 -- The whole order history up to the last order before the as-of date (not only the active window): the
 -- buy-till-you-die summary (Fader, Hardie & Lee 2005) of repeat order days, their span (from the customer's
--- first_order_date) and the gaps. A lateral on the model itself (not the `days` CTE) reads each customer's days
--- through its unique index.
+-- first_order_date) and the gaps. Running totals over each customer's order days, read at the last order day
+-- before the as-of date: one sort of the order days and an equi-join, where a scan of the customer's days per
+-- as-of date took most of a full build (bench/chain_scale.py, BENCHMARKS.md).
+order_days as (
+    select
+        customer_id,
+        activity_date,
+        count(*) over w as order_days,
+        sum(n_orders) over w as orders,
+        sum(amount) over w as amount,
+        lag(activity_date) over w as previous_order_date
+    from days
+    where n_orders > 0
+        and customer_id in (select customer_id from active)
+    window w as (partition by customer_id order by activity_date rows between unbounded preceding and current row)
+),
+
 lifetime as (
-    select a.as_of_date, a.customer_id, l.*
+    select a.as_of_date, a.customer_id, o.order_days, o.orders, o.amount, o.previous_order_date
     from active as a
-    cross join lateral (
-        select
-            count(*) as order_days,
-            sum(o.n_orders) as orders,
-            sum(o.amount) as amount,
-            max(o.activity_date) filter (where o.activity_date < a.last_order_date) as previous_order_date
-        from {{ ref('int_customer_days') }} as o
-        where o.customer_id = a.customer_id and o.activity_date <= a.last_order_date and o.n_orders > 0
-    ) as l
+    inner join order_days as o on o.customer_id = a.customer_id and o.activity_date = a.last_order_date
 ),
 
 future as (
