@@ -78,35 +78,78 @@ as_of_dates as (
     {% endif %}
 ),
 
-history as (
-    select
-        d.as_of_date,
-        a.customer_id,
-        max(a.activity_date) filter (where a.n_orders > 0) as last_order_date,
-        sum(a.n_orders) filter (where a.activity_date >= d.as_of_date - 7) as orders_7d,
-        sum(a.n_orders) filter (where a.activity_date >= d.as_of_date - 30) as orders_30d,
-        sum(a.n_orders) filter (where a.activity_date >= d.as_of_date - 60 and a.activity_date < d.as_of_date - 30) as orders_prev_30d,
-        sum(a.n_orders) filter (where a.activity_date >= d.as_of_date - 90) as orders_90d,
-        sum(a.n_orders) as orders_{{ window }}d,
-        sum(a.amount) filter (where a.activity_date >= d.as_of_date - 30) as amount_30d,
-        sum(a.amount) filter (where a.activity_date >= d.as_of_date - 90) as amount_90d,
-        sum(a.amount) as amount_{{ window }}d,
-        sum(a.n_items) filter (where a.activity_date >= d.as_of_date - 90) as items_90d,
-        sum(a.n_tickets) filter (where a.activity_date >= d.as_of_date - 90) as tickets_90d,
-        sum(a.n_sessions) filter (where a.activity_date >= d.as_of_date - 7) as sessions_7d,
-        sum(a.n_sessions) filter (where a.activity_date >= d.as_of_date - 30) as sessions_30d,
-        sum(a.n_sessions) filter (where a.activity_date >= d.as_of_date - 60 and a.activity_date < d.as_of_date - 30) as sessions_prev_30d,
-        sum(a.pages) filter (where a.activity_date >= d.as_of_date - 30) as pages_30d,
-        max(a.activity_date) filter (where a.n_sessions > 0) as last_session_date
-    from as_of_dates as d
-    inner join days as a
-        on a.activity_date < d.as_of_date
-        and a.activity_date >= d.as_of_date - {{ window }}
-    group by d.as_of_date, a.customer_id
+-- The days the windows below read: from the active window before the first as-of date on (all, in a full build).
+window_days as (
+    select customer_id, activity_date, n_orders, amount, n_items, n_tickets, n_sessions, pages
+    from days
+    where activity_date >= (select min(as_of_date) from as_of_dates) - {{ window }}
 ),
 
+-- Every (customer, as-of date) that can be active: as-of dates after the customer's first day of activity and at
+-- most the active window after their last.
+spans as (
+    select customer_id, min(activity_date) as first_day, max(activity_date) as last_day
+    from window_days
+    group by customer_id
+),
+
+-- Each customer's days and as-of dates on one timeline (an as-of date's measures are NULL, so it adds nothing to
+-- any sum), read by window frames over dates: the trailing windows end the day before the as-of date, the label
+-- window starts on it. One sort of the timeline replaces a join of every day to every as-of date it feeds.
+timeline as (
+    select s.customer_id, d.as_of_date as activity_date, true as is_as_of_date,
+           null::integer as n_orders, null::numeric as amount, null::integer as n_items, null::integer as n_tickets,
+           null::integer as n_sessions, null::integer as pages
+    from spans as s
+    inner join as_of_dates as d on d.as_of_date > s.first_day and d.as_of_date <= s.last_day + {{ window }}
+    union all
+    select customer_id, activity_date, false, n_orders, amount, n_items, n_tickets, n_sessions, pages
+    from window_days
+),
+
+windowed as (
+    select
+        customer_id,
+        activity_date as as_of_date,
+        is_as_of_date,
+        max(case when n_orders > 0 then activity_date end) over before as last_order_any,
+        max(case when n_sessions > 0 then activity_date end) over before as last_session_any,
+        sum(n_orders) over last_7d as orders_7d,
+        sum(n_orders) over last_30d as orders_30d,
+        sum(n_orders) over prev_30d as orders_prev_30d,
+        sum(n_orders) over last_90d as orders_90d,
+        sum(n_orders) over active_window as orders_{{ window }}d,
+        sum(amount) over last_30d as amount_30d,
+        sum(amount) over last_90d as amount_90d,
+        sum(amount) over active_window as amount_{{ window }}d,
+        sum(n_items) over last_90d as items_90d,
+        sum(n_tickets) over last_90d as tickets_90d,
+        sum(n_sessions) over last_7d as sessions_7d,
+        sum(n_sessions) over last_30d as sessions_30d,
+        sum(n_sessions) over prev_30d as sessions_prev_30d,
+        sum(pages) over last_30d as pages_30d,
+        sum(n_orders) over label_window as orders_next,
+        sum(amount) over label_window as amount_next
+    from timeline
+    window
+        by_day as (partition by customer_id order by activity_date),
+        before as (by_day range between unbounded preceding and interval '1 day' preceding),
+        last_7d as (by_day range between interval '7 days' preceding and interval '1 day' preceding),
+        last_30d as (by_day range between interval '30 days' preceding and interval '1 day' preceding),
+        prev_30d as (by_day range between interval '60 days' preceding and interval '31 days' preceding),
+        last_90d as (by_day range between interval '90 days' preceding and interval '1 day' preceding),
+        active_window as (by_day range between interval '{{ window }} days' preceding and interval '1 day' preceding),
+        label_window as (by_day range between current row and interval '{{ horizon - 1 }} days' following)
+),
+
+-- Active: an order in the active window before the as-of date.
 active as (
-    select * from history where last_order_date is not null
+    select
+        *,
+        last_order_any as last_order_date,
+        case when last_session_any >= as_of_date - {{ window }} then last_session_any end as last_session_date
+    from windowed
+    where is_as_of_date and last_order_any >= as_of_date - {{ window }}
 ),
 
 -- The whole order history up to the last order before the as-of date (not only the active window): the
@@ -132,19 +175,6 @@ lifetime as (
     select a.as_of_date, a.customer_id, o.order_days, o.orders, o.amount, o.previous_order_date
     from active as a
     inner join order_days as o on o.customer_id = a.customer_id and o.activity_date = a.last_order_date
-),
-
-future as (
-    select
-        d.as_of_date,
-        a.customer_id,
-        sum(a.n_orders) as orders_next,
-        sum(a.amount) as amount_next
-    from as_of_dates as d
-    inner join days as a
-        on a.activity_date >= d.as_of_date
-        and a.activity_date < d.as_of_date + {{ horizon }}
-    group by d.as_of_date, a.customer_id
 )
 
 select
@@ -183,10 +213,10 @@ select
     c.is_imputed_channel,
     a.as_of_date + {{ horizon }} <= observed.last_day as label_matured,
     (case when a.as_of_date + {{ horizon }} <= observed.last_day
-        then case when coalesce(f.orders_next, 0) = 0 then 1 else 0 end
+        then case when coalesce(a.orders_next, 0) = 0 then 1 else 0 end
     end)::integer as churned_90d,
     (case when a.as_of_date + {{ horizon }} <= observed.last_day
-        then coalesce(f.amount_next, 0)
+        then coalesce(a.amount_next, 0)
     end)::numeric(14, 2) as revenue_next_90d,
     observed.last_day as observed_last_day
 from active as a
@@ -196,4 +226,3 @@ inner join customers as c
     and c.valid_from < a.as_of_date
     and (c.valid_to is null or c.valid_to >= a.as_of_date)
 inner join lifetime as l on l.customer_id = a.customer_id and l.as_of_date = a.as_of_date
-left join future as f on f.customer_id = a.customer_id and f.as_of_date = a.as_of_date
