@@ -5,7 +5,8 @@ and its own MLflow server (port 5078), each stage runs as the CLI runs it, in a 
 landing files), `ingest`, `etl` (raw gate, dbt build, feature gate, publish), `train churn_90d` (the shipped
 spec), `promote churn_90d`, `score churn_90d`. For each stage it prints the wall time and the peak resident memory
 of the stage's processes (the child and the children it waited for, dbt included; PostgreSQL's server processes
-are not counted), then writes the table to docs/chain_scale.csv and a plot to docs/chain_scale.png.
+are not counted), then writes the table to docs/chain_scale.csv (sizes not rerun keep their rows) and a plot to
+docs/chain_scale.png.
 A stage that fails ends that size (its log is printed) and the next size runs. Everything it starts it stops,
 and it drops its databases at the end unless --keep.
 Usage:
@@ -136,6 +137,11 @@ def main() -> None:
             services.stop_background(settings, f"mlflow{settings.db_suffix}")
             if not args.keep:
                 postgres.drop_databases(settings, [settings.warehouse_db, settings.mlflow_db])
+    if args.csv.exists():  # the sizes not rerun keep the rows of their last run
+        with args.csv.open(newline="") as fh:
+            kept = [{**r, "customers": int(r["customers"]), "seconds": float(r["seconds"]), "peak_mib": int(r["peak_mib"]),
+                     "ok": r["ok"] == "True"} for r in csv.DictReader(fh) if int(r["customers"]) not in args.customers]
+        rows = sorted(kept + rows, key=lambda r: (r["customers"], STAGES.index(r["stage"])))
     args.csv.parent.mkdir(parents=True, exist_ok=True)
     with args.csv.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
