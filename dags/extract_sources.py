@@ -61,8 +61,8 @@ def database_dag(src: Source):
                 from airflow.sdk.exceptions import AirflowSkipException
 
                 from mlscale.config import settings
-                from mlscale.sources import source
-                from mlscale.sources.database import ExtractFailed, extract_tables
+                from mlscale.sources import ExtractFailed, source
+                from mlscale.sources.database import extract_tables
 
                 with failing_on(ExtractFailed):
                     result = extract_tables(settings(), source(src.name), [table])[table]

@@ -24,6 +24,10 @@ def sources_path() -> Path:
     return Path(os.environ.get("MLSCALE_SOURCES_FILE", SOURCES_PATH))
 
 
+class ExtractFailed(RuntimeError):
+    """A source cannot be extracted as configured (a required column missing, a batch rejected)."""
+
+
 class SourceUnavailable(RuntimeError):
     """A source did not answer: nothing of this run was loaded past its last committed batch; rerun later."""
 
@@ -101,6 +105,20 @@ def source(name: str) -> Source:
     if name not in sources:
         raise ValueError(f"no source {name!r} in {sources_path()} (sources: {', '.join(sources) or 'none'})")
     return sources[name]
+
+
+def load_batch(conn, feed, body: bytes, label: str, delivered):
+    """One batch a source wrote (CSV `body` in the feed's format, named by `label`: source, table or stream, range)
+    through `ingest.load_delivery` in the caller's transaction; its ledger key hashes the label with the rows, so
+    the same rows at another range (a row changed back) are a new delivery. Raises ExtractFailed when rejected."""
+    import hashlib
+
+    from mlscale.data.ingest import load_delivery
+
+    res = load_delivery(conn, feed, body, hashlib.sha256(label.encode() + b"\n" + body).hexdigest(), label, delivered)
+    if res.status == "rejected":
+        raise ExtractFailed(f"{label}: the batch was rejected: {res.error}")
+    return res
 
 
 def embedded_default(settings: Settings, conn_id: str) -> dict:

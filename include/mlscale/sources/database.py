@@ -13,7 +13,6 @@ way an application writes it (inserts, later updates, soft deletes, each stampin
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import logging
@@ -29,17 +28,13 @@ from psycopg.types.json import Jsonb
 from mlscale import ops, postgres
 from mlscale.config import Settings
 from mlscale.data.contract import Feed, load_contract
-from mlscale.data.ingest import ensure_tables, load_delivery
-from mlscale.sources import Source, SourceUnavailable, TableSpec, connection
+from mlscale.data.ingest import ensure_tables
+from mlscale.sources import ExtractFailed, Source, SourceUnavailable, TableSpec, connection, load_batch
 
 log = logging.getLogger(__name__)
 
 # How the source is asked for a cursor value: a text both MySQL's DATETIME(6) and SQLite's text compare right.
 CURSOR_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
-
-
-class ExtractFailed(RuntimeError):
-    """A source table cannot be extracted as configured (a required column missing, a batch rejected)."""
 
 
 @dataclass
@@ -123,9 +118,7 @@ def _load_page(conn, src: Source, spec: TableSpec, feed: Feed, columns: list[str
         body = _batch_csv(feed, columns, [r[:len(columns)] for r in day_rows])
         label = (f"{src.name}:{spec.table} {spec.cursor} {_utc(day_rows[0][len(columns)]).isoformat()}.."
                  f"{_utc(day_rows[-1][len(columns)]).isoformat()}")
-        res = load_delivery(conn, feed, body, hashlib.sha256(label.encode() + b"\n" + body).hexdigest(), label, day)
-        if res.status == "rejected":
-            raise ExtractFailed(f"{label}: the batch was rejected: {res.error}")
+        res = load_batch(conn, feed, body, label, day)
         loaded += res.rows_loaded
         quarantined += res.rows_quarantined
     return loaded, quarantined

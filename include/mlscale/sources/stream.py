@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import hashlib
 import io
 import logging
 import os
@@ -25,8 +24,8 @@ import redis
 from mlscale import postgres
 from mlscale.config import Settings
 from mlscale.data.contract import Column, Feed, load_contract
-from mlscale.data.ingest import ensure_tables, load_delivery
-from mlscale.sources import Source, SourceUnavailable, connection
+from mlscale.data.ingest import ensure_tables
+from mlscale.sources import Source, SourceUnavailable, connection, load_batch
 
 log = logging.getLogger(__name__)
 
@@ -169,13 +168,10 @@ def load_events(conn, src: Source, feed: Feed, events: list[tuple[str, dict]]) -
             return 0, duplicates, dead
         body, lines = _batch_csv(feed, fresh)
         label = f"{src.name}:{src.stream} {fresh[0][0]}..{fresh[-1][0]}"
-        sha = hashlib.sha256(label.encode() + b"\n" + body).hexdigest()
         delivered = datetime.fromtimestamp(int(fresh[-1][0].split("-")[0]) / 1000, timezone.utc).date()
-        res = load_delivery(conn, feed, body, sha, label, delivered)
-        if res.status == "rejected":  # cannot happen for a CSV written here; fail before anything is acknowledged
-            raise RuntimeError(f"{label}: batch rejected: {res.error}")
+        res = load_batch(conn, feed, body, label, delivered)  # raises before anything is acknowledged
         by_id = dict(fresh)
         for line_no, reason in conn.execute("select line_no, reason from ops.quarantine where file_sha256 = %s",
-                                            (sha,)):
+                                            (res.sha256,)):
             dead.append((lines[line_no], by_id[lines[line_no]], reason))
     return res.rows_loaded, duplicates, dead
