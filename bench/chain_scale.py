@@ -40,11 +40,13 @@ MODEL = "churn_90d"
 STAGES = ["generate", "ingest", "etl", "train", "promote", "score"]
 
 
-def run_stage(args: list[str], env: dict[str, str], log: Path) -> tuple[float, float, int]:
-    """(seconds, peak MiB of the process tree it waited for, exit status) of one CLI command."""
+def run_stage(args: list[str], env: dict[str, str], log: Path, stdout=None) -> tuple[float, float, int]:
+    """(seconds, peak MiB of the process tree it waited for, exit status) of one CLI command; its output goes to
+    `log` (its stdout to `stdout` when given)."""
     with log.open("ab") as out:
         t0 = time.monotonic()
-        proc = subprocess.Popen([str(services.BIN / "mlscale"), *args], stdout=out, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen([str(services.BIN / "mlscale"), *args], stdout=stdout or out,
+                                stderr=out if stdout else subprocess.STDOUT, env=env)
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
     return time.monotonic() - t0, usage.ru_maxrss / 1024, proc.returncode

@@ -81,6 +81,11 @@ class Split(_Strict):
     # part ends validation_gap_days before the validation dates; when no training as-of date is that early,
     # the search fits on the dates just before them and warns (training.search_split).
     validation_gap_days: int = Field(default=0, ge=0)
+    # Train on at most about this many rows: beyond it, a fixed sample of customers (a hash of customer_id, so the
+    # same customers on every run) with all their training as-of dates. The test rows are never sampled. Search,
+    # refit and memory follow the training rows; past a million or so a gradient-boosting model gains little
+    # (README, *Training on a sample*). Unset: every row.
+    max_train_rows: int | None = Field(default=None, ge=1)
 
 
 class BinnedMeanBaseline(_Strict):

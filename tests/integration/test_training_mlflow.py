@@ -6,12 +6,13 @@ import subprocess
 import sys
 
 import mlflow
+import pandas as pd
 import pytest
 import yaml
 
 from mlscale import postgres, registry
 from mlscale.airflow import dagrun
-from mlscale.modeling import lineage, training
+from mlscale.modeling import features, judging, lineage, training
 from mlscale.config import Settings
 from mlscale.local.datagen import ShopParams
 from mlscale.specs import LOWER_IS_BETTER, SPECS_DIR, load_spec, load_specs
@@ -117,6 +118,10 @@ def test_train_logs_everything_and_registers_a_version(built, name):
     assert (train_tags["as_of_min"], train_tags["as_of_max"]) == (params["train_as_of_min"], params["train_as_of_max"])
     assert train_input.dataset.digest == train_tags["content_sha256"][:32]
     assert json.loads(train_input.dataset.source)["uri"].endswith(f"/{built.warehouse_db}/ml/customer_features")
+    columns = {c["name"]: c for c in json.loads(train_input.dataset.schema)["mlflow_colspec"]}
+    assert list(columns) == ["customer_id", "as_of_date", *spec.feature_names, spec.label]
+    assert columns["customer_id"]["type"] == "long" and columns["customer_id"]["required"]
+    assert columns["region"]["type"] == "string" and columns[spec.label]["required"]
     tags = run.data.tags
     assert tags["mlscale.dbt_invocation_id"] == scalar(
         built, "select invocation_id from ops.dbt_model_builds order by built_at desc limit 1")
@@ -148,6 +153,33 @@ def test_same_data_and_seed_give_the_same_model(built):
     assert (first["candidate"], first["params"]) == (second["candidate"], second["params"])
     assert first["metrics"] == second["metrics"]
     assert first["business"] == second["business"]
+
+
+def test_training_reads_only_the_rows_its_time_split_keeps(built):
+    spec = SPECS["churn_90d"]
+    gap = spec.split.gap_days
+    every = features.labelled(built, spec)
+    whole, window = judging.time_split(every, gap), features.split_window(built, spec)
+    assert (pd.Timestamp(window.test_as_of), window.train_share, window.train_rows_available) == (
+        whole.test_as_of, 1.0, None)  # no cap: nothing counted, nothing sampled
+    read = features.labelled(built, spec, window)
+    assert len(whole.train) + len(whole.test) == len(read) < len(every)  # the gap's as-of dates are not read
+    again = judging.time_split(read, gap)
+    assert again.test_as_of == whole.test_as_of
+    for part, expected in ((again.train, whole.train), (again.test, whole.test)):
+        pd.testing.assert_frame_equal(part.reset_index(drop=True), expected.reset_index(drop=True))
+
+    # split.max_train_rows: a third of the training rows -> every training row of about a third of the customers
+    capped = spec.model_copy(update={"split": spec.split.model_copy(update={"max_train_rows": len(whole.train) // 3})})
+    window = features.split_window(built, capped)
+    assert window.train_rows_available == len(whole.train) and window.train_share == pytest.approx(1 / 3, rel=0.01)
+    sample = judging.time_split(features.labelled(built, capped, window), gap)
+    pd.testing.assert_frame_equal(sample.test.reset_index(drop=True), whole.test.reset_index(drop=True))
+    customers = set(sample.train["customer_id"])
+    assert customers < set(whole.train["customer_id"])
+    kept = whole.train[whole.train["customer_id"].isin(customers)]
+    pd.testing.assert_frame_equal(sample.train.reset_index(drop=True), kept.reset_index(drop=True))
+    assert 0.2 < len(sample.train) / len(whole.train) < 0.47
 
 
 def test_the_search_time_budget_tries_each_candidate_once_and_logs_the_rest(built):

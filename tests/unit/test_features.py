@@ -18,6 +18,15 @@ def test_the_labelled_query_casts_every_feature_and_keeps_only_matured_labels():
     assert '"region"::text as "region"' in query and '"churned_90d"::float8 as "churned_90d"' in query
     assert query.endswith(' from "ml"."customer_features" where "churned_90d" is not null'
                           " order by as_of_date, customer_id")
+    # a window: the test date and the training dates through train_through, as literals (logged as lineage)
+    window = features.Window(date(2026, 7, 23), date(2026, 4, 24))
+    assert features.labelled_query(SPEC, window).as_string().endswith(
+        """ where "churned_90d" is not null and (as_of_date = '2026-07-23'::date or (as_of_date <= '2026-04-24'::date))"""
+        " order by as_of_date, customer_id")
+    # a sample of a quarter of the customers: of the training side only, 16,384 of 65,536 hash buckets
+    sampled = features.labelled_query(SPEC, features.Window(date(2026, 7, 23), date(2026, 4, 24), 0.25)).as_string()
+    assert sampled.endswith("""(as_of_date = '2026-07-23'::date or (as_of_date <= '2026-04-24'::date and """
+                            "(hashint8(customer_id::int8) & 65535) < 16384)) order by as_of_date, customer_id")
     at = features._at_query(SPEC, date(2026, 7, 23)).as_string()
     assert "churned_90d" not in at and at.endswith("where as_of_date = '2026-07-23'::date order by customer_id")
 

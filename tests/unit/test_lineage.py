@@ -1,4 +1,5 @@
 import pandas as pd
+import pytest
 
 from mlscale.modeling import lineage
 from mlscale.config import Settings
@@ -35,3 +36,24 @@ def test_git_commit_of_the_bundle_and_override(monkeypatch):
     assert len(commit.removesuffix("+dirty")) == 40
     monkeypatch.setenv("MLSCALE_GIT_COMMIT", "abc123")
     assert lineage.git_commit(settings) == "abc123"
+
+
+@pytest.mark.filterwarnings("ignore:Hint. Inferred schema contains integer")
+def test_frame_schema_is_what_mlflow_infers_and_rejects_other_dtypes():
+    from mlflow.types.utils import _infer_schema
+
+    # the dtypes of a feature frame (features._csv_options): ids, dates, floats with and without NaN, strings
+    frame = pd.DataFrame({"customer_id": [1, 2, 3], "as_of_date": pd.to_datetime(["2026-01-01"] * 3),
+                          "recency_days": [1.0, float("nan"), 3.0], "orders_7d": [0.0, 1.0, 2.0],
+                          "region": ["north", None, "south"], "channel": ["web", "shop", "web"],
+                          "flag": [True, False, True]})
+    ours, mlflows = lineage.frame_schema(frame), _infer_schema(frame)
+    assert ours.to_dict() == mlflows.to_dict()
+    assert [c.required for c in ours.inputs] == [True, True, False, True, False, True, True]
+    assert lineage.dataset(Settings.from_env({}), "ml.t", frame, "select 1", "orders_7d", "t").schema == ours
+    try:
+        lineage.frame_schema(pd.DataFrame({"c": pd.Series([1 + 2j])}))
+    except TypeError as exc:
+        assert "c (complex128)" in str(exc)
+    else:
+        raise AssertionError("a complex column has no MLflow type and must be refused")

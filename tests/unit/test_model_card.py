@@ -11,7 +11,7 @@ def _facts(**changes) -> dict:
         "candidate": "logistic_regression", "params": {"C": 0.1}, "configurations": 7,
         "not_tried": [], "excluded": [], "calibration": "sigmoid",
         "calibration_log_loss": {"none": 0.4012, "sigmoid": 0.3871},
-        "train_rows": 12000, "test_rows": 556, "train_as_of_min": "2026-01-29", "train_as_of_max": "2026-03-26",
+        "train_rows": 12000, "train_sample_share": 1.0, "test_rows": 556, "train_as_of_min": "2026-01-29", "train_as_of_max": "2026-03-26",
         "test_as_of": "2026-06-25",
         "metrics": {"roc_auc": 0.908, "calibration_error": 0.038},
         "baseline_metrics": {"roc_auc": 0.883, "calibration_error": 0.175}, "baseline": "BG/NBD P(no purchase)",
@@ -40,6 +40,9 @@ def test_the_card_shows_the_choice_the_calibration_and_every_baseline_side_by_si
     assert "| metric | model | bg_nbd | binned_mean_recency_days |" in card
     assert "| roc_auc | 0.9080 | 0.8830 | 0.8825 |" in card and "| calibration_error | 0.0380 | 0.1750 | 0.0760 |" in card
     assert "test as-of date 2026-06-25 (556 rows), at least 90 days" in card
+    assert "2026-01-29 to 2026-03-26 (12000 rows);" in card
+    assert "2026-01-29 to 2026-03-26 (12000 rows, a sample of 21.5% of the customers (split.max_train_rows));" in render(
+        SPEC, _facts(train_sample_share=0.2149))
     assert "(uplift +86.25 EUR)" in card and "| region | Europe | 300 | 0.4100 | 0.91" in card
     assert card.index("| recency_days |") < card.index("| age |")  # most important first
     assert "Every feature varies in the training rows." in card

@@ -50,6 +50,8 @@ def render(spec: ModelSpec, facts: dict) -> str:
     segments = [[s["segment"], s["value"], s["rows"], _fmt(s["label_mean"]), _fmt(s["metrics"].get(spec.primary_metric, "n/a"))]
                 for s in facts["segments"]]
     top_features = sorted(facts["importance"], key=lambda r: -r["importance_mean"])[:8]
+    share = facts["train_sample_share"]
+    sample = f", a sample of {share:.1%} of the customers (split.max_train_rows)" if share < 1 else ""
     verdict = ("registered as a candidate for promotion" if facts["registered"]
                else f"**not registered**: {facts['reason']}")
     return f"""# Model card: {spec.name}
@@ -63,7 +65,7 @@ def render(spec: ModelSpec, facts: dict) -> str:
 
 ## Data
 - Source: `{spec.table}` (dbt invocation `{facts['lineage'].get('dbt_invocation_id', 'unknown')}`), label `{spec.label}`.
-- Training as-of dates {facts['train_as_of_min']} to {facts['train_as_of_max']} ({facts['train_rows']} rows);
+- Training as-of dates {facts['train_as_of_min']} to {facts['train_as_of_max']} ({facts['train_rows']} rows{sample});
   test as-of date {facts['test_as_of']} ({facts['test_rows']} rows), at least {spec.split.gap_days} days
   after the last training as-of date so no label window overlaps.
 - Training data digest (sha256): `{facts['lineage']['train_sha256']}`; code: `{facts['lineage']['git_commit']}`.

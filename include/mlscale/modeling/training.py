@@ -7,7 +7,6 @@ benchmark and tests run exactly the code the `train_<model>` DAG runs.
 from __future__ import annotations
 
 import logging
-import warnings
 
 import pandas as pd
 
@@ -70,7 +69,12 @@ def load_economics(settings: Settings, model: str) -> Economics:
 
 def train(settings: Settings, spec: ModelSpec, tags: dict[str, str] | None = None) -> dict:
     """Read the spec's matured rows and lineage from the warehouse, then fit_and_log."""
-    frame = features.labelled(settings, spec)
+    window = features.split_window(settings, spec)
+    if window and window.train_share < 1:
+        log.info("training on a sample of customers: %.1f%% of them, for about %d of the %d training rows "
+                 "(split.max_train_rows); the test rows are all read", 100 * window.train_share,
+                 spec.split.max_train_rows, window.train_rows_available)
+    frame = features.labelled(settings, spec, window)
     dbt_build = lineage.last_dbt_build(settings, spec.table)
     newest = features.latest_as_of(settings, spec)
     run_tags = {"mlscale.dbt_invocation_id": dbt_build.get("invocation_id", "unknown"),
@@ -80,7 +84,7 @@ def train(settings: Settings, spec: ModelSpec, tags: dict[str, str] | None = Non
     run_tags["mlflow.source.git.commit"] = run_tags["mlscale.git_commit"]
     # Monitoring's reference: the customers the model was about to score when it was trained.
     reference = features.at(settings, spec, newest)
-    return fit_and_log(settings, spec, frame, load_economics(settings, spec.name), run_tags, reference)
+    return fit_and_log(settings, spec, frame, load_economics(settings, spec.name), run_tags, reference, window)
 
 
 def _importance(spec: ModelSpec, model, test: pd.DataFrame) -> list[dict]:
@@ -106,11 +110,13 @@ def metric_key(*parts: str) -> str:
 
 
 def fit_and_log(settings: Settings, spec: ModelSpec, frame: pd.DataFrame, economics: Economics,
-                tags: dict[str, str], reference: pd.DataFrame | None = None) -> dict:
+                tags: dict[str, str], reference: pd.DataFrame | None = None,
+                window: features.Window | None = None) -> dict:
     """Search, refit, test against the baseline, log everything to MLflow; register only if it beats the baseline.
 
     `reference` is the population monitoring compares later ones with (the newest as-of date's rows when
-    trained; default: the test rows).
+    trained; default: the test rows). `window`: the features.Window `frame` was read with (default: every matured
+    row), logged with the query that read them.
     """
     import mlflow
     from mlflow.models import infer_signature
@@ -132,12 +138,13 @@ def fit_and_log(settings: Settings, spec: ModelSpec, frame: pd.DataFrame, econom
 
     with tracking.run(settings, spec.name, f"train_{spec.name}") as run:
         mlflow.set_tags({"mlscale.model": spec.name, **tags})
-        query = features.labelled_query(spec).as_string()
+        query = features.labelled_query(spec, window).as_string()
+        train_share = window.train_share if window else 1.0
+        digests = {"training": lineage.content_hash(split.train), "testing": lineage.content_hash(split.test)}
         for part, context in ((split.train, "training"), (split.test, "testing")):
-            with warnings.catch_warnings():  # the schema's integer customer_id is a key, never missing
-                warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
-                data = lineage.dataset(settings, spec.table, part, query, spec.label, f"{spec.table}:{context}")
-                mlflow.log_input(data, context=context, tags=lineage.profile(part))
+            data = lineage.dataset(settings, spec.table, part, query, spec.label, f"{spec.table}:{context}",
+                                   digests[context])
+            mlflow.log_input(data, context=context, tags=lineage.profile(part, digests[context]))
 
         searched = selection.search(spec, fit_part, valid_part)
         cand, params, n_configs = searched.chosen.candidate, searched.chosen.params, len(searched.tried)
@@ -165,13 +172,13 @@ def fit_and_log(settings: Settings, spec: ModelSpec, frame: pd.DataFrame, econom
                   f"({strongest.model.describe()}): improvement {delta:+.4f}")
         lineage_facts = {"dbt_invocation_id": tags.get("mlscale.dbt_invocation_id", "unknown"),
                          "git_commit": tags.get("mlscale.git_commit", "unknown"),
-                         "train_sha256": lineage.content_hash(split.train)}
+                         "train_sha256": digests["training"]}
         facts = {
             "candidate": cand.name, "params": params, "configurations": n_configs,
             "not_tried": searched.not_tried, "excluded": searched.excluded,
             "calibration": calibrated.method if calibrated else None,
             "calibration_log_loss": calibrated.log_loss if calibrated else {},
-            "train_rows": len(split.train), "test_rows": len(split.test),
+            "train_rows": len(split.train), "train_sample_share": round(train_share, 4), "test_rows": len(split.test),
             "train_as_of_min": str(pd.Timestamp(train_dates[0]).date()),
             "train_as_of_max": str(pd.Timestamp(train_dates[-1]).date()), "test_as_of": str(split.test_as_of.date()),
             "metrics": metrics, "baseline_metrics": baseline_metrics, "baseline": strongest.model.describe(),
@@ -189,7 +196,7 @@ def fit_and_log(settings: Settings, spec: ModelSpec, frame: pd.DataFrame, econom
             "features": ",".join(spec.feature_names), "label": spec.label, "table": spec.table,
             "btyd_features": ",".join(selection.BtydFeatures.OUTPUTS) if spec.features.btyd else "none",
             "uninformative_features": ",".join(no_information) or "none",
-            "train_rows": len(split.train), "test_rows": len(split.test),
+            "train_rows": len(split.train), "train_sample_share": round(train_share, 4), "test_rows": len(split.test),
             "train_as_of_min": facts["train_as_of_min"], "train_as_of_max": facts["train_as_of_max"],
             "test_as_of": facts["test_as_of"], "gap_days": spec.split.gap_days,
             "validation_gap_days": validation_gap,
@@ -248,8 +255,9 @@ def fit_and_log(settings: Settings, spec: ModelSpec, frame: pd.DataFrame, econom
         log.warning("%s NOT registered (run %s): the candidate does not beat the baseline: %s",
                     spec.name, run.info.run_id, reason)
     return {"model": spec.name, "version": version, "run_id": run.info.run_id, "candidate": cand.name,
-            "params": params, "metrics": metrics, "baseline_metrics": baseline_metrics, "business": business,
-            "registered": registered, "reason": reason}
+            "params": params, "train_rows": facts["train_rows"], "train_sample_share": facts["train_sample_share"],
+            "test_rows": facts["test_rows"], "metrics": metrics, "baseline": facts["baseline"],
+            "baseline_metrics": baseline_metrics, "business": business, "registered": registered, "reason": reason}
 
 
 def retrain_reason(settings: Settings, name: str, request, run_id: str) -> str:

@@ -81,7 +81,9 @@ def evaluate(settings: Settings, spec: ModelSpec, version: str | None = None,
     production = registry.alias_version(settings, spec.name, "production")
     decision = Decision(spec.name, version, "rejected", client.get_model_version(spec.name, version).current_stage,
                         "", production)
-    split = judging.time_split(features.labelled(settings, spec), spec.split.gap_days)
+    # the rows training judged on: its test date, and its training rows (the same sample) for the baselines
+    split = judging.time_split(features.labelled(settings, spec, features.split_window(settings, spec)),
+                               spec.split.gap_days)
     holdout, y = split.test, split.test[spec.label].to_numpy()
     try:
         model, fetched = artifacts.load_verified(settings, spec.name, version)
