@@ -49,7 +49,8 @@ def build_shop(settings: Settings, customers: int, days: int, log: Path) -> None
 
 def train(settings: Settings, model: str, cap: int, log: Path) -> dict:
     """One `mlscale train` with split.max_train_rows = cap (0: unset); its result and its time and peak memory."""
-    with tempfile.TemporaryDirectory(prefix="mlscale-specs-") as specs:
+    with tempfile.TemporaryDirectory(prefix="mlscale-specs-") as specs, \
+            tempfile.TemporaryDirectory(prefix="mlscale-result-") as result_dir:
         for path in SPECS_DIR.glob("*.yml"):
             shutil.copy(path, specs)
         spec = yaml.safe_load((SPECS_DIR / f"{model}.yml").read_text())
@@ -57,13 +58,14 @@ def train(settings: Settings, model: str, cap: int, log: Path) -> dict:
         if cap:
             spec["split"]["max_train_rows"] = cap
         (Path(specs) / f"{model}.yml").write_text(yaml.safe_dump(spec, sort_keys=False))
-        out = Path(specs) / "result.json"
+        out = Path(result_dir) / "result.json"
         env = {**os.environ, **settings.service_env(), "MLSCALE_SPECS_DIR": specs}
         with out.open("w") as fh:  # the CLI prints the result as JSON on stdout, its log on stderr
             seconds, peak, status = run_stage(["train", model], env, log, stdout=fh)
         if status:
             sys.exit(f"training with max_train_rows {cap or 'unset'} failed; see {log}")
-        result = json.loads(out.read_text())
+        text = out.read_text()  # MLflow prints its "View run ... at" lines before the result
+        result = json.loads(text[text.index("{\n"):])
     return {"cap": cap, "seconds": seconds, "peak_mib": peak, **result}
 
 
