@@ -156,12 +156,15 @@ def test_same_data_and_seed_give_the_same_model(built):
 
 
 def test_training_reads_only_the_rows_its_time_split_keeps(built):
-    spec = SPECS["churn_90d"]
+    spec = SPECS["churn_90d"].model_copy(update={"split": SPECS["churn_90d"].split.model_copy(
+        update={"max_train_rows": None})})
     gap = spec.split.gap_days
     every = features.labelled(built, spec)
     whole, window = judging.time_split(every, gap), features.split_window(built, spec)
     assert (pd.Timestamp(window.test_as_of), window.train_share, window.train_rows_available) == (
         whole.test_as_of, 1.0, None)  # no cap: nothing counted, nothing sampled
+    shipped = features.split_window(built, SPECS["churn_90d"])  # its cap is far above this shop's rows: no sample
+    assert (shipped.train_share, shipped.train_rows_available) == (1.0, len(whole.train))
     read = features.labelled(built, spec, window)
     assert len(whole.train) + len(whole.test) == len(read) < len(every)  # the gap's as-of dates are not read
     again = judging.time_split(read, gap)
