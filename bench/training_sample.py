@@ -27,7 +27,7 @@ from chain_scale import run_stage  # noqa: E402  (sets the _bench_chain database
 from mlscale import postgres  # noqa: E402
 from mlscale.config import Settings  # noqa: E402
 from mlscale.local import services  # noqa: E402
-from mlscale.specs import SPECS_DIR  # noqa: E402
+from mlscale.specs import SPECS_DIR, load_specs  # noqa: E402
 
 
 def built(settings: Settings) -> bool:
@@ -87,10 +87,9 @@ def main() -> None:
                 print("using the warehouse chain_scale.py kept", flush=True)
             else:
                 build_shop(settings, args.customers, args.days, log)
-            metric = None
+            metric = load_specs()[args.model].primary_metric
             for cap in args.max_train_rows:
                 r = train(settings, args.model, cap, log)
-                metric = metric or next(iter(r["metrics"]))
                 metrics = "  ".join(f"{k} {v:.4f}" for k, v in r["metrics"].items())
                 print(f"max_train_rows {cap or 'unset':>9}: {r['train_rows']:>9,} training rows "
                       f"(share {r['train_sample_share']:.3f}), {r['test_rows']:,} test rows; {r['seconds']:6.1f} s, "

@@ -6,13 +6,14 @@ import contextlib
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 
 import pandas as pd
 from psycopg import sql
 
 from mlscale import postgres
 from mlscale.config import Settings
+from mlscale.modeling import judging
 from mlscale.specs import ModelSpec
 
 KEYS = ["customer_id", "as_of_date"]
@@ -74,7 +75,7 @@ def split_window(settings: Settings, spec: ModelSpec) -> Window | None:
         test_as_of = conn.execute(newest).fetchone()[0]
         if test_as_of is None:
             return None
-        through = test_as_of - timedelta(days=spec.split.gap_days)
+        through = judging.train_cutoff(test_as_of, spec.split.gap_days)
         cap = spec.split.max_train_rows
         if cap is None:
             return Window(test_as_of, through)

@@ -9,6 +9,7 @@ the predicted value (regression).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 import numpy as np
 import pandas as pd
@@ -27,12 +28,17 @@ class NotEnoughData(RuntimeError):
     """The matured history is too short for the spec's split."""
 
 
+def train_cutoff(test_as_of, gap_days: int):
+    """The last training as-of date for a test as-of date (a date or a pandas Timestamp, returned as the same)."""
+    return test_as_of - timedelta(days=gap_days)
+
+
 def time_split(frame: pd.DataFrame, gap_days: int) -> Split:
     """Test on the latest matured as-of date; train on as-of dates at least `gap_days` before it."""
     if frame.empty:
         raise NotEnoughData("no rows with a matured label: the warehouse needs more history")
     test_as_of = frame["as_of_date"].max()
-    cutoff = test_as_of - pd.Timedelta(days=gap_days)
+    cutoff = train_cutoff(test_as_of, gap_days)
     train = frame[frame["as_of_date"] <= cutoff]
     if train.empty:
         raise NotEnoughData(
