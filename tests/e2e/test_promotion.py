@@ -183,4 +183,7 @@ def test_scoring_before_any_promotion_skips_with_the_reason(fresh):
     assert run.state == "success" and run.task_states == {"score": "skipped"}
     with pytest.raises(scoring.NoProductionVersion, match=f"promote_{MODEL} promotes one"):
         scoring.score(fresh, SPEC)
-    assert scalar(fresh, "select count(*) from ml.predictions") == 0
+    # Nothing written: on a worker where no earlier test of this module scored, the table does not exist yet.
+    with postgres.warehouse(fresh) as conn:
+        if postgres.table_exists(conn, "ml.predictions"):
+            assert conn.execute("select count(*) from ml.predictions").fetchone()[0] == 0
