@@ -23,6 +23,8 @@ if WORKER:  # the controller exported the values above; each worker takes its ow
     os.environ["MLSCALE_MLFLOW_PORT"] = str(int(os.environ["MLSCALE_MLFLOW_PORT"]) + int(WORKER.removeprefix("gw")))
     os.environ["MLSCALE_REPORTS_DIR"] = str(Path(os.environ["MLSCALE_REPORTS_DIR"]) / WORKER)
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+# A failed task retries after 5 s instead of a minute: the retries are the same, the suite does not sleep through them.
+os.environ.setdefault("MLSCALE_TASK_RETRY_DELAY", "5")
 
 import pytest  # noqa: E402
 

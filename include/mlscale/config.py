@@ -15,7 +15,8 @@ DEFAULT_PG_DSN = "postgresql://127.0.0.1:5432/postgres"
 TIMEOUT_VARIABLES = {
     "pg_connect_timeout": "MLSCALE_PG_CONNECT_TIMEOUT", "pg_statement_timeout": "MLSCALE_PG_STATEMENT_TIMEOUT",
     "pg_lock_timeout": "MLSCALE_PG_LOCK_TIMEOUT", "dbt_timeout": "MLSCALE_DBT_TIMEOUT",
-    "task_timeout": "MLSCALE_TASK_TIMEOUT", "mlflow_timeout": "MLFLOW_HTTP_REQUEST_TIMEOUT",
+    "task_timeout": "MLSCALE_TASK_TIMEOUT", "task_retry_delay": "MLSCALE_TASK_RETRY_DELAY",
+    "mlflow_timeout": "MLFLOW_HTTP_REQUEST_TIMEOUT",
     "mlflow_retries": "MLFLOW_HTTP_REQUEST_MAX_RETRIES",
 }
 
@@ -38,6 +39,7 @@ class Settings:
     pg_lock_timeout: int = 300  # MLSCALE_PG_LOCK_TIMEOUT: one statement waiting for a lock
     dbt_timeout: int = 7200  # MLSCALE_DBT_TIMEOUT: one dbt command mlscale runs
     task_timeout: int = 7200  # MLSCALE_TASK_TIMEOUT: one Airflow task (execution_timeout)
+    task_retry_delay: int = 60  # MLSCALE_TASK_RETRY_DELAY: a failed Airflow task's wait before its retry (retry_delay)
     mlflow_timeout: int = 60  # MLFLOW_HTTP_REQUEST_TIMEOUT: one request to the MLflow server
     mlflow_retries: int = 3  # MLFLOW_HTTP_REQUEST_MAX_RETRIES: retries of a failed request (backoff 2, 4, 8 s)
 

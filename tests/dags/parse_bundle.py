@@ -49,6 +49,7 @@ dags = {
         "doc_md": bool(dag.doc_md and len(dag.doc_md) > 100),
         # Tasks that wait for a person (Airflow's HITL operators) are not retried and wait a week: apart.
         "retries": {t.task_id: t.retries for t in dag.tasks if not _asks_a_person(t)},
+        "retry_delays": sorted({t.retry_delay.total_seconds() for t in dag.tasks if not _asks_a_person(t)}),
         "task_timeouts": {t.task_id: t.execution_timeout.total_seconds() if t.execution_timeout else None
                           for t in dag.tasks if not _asks_a_person(t)},
         "person_tasks": {t.task_id: (t.retries, t.execution_timeout.total_seconds()) for t in dag.tasks

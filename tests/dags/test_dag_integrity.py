@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from mlscale.config import Settings
 from mlscale.sources import load_sources
 from mlscale.specs import load_specs
 
@@ -69,6 +70,7 @@ def test_every_dag_has_owner_tags_retries_and_docs(parsed):
         never = {task for task, retries in dag["retries"].items() if retries < 1}
         assert never == ({"dbt.dbt_producer_watcher"} if dag_id == "warehouse_etl" else set()), dag_id
         assert dag["catchup"] is False, dag_id
+        assert dag["retry_delays"] == [Settings.from_env().task_retry_delay], dag_id  # MLSCALE_TASK_RETRY_DELAY
 
 
 def test_every_task_has_a_timeout(parsed):

@@ -42,9 +42,11 @@ def test_each_namespace_has_its_own_dbt_target_and_cosmos_cache(tmp_path):
 def test_timeouts_have_defaults_each_variable_overrides_and_child_processes_inherit(tmp_path):
     s = Settings.from_env({"MLSCALE_ROOT": str(tmp_path)})
     assert (s.pg_connect_timeout, s.pg_statement_timeout, s.pg_lock_timeout, s.dbt_timeout, s.task_timeout,
-            s.mlflow_timeout, s.mlflow_retries) == (10, 3600, 300, 7200, 7200, 60, 3)
+            s.task_retry_delay, s.mlflow_timeout, s.mlflow_retries) == (10, 3600, 300, 7200, 7200, 60, 60, 3)
     s = Settings.from_env({"MLSCALE_ROOT": str(tmp_path), "MLSCALE_PG_STATEMENT_TIMEOUT": "90",
-                           "MLSCALE_PG_LOCK_TIMEOUT": "5", "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"})
+                           "MLSCALE_PG_LOCK_TIMEOUT": "5", "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
+                           "MLSCALE_TASK_RETRY_DELAY": "5"})
+    assert s.task_retry_delay == 5
     assert s.pg_options() == "-c statement_timeout=90s -c lock_timeout=5s"
     env = s.service_env()
     assert env["PGOPTIONS"] == s.pg_options()  # dbt, Airflow and MLflow sessions get the same bounds

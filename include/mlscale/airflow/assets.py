@@ -76,7 +76,7 @@ def default_args(owner: str, retries: int = 2) -> dict:
     return {
         "owner": owner,
         "retries": retries,
-        "retry_delay": timedelta(minutes=1),
+        "retry_delay": timedelta(seconds=settings().task_retry_delay),  # MLSCALE_TASK_RETRY_DELAY, 60 s
         # no task runs forever on a hung server (MLSCALE_TASK_TIMEOUT; the approval step has its own)
         "execution_timeout": timedelta(seconds=settings().task_timeout),
         "on_failure_callback": log_failure,
