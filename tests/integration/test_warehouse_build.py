@@ -4,6 +4,7 @@ import logging
 import shutil
 
 import pandas as pd
+import psycopg
 import pytest
 
 from mlscale import postgres
@@ -47,6 +48,9 @@ def _expected(orders: pd.DataFrame, sessions: pd.DataFrame, as_of: pd.Timestamp,
     exp["lifetime_avg_order_value"] = (lifetime["sum"] / lifetime["size"]).round(2)
     exp["orders_30d"] = exp["orders_30d"].fillna(0)
     exp["sessions_30d"] = s30.reindex(exp.index).fillna(0)
+    # the last session in the active window (none: NULL, however recent an older one was)
+    recent = s[(s["d"] < as_of) & (s["d"] >= as_of - pd.Timedelta(days=180))].groupby("customer_id")["d"].max()
+    exp["days_since_last_session"] = (as_of - recent.reindex(exp.index)).dt.days
     future = o[(o["d"] >= as_of) & (o["d"] < as_of + pd.Timedelta(days=90))]
     matured = as_of + pd.Timedelta(days=90) <= last_day
     exp["churned_90d"] = (~exp.index.isin(future["customer_id"])).astype(float) if matured else float("nan")
@@ -82,10 +86,17 @@ def test_feature_mart_is_point_in_time_correct(warehouse):
         assert got["lifetime_avg_order_value"].astype(float).tolist() == pytest.approx(
             exp["lifetime_avg_order_value"].tolist(), abs=0.0101)
         assert got["sessions_30d"].fillna(0).astype(int).tolist() == exp["sessions_30d"].astype(int).tolist()
+        assert got["days_since_last_session"].astype(float).fillna(-1).tolist() == \
+            exp["days_since_last_session"].fillna(-1).tolist()
         assert got["amount_180d"].astype(float).round(2).tolist() == exp["amount_180d"].tolist()
         assert got["churned_90d"].astype(float).fillna(-1).tolist() == exp["churned_90d"].fillna(-1).tolist()
     # the last as-of date's lifetime summary reaches past the active window
     assert (got["lifetime_orders"] > got["orders_180d"]).sum() > 10
+    # some customers' last session is older than the window: no days_since_last_session for them
+    assert got["days_since_last_session"].isna().sum() > 0
+    # the contract's constraints hold on every write: a label outside (0, 1) is refused by PostgreSQL
+    with pytest.raises(psycopg.errors.CheckViolation, match="churned_90d"), postgres.warehouse(warehouse) as conn:
+        conn.execute("update ml.customer_features set churned_90d = 2 where churned_90d is not null")
 
     coverage = query(warehouse, "select sum(customers) as n, sum(customers * share_imputed_channel) as imputed"
                                 " from core.customer_attribute_coverage")

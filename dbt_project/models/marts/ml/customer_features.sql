@@ -112,8 +112,9 @@ windowed as (
         customer_id,
         activity_date as as_of_date,
         is_as_of_date,
-        max(case when n_orders > 0 then activity_date end) over before as last_order_any,
-        max(case when n_sessions > 0 then activity_date end) over before as last_session_any,
+        -- Within the active window: an active customer's last order is in it, and an older session counts as none.
+        max(case when n_orders > 0 then activity_date end) over active_window as last_order_date,
+        max(case when n_sessions > 0 then activity_date end) over active_window as last_session_date,
         sum(n_orders) over last_7d as orders_7d,
         sum(n_orders) over last_30d as orders_30d,
         sum(n_orders) over prev_30d as orders_prev_30d,
@@ -132,8 +133,8 @@ windowed as (
         sum(amount) over label_window as amount_next
     from timeline
     window
+        -- Each distinct frame is one pass of PostgreSQL's WindowAgg over the timeline (the cost of a full build).
         by_day as (partition by customer_id order by activity_date),
-        before as (by_day range between unbounded preceding and interval '1 day' preceding),
         last_7d as (by_day range between interval '7 days' preceding and interval '1 day' preceding),
         last_30d as (by_day range between interval '30 days' preceding and interval '1 day' preceding),
         prev_30d as (by_day range between interval '60 days' preceding and interval '31 days' preceding),
@@ -144,12 +145,7 @@ windowed as (
 
 -- Active: an order in the active window before the as-of date.
 active as (
-    select
-        *,
-        last_order_any as last_order_date,
-        case when last_session_any >= as_of_date - {{ window }} then last_session_any end as last_session_date
-    from windowed
-    where is_as_of_date and last_order_any >= as_of_date - {{ window }}
+    select * from windowed where is_as_of_date and last_order_date is not null
 ),
 
 -- The whole order history up to the last order before the as-of date (not only the active window): the
