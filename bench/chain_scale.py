@@ -38,6 +38,7 @@ from mlscale.local import services  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "churn_90d"
 STAGES = ["generate", "ingest", "etl", "train", "promote", "score"]
+TARGET_MINUTES = 30.0  # issue 21: landing files to a Production model's predictions at 1M customers
 
 
 def run_stage(args: list[str], env: dict[str, str], log: Path, stdout=None) -> tuple[float, float, int]:
@@ -80,8 +81,11 @@ def run_size(settings: Settings, customers: int, days: int, workdir: Path) -> li
         orders = conn.execute("select count(*) from raw.orders").fetchone()[0]
         scored = conn.execute("select count(*) from ml.predictions").fetchone()[0] if postgres.table_exists(
             conn, "ml.predictions") else 0
-    print(f"{customers:>9,} customers  {orders:,} orders loaded, {scored:,} predictions; "
-          f"total {sum(r['seconds'] for r in rows) / 60:.1f} min, "
+    # The target's span starts with the files landed: generating them (the test shop) is reported beside it.
+    pipeline = sum(r["seconds"] for r in rows if r["stage"] != "generate") / 60
+    print(f"{customers:>9,} customers  {orders:,} orders loaded, {scored:,} predictions; landed files to predictions "
+          f"{pipeline:.1f} min (target {TARGET_MINUTES:.0f}, ratio {pipeline / TARGET_MINUTES:.2f}), "
+          f"{sum(r['seconds'] for r in rows) / 60:.1f} min with generating them, "
           f"peak {max(r['peak_mib'] for r in rows) / 1024:.2f} GiB ({max(rows, key=lambda r: r['peak_mib'])['stage']})",
           flush=True)
     shutil.rmtree(landing, ignore_errors=True)
