@@ -79,12 +79,46 @@ def test_customer_changes_become_scd2_versions(warehouse):
     assert (merged["country"].fillna("") == merged["country_latest"].fillna("")).all()
 
 
-def _checksum(settings, table: str, where: str = "true") -> str:
+def _checksum(settings, table: str, where: str = "true", without: tuple[str, ...] = ()) -> str:
     """Checksum of the rows, without observed_last_day (the data horizon when the row was computed, which
-    a full refresh sets to today's on every row)."""
-    return query(settings, f"select md5(coalesce(string_agg((to_jsonb(t) - 'observed_last_day')::text, '|'"
-                           f" order by (to_jsonb(t) - 'observed_last_day')::text), '')) as c"
+    a full refresh sets to today's on every row) and the columns `without`."""
+    row = "(to_jsonb(t) - 'observed_last_day'" + "".join(f" - '{c}'" for c in without) + ")::text"
+    return query(settings, f"select md5(coalesce(string_agg({row}, '|' order by {row}), '')) as c"
                            f" from {table} as t where {where}")["c"][0]
+
+
+def test_a_new_day_relabels_the_open_weeks_and_equals_a_full_refresh(warehouse):
+    """A daily run: the as-of dates whose label window the new days fall in keep the features the last build
+    wrote (a marker in one of them survives) and get their labels again; the result equals a full refresh."""
+    params = ShopParams(customers=200, days=260, seed=21)
+    generate(params, warehouse.landing_dir, days=range(0, 250))
+    ingest_landing(warehouse.dsn(warehouse.warehouse_db), warehouse.landing_dir)
+    build(warehouse)
+    open_dates = query(warehouse, f"select distinct as_of_date from {FEATURES} where not label_matured"
+                                  " order by 1")["as_of_date"].tolist()
+    assert len(open_dates) >= 10  # 13 weeks of label horizon
+    marked = open_dates[0]  # its label window ends within the ten new days
+    before = query(warehouse, f"select customer_id, revenue_next_90d, observed_last_day from {FEATURES}"
+                              f" where as_of_date = '{marked}' order by customer_id")
+    query(warehouse, f"update {FEATURES} set pages_30d = -1 where as_of_date = '{marked}' returning 1")
+
+    generate(params, warehouse.landing_dir, days=range(250, 260))
+    ingest_landing(warehouse.dsn(warehouse.warehouse_db), warehouse.landing_dir)
+    build(warehouse)
+    after = query(warehouse, f"select customer_id, pages_30d, revenue_next_90d, observed_last_day from {FEATURES}"
+                             f" where as_of_date = '{marked}' order by customer_id")
+    # the same rows, their features as the last build wrote them, their labels over the new days
+    assert after["customer_id"].tolist() == before["customer_id"].tolist()
+    assert (after["pages_30d"] == -1).all()
+    assert (after["observed_last_day"] > before["observed_last_day"]).all()
+    assert before["revenue_next_90d"].isna().all() and after["revenue_next_90d"].notna().all()
+    new_dates = query(warehouse, f"select count(*) as n from {FEATURES} where as_of_date > '{open_dates[-1]}'")["n"][0]
+    assert new_dates > 0  # ten days hold a new as-of date, computed in full
+
+    incremental = _checksum(warehouse, FEATURES, without=("pages_30d",))
+    build(warehouse, "--full-refresh")
+    assert _checksum(warehouse, FEATURES, without=("pages_30d",)) == incremental
+    assert scalar(warehouse, f"select count(*) from {FEATURES} where pages_30d = -1") == 0
 
 
 def test_rows_months_late_reach_the_features_without_a_full_refresh(warehouse):

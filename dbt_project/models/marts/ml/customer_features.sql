@@ -19,15 +19,18 @@
   label_horizon_days from the as-of date on and stay NULL until that window has fully passed.
   Customer attributes are those of the customer's version valid the day before the as-of date
   (int_customer_versions: delivered before it, imputed from what was delivered before it).
-  Incremental: a run recomputes only the as-of dates whose features or labels can have changed: those
-  after the previous data horizon minus the label horizon (and late_row_allowance_days), and those that
-  see a day of int_customer_days or a customer version loaded since the last build (the watermark in
-  ops.dbt_model_builds): a day t feeds the features of as-of dates after it and the labels of the horizon
-  before it, a version valid from t the as-of dates after t; so late rows of any age land as a full
-  refresh would put them.
+  Incremental: a run rebuilds only the as-of dates whose rows can have changed, found from the last build's
+  data horizon and the days of int_customer_days and customer versions loaded since it (the watermark in
+  ops.dbt_model_builds): a day t feeds the features of the as-of dates after it and the labels of the
+  label horizon before it, a version valid from t the features of the as-of dates after t. As-of dates
+  whose features can have changed (and new ones) are computed in full; those where only a label can have
+  changed (the horizon before a new day, or maturing now) keep the rows the last build wrote and get their
+  labels again, in one window pass over the days since: a daily run no longer recomputes the features of
+  the 13 weeks whose labels are still open. Late rows of any age land as a full refresh would put them.
 -#}
 {%- set horizon = var('label_horizon_days') -%}
 {%- set window = var('active_window_days') -%}
+{%- set label_columns = ['label_matured', 'churned_90d', 'revenue_next_90d', 'observed_last_day'] -%}
 
 with days as (
     select * from {{ ref('int_customer_days') }}
@@ -43,13 +46,31 @@ watermark as (
     from {{ ops_schema() }}.dbt_model_builds
     where relation = '{{ this.identifier }}'
 ),
+
+-- The last build's data horizon, and the first day that a day or a customer version loaded since then is about.
+since_last_build as (
+    select
+        (select coalesce(max(observed_last_day), '-infinity'::date) from {{ this }}) as last_day,
+        least(
+            (
+                select coalesce(min(activity_date), 'infinity'::date)
+                from days
+                where _max_loaded_at > (select loaded_at from watermark)
+            ),
+            (
+                select coalesce(min(valid_from), 'infinity'::date)
+                from customers
+                where _loaded_at > (select loaded_at from watermark)
+            )
+        ) as first_changed_day
+),
 {% endif %}
 
 observed as (
     select min(activity_date) as first_day, max(activity_date) filter (where n_orders > 0) as last_day from days
 ),
 
-as_of_dates as (
+all_as_of_dates as (
     select as_of_date::date as as_of_date
     from observed,
         generate_series(
@@ -57,24 +78,14 @@ as_of_dates as (
             last_day::timestamp,
             interval '{{ var('feature_cadence_days') }} days'
         ) as as_of_date
+),
+
+-- The as-of dates computed in full: all of them; in an incremental run, the new ones and those after a day or
+-- a customer version loaded since the last build.
+as_of_dates as (
+    select as_of_date from all_as_of_dates
     {% if is_incremental() %}
-    where as_of_date > least(
-        (
-            select coalesce(max(observed_last_day), '-infinity'::date)
-                - {{ horizon }} - {{ var('late_row_allowance_days') }}
-            from {{ this }}
-        ),
-        (
-            select coalesce(min(activity_date), 'infinity'::date) - {{ horizon }}
-            from {{ ref('int_customer_days') }}
-            where _max_loaded_at > (select loaded_at from watermark)
-        ),
-        (
-            select coalesce(min(valid_from), 'infinity'::date)
-            from customers
-            where _loaded_at > (select loaded_at from watermark)
-        )
-    )
+    where as_of_date > (select least(last_day, first_changed_day) from since_last_build)
     {% endif %}
 ),
 
@@ -171,54 +182,110 @@ lifetime as (
     select a.as_of_date, a.customer_id, o.order_days, o.orders, o.amount, o.previous_order_date
     from active as a
     inner join order_days as o on o.customer_id = a.customer_id and o.activity_date = a.last_order_date
+),
+
+built as (
+    select
+        a.customer_id,
+        a.as_of_date,
+        a.as_of_date - c.first_order_date as tenure_days,
+        a.as_of_date - a.last_order_date as recency_days,
+        coalesce(a.orders_7d, 0)::integer as orders_7d,
+        coalesce(a.orders_30d, 0)::integer as orders_30d,
+        coalesce(a.orders_90d, 0)::integer as orders_90d,
+        a.orders_{{ window }}d::integer as orders_{{ window }}d,
+        (coalesce(a.orders_30d, 0) - coalesce(a.orders_prev_30d, 0))::integer as orders_trend_30d,
+        coalesce(a.amount_30d, 0)::numeric(14, 2) as amount_30d,
+        coalesce(a.amount_90d, 0)::numeric(14, 2) as amount_90d,
+        a.amount_{{ window }}d::numeric(14, 2) as amount_{{ window }}d,
+        round(a.amount_{{ window }}d / nullif(a.orders_{{ window }}d, 0), 2)::numeric(14, 2) as avg_order_value,
+        coalesce(a.items_90d, 0)::integer as items_90d,
+        coalesce(a.tickets_90d, 0)::integer as tickets_90d,
+        coalesce(a.sessions_7d, 0)::integer as sessions_7d,
+        coalesce(a.sessions_30d, 0)::integer as sessions_30d,
+        (coalesce(a.sessions_30d, 0) - coalesce(a.sessions_prev_30d, 0))::integer as sessions_trend_30d,
+        coalesce(a.pages_30d, 0)::integer as pages_30d,
+        a.as_of_date - a.last_session_date as days_since_last_session,
+        (l.order_days - 1)::integer as repeat_order_days,
+        a.last_order_date - c.first_order_date as first_to_last_order_days,
+        l.orders::integer as lifetime_orders,
+        round(l.amount / l.orders, 2)::numeric(14, 2) as lifetime_avg_order_value,
+        round((a.last_order_date - c.first_order_date)::numeric / nullif(l.order_days - 1, 0), 1)::numeric(10, 1)
+            as mean_order_gap_days,
+        a.last_order_date - l.previous_order_date as last_order_gap_days,
+        c.region,
+        (extract(year from a.as_of_date) - c.birth_year)::integer as age,
+        c.acquisition_channel,
+        c.is_imputed_region,
+        c.is_imputed_birth_year,
+        c.is_imputed_channel,
+        {{ feature_labels('a.as_of_date', 'a.orders_next', 'a.amount_next') }}
+    from active as a
+    cross join observed
+    inner join customers as c
+        on c.customer_id = a.customer_id
+        and c.valid_from < a.as_of_date
+        and (c.valid_to is null or c.valid_to >= a.as_of_date)
+    inner join lifetime as l on l.customer_id = a.customer_id and l.as_of_date = a.as_of_date
+)
+{% if is_incremental() %}
+,
+
+-- As-of dates whose features stand but a label can have changed: a new day falls in its label window, or the
+-- window matures now (late_row_allowance_days: a margin).
+relabel_dates as (
+    select as_of_date
+    from all_as_of_dates, since_last_build
+    where as_of_date > least(last_day - {{ horizon }} - {{ var('late_row_allowance_days') }},
+                             first_changed_day - {{ horizon }})
+        and as_of_date <= least(last_day, first_changed_day)
+),
+
+-- Their rows as the last build wrote them, on one timeline with the days from the first of them on: the label
+-- window of each in one window pass.
+relabel_timeline as (
+    select customer_id, as_of_date as activity_date, true as is_as_of_date, null::integer as n_orders,
+           null::numeric as amount
+    from {{ this }}
+    where as_of_date in (select as_of_date from relabel_dates)
+    union all
+    select customer_id, activity_date, false, n_orders, amount
+    from days
+    where activity_date >= (select min(as_of_date) from relabel_dates)
+),
+
+relabel_windows as (
+    select
+        customer_id,
+        activity_date as as_of_date,
+        is_as_of_date,
+        sum(n_orders) over label_window as orders_next,
+        sum(amount) over label_window as amount_next
+    from relabel_timeline
+    window label_window as (
+        partition by customer_id order by activity_date
+        range between current row and interval '{{ horizon - 1 }} days' following
+    )
+),
+
+relabelled as (
+    select
+        {%- for column in adapter.get_columns_in_relation(this) if column.name not in label_columns %}
+        f.{{ column.name }},
+        {%- endfor %}
+        {{ feature_labels('f.as_of_date', 'w.orders_next', 'w.amount_next') }}
+    from {{ this }} as f
+    cross join observed
+    inner join relabel_windows as w
+        on w.customer_id = f.customer_id and w.as_of_date = f.as_of_date and w.is_as_of_date
 )
 
-select
-    a.customer_id,
-    a.as_of_date,
-    a.as_of_date - c.first_order_date as tenure_days,
-    a.as_of_date - a.last_order_date as recency_days,
-    coalesce(a.orders_7d, 0)::integer as orders_7d,
-    coalesce(a.orders_30d, 0)::integer as orders_30d,
-    coalesce(a.orders_90d, 0)::integer as orders_90d,
-    a.orders_{{ window }}d::integer as orders_{{ window }}d,
-    (coalesce(a.orders_30d, 0) - coalesce(a.orders_prev_30d, 0))::integer as orders_trend_30d,
-    coalesce(a.amount_30d, 0)::numeric(14, 2) as amount_30d,
-    coalesce(a.amount_90d, 0)::numeric(14, 2) as amount_90d,
-    a.amount_{{ window }}d::numeric(14, 2) as amount_{{ window }}d,
-    round(a.amount_{{ window }}d / nullif(a.orders_{{ window }}d, 0), 2)::numeric(14, 2) as avg_order_value,
-    coalesce(a.items_90d, 0)::integer as items_90d,
-    coalesce(a.tickets_90d, 0)::integer as tickets_90d,
-    coalesce(a.sessions_7d, 0)::integer as sessions_7d,
-    coalesce(a.sessions_30d, 0)::integer as sessions_30d,
-    (coalesce(a.sessions_30d, 0) - coalesce(a.sessions_prev_30d, 0))::integer as sessions_trend_30d,
-    coalesce(a.pages_30d, 0)::integer as pages_30d,
-    a.as_of_date - a.last_session_date as days_since_last_session,
-    (l.order_days - 1)::integer as repeat_order_days,
-    a.last_order_date - c.first_order_date as first_to_last_order_days,
-    l.orders::integer as lifetime_orders,
-    round(l.amount / l.orders, 2)::numeric(14, 2) as lifetime_avg_order_value,
-    round((a.last_order_date - c.first_order_date)::numeric / nullif(l.order_days - 1, 0), 1)::numeric(10, 1)
-        as mean_order_gap_days,
-    a.last_order_date - l.previous_order_date as last_order_gap_days,
-    c.region,
-    (extract(year from a.as_of_date) - c.birth_year)::integer as age,
-    c.acquisition_channel,
-    c.is_imputed_region,
-    c.is_imputed_birth_year,
-    c.is_imputed_channel,
-    a.as_of_date + {{ horizon }} <= observed.last_day as label_matured,
-    (case when a.as_of_date + {{ horizon }} <= observed.last_day
-        then case when coalesce(a.orders_next, 0) = 0 then 1 else 0 end
-    end)::integer as churned_90d,
-    (case when a.as_of_date + {{ horizon }} <= observed.last_day
-        then coalesce(a.amount_next, 0)
-    end)::numeric(14, 2) as revenue_next_90d,
-    observed.last_day as observed_last_day
-from active as a
-cross join observed
-inner join customers as c
-    on c.customer_id = a.customer_id
-    and c.valid_from < a.as_of_date
-    and (c.valid_to is null or c.valid_to >= a.as_of_date)
-inner join lifetime as l on l.customer_id = a.customer_id and l.as_of_date = a.as_of_date
+{%- set columns = adapter.get_columns_in_relation(this) | map(attribute='name') | join(', ') %}
+
+select {{ columns }} from built
+union all
+select {{ columns }} from relabelled
+{% else %}
+
+select * from built
+{% endif %}
