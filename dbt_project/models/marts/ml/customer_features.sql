@@ -31,6 +31,8 @@
 {%- set horizon = var('label_horizon_days') -%}
 {%- set window = var('active_window_days') -%}
 {%- set label_columns = ['label_matured', 'churned_90d', 'revenue_next_90d', 'observed_last_day'] -%}
+{#- The label window, from the as-of date on: the same frame for rows computed in full and for relabelled ones. -#}
+{%- set label_frame = "range between current row and interval '" ~ (horizon - 1) ~ " days' following" -%}
 
 with days as (
     select * from {{ ref('int_customer_days') }}
@@ -151,7 +153,7 @@ windowed as (
         prev_30d as (by_day range between interval '60 days' preceding and interval '31 days' preceding),
         last_90d as (by_day range between interval '90 days' preceding and interval '1 day' preceding),
         active_window as (by_day range between interval '{{ window }} days' preceding and interval '1 day' preceding),
-        label_window as (by_day range between current row and interval '{{ horizon - 1 }} days' following)
+        label_window as (by_day {{ label_frame }})
 ),
 
 -- Active: an order in the active window before the as-of date.
@@ -262,16 +264,15 @@ relabel_windows as (
         sum(n_orders) over label_window as orders_next,
         sum(amount) over label_window as amount_next
     from relabel_timeline
-    window label_window as (
-        partition by customer_id order by activity_date
-        range between current row and interval '{{ horizon - 1 }} days' following
-    )
+    window label_window as (partition by customer_id order by activity_date {{ label_frame }})
 ),
+
+{%- set existing = adapter.get_columns_in_relation(this) | map(attribute='name') | list %}
 
 relabelled as (
     select
-        {%- for column in adapter.get_columns_in_relation(this) if column.name not in label_columns %}
-        f.{{ column.name }},
+        {%- for column in existing if column not in label_columns %}
+        f.{{ column }},
         {%- endfor %}
         {{ feature_labels('f.as_of_date', 'w.orders_next', 'w.amount_next') }}
     from {{ this }} as f
@@ -280,11 +281,10 @@ relabelled as (
         on w.customer_id = f.customer_id and w.as_of_date = f.as_of_date and w.is_as_of_date
 )
 
-{%- set columns = adapter.get_columns_in_relation(this) | map(attribute='name') | join(', ') %}
 
-select {{ columns }} from built
+select {{ existing | join(', ') }} from built
 union all
-select {{ columns }} from relabelled
+select {{ existing | join(', ') }} from relabelled
 {% else %}
 
 select * from built
