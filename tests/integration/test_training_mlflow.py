@@ -131,6 +131,10 @@ def test_train_logs_everything_and_registers_a_version(built, name):
     # The registered version: signature, description and tags.
     model_info = mlflow.models.get_model_info(f"models:/{name}/{result['version']}")
     assert model_info.signature.inputs.input_names() == spec.feature_names
+    # Its requirements are the packages the pipeline loads with, pinned to this environment (not inferred).
+    requirements = open(mlflow.pyfunc.get_model_dependencies(f"models:/{name}/{result['version']}")).read().split()
+    assert requirements == [f"mlflow=={mlflow.__version__}", *training.model_requirements()]
+    assert any(r.startswith("scikit-learn==1.") for r in requirements) and not any("pytest" in r for r in requirements)
     assert spec.primary_metric in version.description and "baseline" in version.description
     assert version.tags["train_sha256"] == train_tags["content_sha256"]
     assert version.tags["mlscale.dbt_invocation_id"] == tags["mlscale.dbt_invocation_id"]

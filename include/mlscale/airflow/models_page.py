@@ -10,19 +10,23 @@ to Airflow's login page and back) and asks Airflow's auth manager what that user
 served with a Content-Security-Policy (mlscale.business.pages). Its new-tab links (the business report, MLflow)
 open from the Airflow window, since the frame Airflow shows the page in may not open one (static/links.js, the
 one script, served without login: it holds no data).
+
+Airflow loads plugins in every process that parses a DAG file or runs a task, not only in the api-server, so
+this module imports only what the app needs to exist: pandas and the report's code (matplotlib) are imported
+by the routes that use them, which saves each task process about 1.3 s of CPU (measured: parsing
+warehouse_etl.py in a fresh process 1.6 s with them at the top, 0.45 s without).
 """
 
 from __future__ import annotations
 
 from urllib.parse import quote
 
-import pandas as pd
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from mlscale import registry
-from mlscale.business import pages, reporting
+from mlscale.business import pages
 from mlscale.data import contract
 from mlscale.local import services
 from mlscale.config import settings
@@ -99,6 +103,8 @@ def _model(model: dict, mlflow_uri: str, pending: dict | None = None) -> dict:
         latest["gates"] = [(stage, {"passed": gate.get("passed"),
                                     "checks": [(name, c.get("passed")) for name, c in gate.get("checks", {}).items()]})
                            for stage, gate in (latest["gates"] or {}).items()]
+    import pandas as pd
+
     history = pd.DataFrame(model["promotions"])
     if len(history):
         history = history.head(HISTORY_ROWS)[["decided_at", "from_version", "to_version", "stage", "decision",
@@ -112,6 +118,8 @@ def _model(model: dict, mlflow_uri: str, pending: dict | None = None) -> dict:
 
 def render_page(s=None, visible: set[str] | None = None) -> str:
     """The page for the models in `visible` (default: every spec)."""
+    from mlscale.business import reporting
+
     s = s or settings()
     specs = {name: spec for name, spec in load_specs().items() if visible is None or name in visible}
     kpis = reporting.read_kpis(s)
@@ -170,6 +178,8 @@ def business_report(user=Depends(airflow_user)):
     if visible_models(user) != set(load_specs()):
         raise HTTPException(status_code=403, detail="the business report covers every model; "
                                                     f"{user.get_name()} may not see all of them")
+    from mlscale.business import reporting
+
     path = settings().reports_dir / reporting.FILENAME
     if not path.exists():
         raise HTTPException(status_code=404, detail=f"no business report at {path}; run the business_report DAG")

@@ -8,9 +8,12 @@ from __future__ import annotations
 import base64
 import io
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import jinja2
-import pandas as pd
+
+if TYPE_CHECKING:  # the ML models page's plugin imports this module in every Airflow process: no pandas here
+    import pandas as pd
 
 # No frames, no requests anywhere: the pages are text, tables, inline styles and inline PNG charts. In each
 # page's <meta> (so the report is bound by it when opened as a file too) and, with the one directive a <meta>

@@ -7,6 +7,7 @@ benchmark and tests run exactly the code the `train_<model>` DAG runs.
 from __future__ import annotations
 
 import logging
+from importlib.metadata import version as installed_version
 
 import pandas as pd
 
@@ -26,8 +27,18 @@ SEED = 7
 # Types beyond skops' defaults that our own pipelines contain; reviewed, and only ever loaded from our registry.
 SKOPS_TRUSTED_TYPES = ["numpy.dtype", "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
                        "mlscale.modeling.btyd.BtydFeatures", "mlscale.modeling.selection.Recalibrated"]
+# What a saved pipeline needs to load and predict (mlscale: BtydFeatures and Recalibrated are its classes), pinned
+# to this environment; MLflow adds itself. Named, not inferred: MLflow's inference loads the model in a subprocess
+# (about 4 s of CPU per logged model) and recorded whatever that process imported (pytest, rich, psycopg under the
+# test runner), or unpinned scikit-learn alone when it ran past its timeout on a busy machine.
+MODEL_PACKAGES = ("mlscale", "scikit-learn", "skops", "numpy", "scipy", "pandas")
 # Permutation importance runs on at most this many test rows, this many times per feature.
 IMPORTANCE_ROWS, IMPORTANCE_REPEATS = 5000, 5
+
+
+def model_requirements() -> list[str]:
+    """MODEL_PACKAGES pinned to the versions installed here, as the logged model's requirements."""
+    return [f"{package}=={installed_version(package)}" for package in MODEL_PACKAGES]
 
 
 def search_split(spec: ModelSpec, train: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, int]:
@@ -241,7 +252,8 @@ def fit_and_log(settings: Settings, spec: ModelSpec, frame: pd.DataFrame, econom
         with artifacts.quiet_module_probe():
             info = mlflow.sklearn.log_model(model, name="model", signature=signature, input_example=example,
                                             registered_model_name=spec.name if registered else None,
-                                            skops_trusted_types=SKOPS_TRUSTED_TYPES)
+                                            skops_trusted_types=SKOPS_TRUSTED_TYPES,
+                                            pip_requirements=model_requirements())
         mlflow.set_tags({"mlscale.registered": str(registered).lower(), "mlscale.baseline_check": reason})
         version = str(info.registered_model_version) if registered else None
         if registered:
