@@ -5,15 +5,21 @@ the same daily volume), it loads the history, builds the warehouse once, then ti
 one new day lands, ingest_landing and warehouse_etl run through Airflow (dag.test). Prints the
 median daily ETL time per history and their ratio (target: 10x history at most 1.5x the time), and
 the same for the daily ingest_landing run (which must read only the new files, not the history).
+For every run it also prints how long dbt spent on ml.customer_features (the start and finish of its
+node, which the watcher's producer task records), the daily runs' against the full build's: a daily
+run relabels the open weeks instead of recomputing them, except on the day a new as-of date begins.
+After the daily runs, ml.customer_features is checked against a full refresh of it (same checksum).
 Then times the KPI marts (business_report's `dbt build --select tag:kpi`), which are rebuilt in
 full by every report run, on the same history (no predictions: the order-based marts).
+`--customers` sets the 1x shop's size (the daily runs at a shop size, e.g. 100000).
 Uses its own databases (suffix _bench) and a temporary landing folder. Usage:
-    .venv/bin/python bench/etl_incremental.py [--scales 1 10] [--daily-runs 3]
+    .venv/bin/python bench/etl_incremental.py [--scales 1 10] [--daily-runs 3] [--customers 3000]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import tempfile
@@ -30,7 +36,9 @@ os.environ.update(Settings.from_env().service_env())
 
 from mlscale import postgres
 from mlscale.airflow import dagrun
+from mlscale.airflow.dbt_group import PRODUCER
 from mlscale.business import reporting
+from mlscale.data.warehouse import dbt
 from mlscale.local import services
 from mlscale.local.datagen import ShopParams, generate  # noqa: E402
 from mlscale.local.demo import output_to  # noqa: E402
@@ -48,27 +56,72 @@ def _run(settings: Settings, dag_id: str) -> float:
     return dagrun.run_dag(settings, dag_id).seconds
 
 
-def bench(scale: int, daily_runs: int, quiet_log: Path) -> tuple[float, float, float]:
+FEATURES = "model.mlscale.customer_features"
+CHECKSUM = "select count(*), md5(string_agg(md5(t::text), '' order by t.customer_id, t.as_of_date)) from ml.customer_features t"
+
+
+def _features_seconds(settings: Settings, run_id: str) -> float:
+    """dbt's time on ml.customer_features in warehouse_etl run `run_id`: its node's start and finish (to the
+    second), which Cosmos's watcher producer pushes as an XCom for the model's task."""
+    key = FEATURES.replace(".", "__") + "_dbt_event"
+    with postgres.database(settings, settings.airflow_db) as conn:
+        event = conn.execute("select value from xcom where dag_id = 'warehouse_etl' and run_id = %s"
+                             " and task_id = %s and key = %s", (run_id, f"dbt.{PRODUCER}", key)).fetchone()[0]
+    event = json.loads(event) if isinstance(event, str) else event
+    start, finish = ((lambda h, m, s: h * 3600 + m * 60 + s)(*map(int, event[t].split(":")))
+                     for t in ("start_time", "finish_time"))
+    return (finish - start) % 86400
+
+
+def _etl(settings: Settings) -> tuple[float, float, str]:
+    """warehouse_etl through Airflow: its seconds, dbt's seconds on ml.customer_features, the newest as-of date."""
+    run = dagrun.run_dag(settings, "warehouse_etl")
+    with postgres.warehouse(settings) as conn:
+        newest = conn.execute("select max(as_of_date)::text from ml.customer_features").fetchone()[0]
+    return run.seconds, _features_seconds(settings, run.run_id), newest
+
+
+def _equals_a_full_refresh(settings: Settings) -> str:
+    """ml.customer_features as the daily runs left it against `dbt build --full-refresh` of it."""
+    with postgres.warehouse(settings) as conn:
+        daily = conn.execute(CHECKSUM).fetchone()
+    dbt(settings, "build", "--full-refresh", "--select", "customer_features")
+    with postgres.warehouse(settings) as conn:
+        full = conn.execute(CHECKSUM).fetchone()
+    return (f"equals a full refresh ({daily[0]:,} rows, checksum {daily[1][:12]})" if daily == full else
+            f"DIFFERS from a full refresh: {daily[0]:,} rows {daily[1][:12]} against {full[0]:,} rows {full[1][:12]}")
+
+
+def bench(scale: int, daily_runs: int, customers: int, quiet_log: Path) -> tuple[float, float, float]:
     landing = Path(tempfile.mkdtemp(prefix=f"mlscale-bench-{scale}x-"))
     os.environ["MLSCALE_LANDING_DIR"] = str(landing)
     settings = Settings.from_env()
     _reset(settings)
-    params = ShopParams(customers=3000 * scale, days=300 * scale + daily_runs)
+    params = ShopParams(customers=customers * scale, days=300 * scale + daily_runs)
     t0 = time.monotonic()
     history = range(0, 300 * scale)
     stats = generate(params, landing, days=history, progress_every=0)
     print(f"[{scale}x] generated {len(history)} days, {stats.rows['orders']} orders in {time.monotonic() - t0:.0f}s", flush=True)
     with output_to(quiet_log):
         ingest_s = _run(settings, "ingest_landing")
-        full_s = _run(settings, "warehouse_etl")
-    print(f"[{scale}x] history: ingest {ingest_s:.0f}s, first (full) warehouse_etl {full_s:.0f}s", flush=True)
+        full_s, full_features, newest = _etl(settings)
+    print(f"[{scale}x] history: ingest {ingest_s:.0f}s, first (full) warehouse_etl {full_s:.0f}s"
+          f" (ml.customer_features {full_features:.0f}s)", flush=True)
     daily, ingest = [], []
     for day in range(history.stop, history.stop + daily_runs):
         generate(params, landing, days=range(day, day + 1), progress_every=0)
         with output_to(quiet_log):
             ingest.append(_run(settings, "ingest_landing"))
-            daily.append(_run(settings, "warehouse_etl"))
-        print(f"[{scale}x] day {day}: daily ingest_landing {ingest[-1]:.1f}s, warehouse_etl {daily[-1]:.1f}s", flush=True)
+            seconds, features, latest = _etl(settings)
+        daily.append(seconds)
+        print(f"[{scale}x] day {day}: daily ingest_landing {ingest[-1]:.1f}s, warehouse_etl {daily[-1]:.1f}s,"
+              f" ml.customer_features {features:.0f}s = {features / full_features:.2f} of the full build's"
+              f" ({'a new as-of date ' + latest + ' begins' if latest != newest else 'relabels the open weeks'})",
+              flush=True)
+        newest = latest
+    with output_to(quiet_log):
+        refreshed = _equals_a_full_refresh(settings)
+    print(f"[{scale}x] ml.customer_features after the daily runs {refreshed}", flush=True)
     t0 = time.monotonic()
     with output_to(quiet_log):
         reporting.build_kpis(settings, load_specs())
@@ -81,6 +134,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scales", type=int, nargs="+", default=[1, 10])
     parser.add_argument("--daily-runs", type=int, default=3)
+    parser.add_argument("--customers", type=int, default=3000, help="customers of the 1x shop")
     args = parser.parse_args()
     settings = Settings.from_env()
     postgres.ensure_databases(settings, [settings.warehouse_db, settings.airflow_db])
@@ -89,7 +143,7 @@ def main() -> None:
     quiet_log = settings.log_dir / "bench_etl_incremental.log"
     quiet_log.parent.mkdir(parents=True, exist_ok=True)
     print(f"task logs: {quiet_log}", flush=True)
-    results = {scale: bench(scale, args.daily_runs, quiet_log) for scale in args.scales}
+    results = {scale: bench(scale, args.daily_runs, args.customers, quiet_log) for scale in args.scales}
     for scale, (daily, kpi, ingest) in results.items():
         print(f"{scale:>3}x history: median daily warehouse_etl {daily:6.1f}s, daily ingest_landing {ingest:6.1f}s,"
               f" KPI marts {kpi:6.1f}s")
