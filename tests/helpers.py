@@ -178,17 +178,34 @@ def build_shop(settings, landing: Path, params: ShopParams) -> None:
     build(settings)
 
 
-def use_spec_variant(folder: Path, monkeypatch, model: str, edit) -> None:
-    """Point the bundle at a folder holding only `model`'s shipped spec after `edit(data)` changed its YAML data;
-    the DAG bag is rebuilt (clear dagrun.dag_bag's cache again when done)."""
+# The one configuration churn_90d's search picks on the generated test shops: tests whose subject is not the
+# search train the shipped spec with it alone (tests/e2e/conftest.py FAST, and `one_configuration`).
+ONE_CONFIGURATION = [{"name": "logistic_regression", "params": {"C": 0.1}}]
+
+
+def one_configuration(data: dict) -> None:
+    """A spec edit for `write_spec_variant`: the search cut to ONE_CONFIGURATION."""
+    data["candidates"] = ONE_CONFIGURATION
+
+
+def write_spec_variant(folder: Path, model: str, edit) -> Path:
+    """`folder` holding only `model`'s shipped spec after `edit(data)` changed its YAML data (a specs folder for
+    MLSCALE_SPECS_DIR)."""
     import yaml
 
-    from mlscale.airflow import dagrun
     from mlscale.specs import SPECS_DIR
 
     data = yaml.safe_load((SPECS_DIR / f"{model}.yml").read_text())
     edit(data)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{model}.yml").write_text(yaml.safe_dump(data))
-    monkeypatch.setenv("MLSCALE_SPECS_DIR", str(folder))
+    return folder
+
+
+def use_spec_variant(folder: Path, monkeypatch, model: str, edit) -> None:
+    """Point the bundle at `write_spec_variant(folder, model, edit)`; the DAG bag is rebuilt (clear
+    dagrun.dag_bag's cache again when done)."""
+    from mlscale.airflow import dagrun
+
+    monkeypatch.setenv("MLSCALE_SPECS_DIR", str(write_spec_variant(folder, model, edit)))
     dagrun.dag_bag.cache_clear()

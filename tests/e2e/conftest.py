@@ -14,13 +14,13 @@ from mlscale.modeling import training
 from mlscale.production import promotion
 from mlscale.postgres import table_exists
 from mlscale.specs import BinnedMeanBaseline, Business, Candidate, Features, load_specs
-from tests.helpers import airflow_shop, drop_registered_model
+from tests.helpers import ONE_CONFIGURATION, airflow_shop, drop_registered_model
 
 MODEL = "churn_90d"
 SPEC = load_specs()[MODEL]
 # The shipped spec with one configuration, the one its search picks on this shop: the same features, baselines
 # and gates, without the search's cost (on 600 customers BG/NBD scores 0.883; an unregularised C=10 loses to it).
-FAST = SPEC.model_copy(update={"candidates": [Candidate(name="logistic_regression", params={"C": 0.1})]})
+FAST = SPEC.model_copy(update={"candidates": [Candidate(**c) for c in ONE_CONFIGURATION]})
 # Two weak features and no floors or ceilings: registered (it beats the mean), clearly worse than FAST.
 WEAK = SPEC.model_copy(update={
     "features": Features(numeric=["tenure_days", "age"]), "baselines": [BinnedMeanBaseline(kind="binned_mean", feature="age", bins=1)],

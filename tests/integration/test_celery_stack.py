@@ -10,15 +10,13 @@ from datetime import datetime, timezone
 
 import pytest
 import redis
-import yaml
 from airflow.utils.net import getfqdn
 
 from mlscale import postgres, registry
 from mlscale.config import Settings
 from mlscale.local import airflow_ui
 from mlscale.local.datagen import ShopParams, generate
-from mlscale.specs import SPECS_DIR
-from tests.helpers import free_port
+from tests.helpers import free_port, one_configuration, write_spec_variant
 
 pytestmark = pytest.mark.integration
 MODEL = "churn_90d"
@@ -50,17 +48,6 @@ def _wait(settings, what: str, done, timeout: float = TIMEOUT):
     return result
 
 
-def _one_configuration(folder):
-    """A specs folder with MODEL alone, its search cut to the one configuration it picks on this shop: the chain
-    and its DAGs are the bundle's, the training is what the scheduler runs, and the two shipped specs' searches
-    (half of the test's CPU, judged in tests/integration/test_training_mlflow.py) are not paid twice more."""
-    data = yaml.safe_load((SPECS_DIR / f"{MODEL}.yml").read_text())
-    data["candidates"] = [{"name": "logistic_regression", "params": {"C": 0.1}}]
-    folder.mkdir()
-    (folder / f"{MODEL}.yml").write_text(yaml.safe_dump(data))
-    return folder
-
-
 @pytest.fixture(params=["celery", "local"])
 def running_stack(request, stack, tmp_path):
     """`mlscale up --executor <param>` as on a new machine, in a namespace of its own: new databases (an Airflow
@@ -70,7 +57,9 @@ def running_stack(request, stack, tmp_path):
     worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
     broker = f"redis://127.0.0.1:6379/{10 + worker}"
     env = {"MLSCALE_PG_DSN": stack.pg_dsn, "MLSCALE_DB_SUFFIX": f"{stack.db_suffix}_stack",
-           "MLSCALE_SPECS_DIR": str(_one_configuration(tmp_path / "specs")),
+           # churn_90d alone, its search cut to one configuration: the chain, its DAGs and the training the
+           # scheduler runs are the bundle's; the shipped searches (half of the test's CPU) are judged elsewhere.
+           "MLSCALE_SPECS_DIR": str(write_spec_variant(tmp_path / "specs", MODEL, one_configuration)),
            "MLSCALE_MLFLOW_PORT": str(free_port()), "MLSCALE_AIRFLOW_PORT": str(free_port()),
            "MLSCALE_STATE_DIR": str(tmp_path / "state"), "MLSCALE_LANDING_DIR": str(tmp_path / "landing"),
            "MLSCALE_REPORTS_DIR": str(tmp_path / "reports"), "MLSCALE_CELERY_BROKER_URL": broker,

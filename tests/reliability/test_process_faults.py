@@ -20,7 +20,7 @@ from mlscale.local import services
 from mlscale.local.datagen import generate
 from mlscale.modeling import artifacts
 from tests.helpers import (AIRFLOW_SHOP, airflow_shop, checksum, drop_registered_model, free_port, query, scalar,
-                           server_folder, use_spec_variant)
+                           one_configuration, server_folder, use_spec_variant)
 from tests.reliability.conftest import Stopwatch
 
 pytestmark = pytest.mark.reliability
@@ -210,8 +210,7 @@ def test_an_mlflow_restart_during_training_and_promotion_is_retried_and_leaves_t
         warehouse, tmp_path, monkeypatch):
     airflow_shop(warehouse, tmp_path / "shop")
     drop_registered_model(warehouse, MODEL)
-    use_spec_variant(tmp_path / "specs", monkeypatch, MODEL,  # the shipped spec, one configuration: no search
-                     lambda data: data.update(candidates=[{"name": "logistic_regression", "params": {"C": 0.1}}]))
+    use_spec_variant(tmp_path / "specs", monkeypatch, MODEL, one_configuration)  # the shipped spec, no search
     client = registry.client(warehouse)
     env = dict(os.environ)
 
