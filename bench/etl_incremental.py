@@ -37,18 +37,11 @@ os.environ.update(Settings.from_env().service_env())
 from mlscale import postgres
 from mlscale.airflow import dagrun
 from mlscale.business import reporting
-from mlscale.data.warehouse import dbt
+from mlscale.data.warehouse import dbt, drop_schemas
 from mlscale.local import services
 from mlscale.local.datagen import ShopParams, generate  # noqa: E402
 from mlscale.local.demo import output_to  # noqa: E402
 from mlscale.specs import load_specs  # noqa: E402
-
-
-def _reset(settings: Settings) -> None:
-    with postgres.warehouse(settings, autocommit=True) as conn:
-        for (schema,) in conn.execute("select nspname from pg_namespace where nspname not in ('public', "
-                                      "'information_schema') and nspname not like 'pg\\_%'").fetchall():
-            conn.execute(f'drop schema "{schema}" cascade')
 
 
 def _run(settings: Settings, dag_id: str) -> float:
@@ -95,7 +88,7 @@ def bench(scale: int, daily_runs: int, customers: int, quiet_log: Path) -> tuple
     landing = Path(tempfile.mkdtemp(prefix=f"mlscale-bench-{scale}x-"))
     os.environ["MLSCALE_LANDING_DIR"] = str(landing)
     settings = Settings.from_env()
-    _reset(settings)
+    drop_schemas(settings)
     params = ShopParams(customers=customers * scale, days=300 * scale + daily_runs)
     t0 = time.monotonic()
     history = range(0, 300 * scale)
