@@ -1,5 +1,6 @@
 """dbt builds the warehouse on real PostgreSQL, and the feature mart matches features computed by hand."""
 
+import json
 import logging
 import shutil
 
@@ -10,7 +11,7 @@ import pytest
 from mlscale import postgres
 from mlscale.local.datagen import ShopParams, generate, read_landing
 from mlscale.data.ingest import ingest_landing, retract_file
-from mlscale.data.quality import DataQualityError, gate
+from mlscale.data.quality import DataQualityError, docs_dir, gate
 from mlscale.data.warehouse import DbtFailed, StaleSource, claim_batch, freshness_target, publish_batch, source_freshness
 from tests.helpers import build, dbt, empty_warehouse, query, scalar
 
@@ -104,14 +105,35 @@ def test_feature_mart_is_point_in_time_correct(warehouse):
     assert 0.3 < float(coverage["imputed"][0]) / PARAMS.customers < 0.5  # sparse_share is 0.4
 
 
+def _stored_results(settings, suite: str) -> set:
+    """The GX validation results stored for a suite (one JSON file per suite and checkpoint run)."""
+    return set((docs_dir(settings) / "gx" / "uncommitted" / "validations" / suite).rglob("*.json"))
+
+
+def _sample(path, **kwargs) -> list:
+    """The sample of unexpected values a stored result keeps for the expectation with these kwargs."""
+    results = json.loads(path.read_text())["results"]
+    (found,) = [r["result"] for r in results if kwargs.items() <= r["expectation_config"]["kwargs"].items()]
+    return found["partial_unexpected_list"]
+
+
 def test_quality_gate_stops_a_null_flood(warehouse, capfd):
     stats = generate(ShopParams(customers=250, days=60, seed=5, feeds=("orders",)), warehouse.landing_dir)
     ingest_landing(warehouse.dsn(warehouse.warehouse_db), warehouse.landing_dir)
     assert claim_batch(warehouse, "run-1") == stats.files["orders"]
     capfd.readouterr()
-    assert gate(warehouse, "raw_orders", "run-1")["raw_orders"]["failed_critical"] == 0
+    with postgres.warehouse(warehouse) as conn:  # one order above 5000 EUR: within the warning's `mostly`
+        conn.execute("update raw.orders set amount = 6000 where order_id = (select min(order_id) from raw.orders)")
+    before = _stored_results(warehouse, "raw_orders")
+    summary = gate(warehouse, "raw_orders", "run-1")["raw_orders"]
+    assert summary["failed"] == 0 and summary["passed"] >= 5
     # no progress bar on stderr (a task log shows stderr at error level: issue 20)
     assert "Calculating Metrics" not in capfd.readouterr().err
+    # a passing suite is validated for its counts alone, without fetching a sample of the unexpected values
+    (passed,) = _stored_results(warehouse, "raw_orders") - before
+    assert _sample(passed, column="amount", max_value=5000) == []
+    assert scalar(warehouse, "select unexpected_count from ops.dq_results where run_id = 'run-1'"
+                             " and kwargs->>'max_value' = '5000'") == 1
     with postgres.warehouse(warehouse) as conn:
         conn.execute("update raw.orders set customer_id = null where order_id % 3 = 0")
         flooded = conn.execute("select count(*) from raw.orders where customer_id is null").fetchone()[0]
@@ -179,8 +201,13 @@ def test_a_failed_warning_is_logged_and_recorded_and_does_not_stop_the_run(wareh
         big = conn.execute("update raw.orders set amount = 6000 where order_id % 7 = 0").rowcount
     assert big > 0
 
+    before = _stored_results(warehouse, "raw_orders")
     with caplog.at_level(logging.WARNING, logger="mlscale.data.quality"):
         summary = gate(warehouse, "raw_orders", "run-1")
+    # the failed suite ran again for its sample of unexpected values: one stored result, with the sample
+    (failed,) = _stored_results(warehouse, "raw_orders") - before
+    assert not json.loads(failed.read_text())["success"]
+    assert _sample(failed, column="amount", max_value=5000) == [6000] * 20
 
     assert summary["raw_orders"]["failed"] == 1 and summary["raw_orders"]["failed_critical"] == 0
     rows = query(warehouse, "select expectation, severity, unexpected_count from ops.dq_results"
