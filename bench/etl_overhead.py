@@ -11,9 +11,12 @@ computing every expectation in it. After each baseline day, the GX gates run on 
 unexpected counts and verdicts are checked against the SQL's (so the two compute the same checks), and both
 are timed: the GX gate as warehouse_etl runs it (results recorded, Data Docs updated) against the SQL.
 Prints the medians and the ratios (targets: warehouse_etl at most 1.25x the baseline; GX at most 2x the SQL),
-and the slowest tasks of the last Airflow run. Own databases (suffix _bench_etl), a temporary landing folder.
+and the slowest tasks of the last Airflow run. Also GX's floor: the least a gate can be, one expectation on a
+one-row query in the same context, checkpoint and Data Docs build (each gate pays it), against the SQL of every
+check. `--customers` sets the shop's size: the overhead per run is fixed, so the ratio falls as the day's work grows.
+Own databases (suffix _bench_etl), a temporary landing folder.
 Usage:
-    .venv/bin/python bench/etl_overhead.py [--rounds 3]
+    .venv/bin/python bench/etl_overhead.py [--rounds 3] [--customers 3000]
 """
 
 from __future__ import annotations
@@ -38,13 +41,16 @@ from psycopg import sql  # noqa: E402
 
 from mlscale import postgres  # noqa: E402
 from mlscale.airflow import dagrun  # noqa: E402
+from mlscale.airflow.dbt_group import PRODUCER  # noqa: E402
 from mlscale.data import quality, warehouse  # noqa: E402
 from mlscale.data.ingest import ingest_landing  # noqa: E402
 from mlscale.local import services  # noqa: E402
 from mlscale.local.datagen import ShopParams, generate  # noqa: E402
 from mlscale.local.demo import output_to  # noqa: E402
 
-SHOP = ShopParams()  # the demo shop: 3,000 customers, 300 days
+FLOOR_SUITE = {"name": "bench_floor", "query": "select 1 as one",
+               "expectations": [{"type": "expect_table_row_count_to_be_between",
+                                 "kwargs": {"min_value": 1, "max_value": 1}}]}
 
 
 def _unexpected(cond: str, column: str, mostly: float) -> tuple[list[str], float]:
@@ -127,8 +133,8 @@ def gx_gate(settings: Settings, names: list[str], run_id: str) -> dict[str, list
     return out
 
 
-def land_day(settings: Settings, day: int) -> None:
-    generate(dataclasses.replace(SHOP, days=day + 1), settings.landing_dir,
+def land_day(settings: Settings, shop: ShopParams, day: int) -> None:
+    generate(dataclasses.replace(shop, days=day + 1), settings.landing_dir,
              days=range(day, day + 1), progress_every=0)
     ingest_landing(settings.dsn(settings.warehouse_db), settings.landing_dir)
 
@@ -172,6 +178,26 @@ def compare_gx(settings: Settings, run_id: str, sql_results) -> tuple[float, flo
     return tuple(times)
 
 
+def gx_floor(settings: Settings, run_id: str) -> float:
+    """Seconds of the least GX gate: one expectation on a one-row query, through the gate's own code."""
+    t0 = time.monotonic()
+    results = quality.run_suites(settings, [FLOOR_SUITE], run_id)
+    seconds = time.monotonic() - t0
+    if not results["bench_floor"][0].success:
+        raise SystemExit("GX floor: one row expected, GX saw otherwise")
+    return seconds
+
+
+def newest_as_of(settings: Settings) -> str:
+    with postgres.warehouse(settings) as conn:
+        return conn.execute("select max(as_of_date)::text from ml.customer_features").fetchone()[0]
+
+
+def kind_of_day(settings: Settings, before: str) -> str:
+    """What the day's feature build was (a new as-of date costs the seven window passes: BENCHMARKS.md)."""
+    return "new as-of date" if newest_as_of(settings) != before else "relabels"
+
+
 def task_seconds(settings: Settings, run_id: str) -> list[tuple[str, float]]:
     """Each task's duration in one warehouse_etl run, longest first (from Airflow's metadata DB)."""
     with postgres.database(settings, settings.airflow_db) as conn:
@@ -183,7 +209,9 @@ def task_seconds(settings: Settings, run_id: str) -> list[tuple[str, float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--customers", type=int, default=ShopParams.customers, help="the shop's customers (300 days)")
     args = parser.parse_args()
+    shop = ShopParams(customers=args.customers)
     settings = Settings.from_env()
     postgres.ensure_databases(settings, [settings.warehouse_db, settings.airflow_db])
     warehouse.drop_schemas(settings)
@@ -194,31 +222,37 @@ def main() -> None:
     print(f"task logs: {log}; landing: {settings.landing_dir}", flush=True)
     t0 = time.monotonic()
     with output_to(log):
-        generate(SHOP, settings.landing_dir, progress_every=0)
+        generate(shop, settings.landing_dir, progress_every=0)
         ingest_landing(settings.dsn(settings.warehouse_db), settings.landing_dir)
         warehouse.run_etl(settings, "bench-history")
         dagrun.run_dag(settings, "warehouse_etl")  # the bundle parsed and one run done before timing
-    print(f"history: {SHOP.customers:,} customers, {SHOP.days} days built in {time.monotonic() - t0:.0f} s", flush=True)
+    print(f"history: {shop.customers:,} customers, {shop.days} days built in {time.monotonic() - t0:.0f} s", flush=True)
 
-    airflow, bare, dbt_s, check_s, gx = [], [], [], [], []
-    day = SHOP.days
+    airflow, bare, dbt_s, check_s, gx, floor = [], [], [], [], [], []
+    day = shop.days
     for r in range(args.rounds):
+        before = newest_as_of(settings)
         with output_to(log):
-            land_day(settings, day)
+            land_day(settings, shop, day)
             result = dagrun.run_dag(settings, "warehouse_etl")
         airflow.append(result.seconds)
         tasks = task_seconds(settings, result.run_id)
+        airflow_day, before = kind_of_day(settings, before), newest_as_of(settings)
         run_id = f"bench-baseline-{day + 1}"
         with output_to(log):
-            land_day(settings, day + 1)
+            land_day(settings, shop, day + 1)
             b = baseline(settings, run_id)
+        bare_day = kind_of_day(settings, before)
+        with output_to(log):
             gx.append(compare_gx(settings, run_id, b.pop("sql")))
+            floor.append(gx_floor(settings, run_id))
         bare.append(b["total"])
         dbt_s.append(b["dbt build"])
         check_s.append(b["sql checks"])
-        print(f"round {r + 1}: warehouse_etl through Airflow {airflow[-1]:.1f} s (day {day}); baseline "
-              f"{bare[-1]:.1f} s (dbt build {dbt_s[-1]:.1f} s, SQL checks {check_s[-1]:.2f} s; day {day + 1}); "
-              f"GX raw {gx[-1][0]:.1f} s, mart {gx[-1][1]:.1f} s, SQL raw {gx[-1][2]:.2f} s, mart {gx[-1][3]:.2f} s",
+        print(f"round {r + 1}: warehouse_etl through Airflow {airflow[-1]:.1f} s (day {day}, {airflow_day}); baseline "
+              f"{bare[-1]:.1f} s (dbt build {dbt_s[-1]:.1f} s, SQL checks {check_s[-1]:.2f} s; day {day + 1}, {bare_day}); "
+              f"GX raw {gx[-1][0]:.1f} s, mart {gx[-1][1]:.1f} s, SQL raw {gx[-1][2]:.2f} s, mart {gx[-1][3]:.2f} s; "
+              f"GX floor {floor[-1]:.2f} s",
               flush=True)
         day += 2
 
@@ -227,6 +261,14 @@ def main() -> None:
           f"{sum(s for _, s in tasks):.1f} s summed):")
     for task, seconds in tasks[:12]:
         print(f"  {seconds:6.1f} s  {task}")
+    # What the run's shape costs whatever dbt and the checks do: the watching tasks (a task per model and one per
+    # model's tests, each only reading what the build reported), dag.test()'s loop between tasks, two GX floors.
+    watching = [s for t, s in tasks if t.startswith("dbt.") and t != f"dbt.{PRODUCER}"]
+    loop = result.seconds - sum(s for _, s in tasks)
+    shape = sum(watching) + loop + 2 * med(floor)
+    print(f"the run's shape: {len(watching)} watching tasks {sum(watching):.1f} s, dag.test()'s loop {loop:.1f} s, "
+          f"two GX floors {2 * med(floor):.1f} s: {shape:.1f} s, so at least {(med(bare) + shape) / med(bare):.2f}x "
+          f"the baseline with the model-level view")
     gx_s = [g[0] + g[1] for g in gx]
     sql_s = [g[2] + g[3] for g in gx]
     print(f"\nmedian of {args.rounds}: warehouse_etl through Airflow {med(airflow):.1f} s, baseline {med(bare):.1f} s "
@@ -235,6 +277,9 @@ def main() -> None:
     print(f"GX gates (raw + mart, as warehouse_etl runs them) {med(gx_s):.1f} s, the same checks in SQL "
           f"{med(sql_s):.2f} s: ratio {med(gx_s) / med(sql_s):.1f} (target <= 2); raw {med(g[0] for g in gx):.1f} s "
           f"vs {med(g[2] for g in gx):.2f} s, mart {med(g[1] for g in gx):.1f} s vs {med(g[3] for g in gx):.2f} s")
+    print(f"GX floor (one expectation on one row, per gate) {med(floor):.2f} s: two gates' floor {2 * med(floor):.2f} s "
+          f"= {2 * med(floor) / med(sql_s):.1f}x the SQL of every check; overhead per run through Airflow "
+          f"{med(airflow) - med(bare):.1f} s")
 
 
 if __name__ == "__main__":
