@@ -27,7 +27,6 @@ import os
 import statistics
 import tempfile
 import time
-from pathlib import Path
 
 os.environ["MLSCALE_DB_SUFFIX"] = "_bench_etl"  # it drops and rebuilds its warehouse: not the other benches' _bench
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
