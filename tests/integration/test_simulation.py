@@ -3,11 +3,10 @@ under concept drift rolling retraining ends better than the frozen first model."
 
 import pandas as pd
 import pytest
-import yaml
 
 from mlscale.local.simulation import Scenario, replay_settings, simulate
-from mlscale.specs import SPECS_DIR, load_specs
-from tests.helpers import query
+from mlscale.specs import load_specs
+from tests.helpers import query, write_spec_variant
 
 pytestmark = pytest.mark.integration
 MODEL = "churn_90d"
@@ -26,12 +25,11 @@ def test_under_concept_drift_rolling_retraining_ends_better_than_the_frozen_mode
     # dates before the drift's churn rate settles, the retrained model measures 0.05 to 0.07 on the test date's
     # few thousand rows, and which side of 0.05 its interval's low end falls differs between machines (the same
     # commit: promoted on one, 0.0576 and rejected on an AMD EPYC). The ceiling has its own tests (test_gates).
-    data = yaml.safe_load((SPECS_DIR / f"{MODEL}.yml").read_text())
-    data["monitoring"].update(max_model_age_days=28)
-    data["promotion"]["staging"]["max_metrics"].update(calibration_error=0.1)
-    (tmp_path / "specs").mkdir()
-    (tmp_path / "specs" / f"{MODEL}.yml").write_text(yaml.safe_dump(data))
-    monkeypatch.setenv("MLSCALE_SPECS_DIR", str(tmp_path / "specs"))
+    def edit(data):
+        data["monitoring"].update(max_model_age_days=28)
+        data["promotion"]["staging"]["max_metrics"].update(calibration_error=0.1)
+
+    monkeypatch.setenv("MLSCALE_SPECS_DIR", str(write_spec_variant(tmp_path / "specs", MODEL, edit)))
     spec = load_specs()[MODEL]
     # The competitor arrives 90 days before the first step: the first model's labels (which end one
     # horizon before its test date) never saw it; a model trained a few weeks later has.
