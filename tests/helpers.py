@@ -178,6 +178,17 @@ def build_shop(settings, landing: Path, params: ShopParams) -> None:
     build(settings)
 
 
+# ml.customer_features is a view of its two parts (dbt_project/models/marts/ml/parts): rows are changed in the parts.
+FEATURE_PARTS = ("ml.customer_features_part_0", "ml.customer_features_part_1")
+
+
+def update_features(settings: Settings, assignments: str, where: str, params: tuple = ()) -> int:
+    """`update <part> set <assignments> where <where>` on both parts of ml.customer_features; the rows updated."""
+    with postgres.warehouse(settings) as conn:
+        return sum(conn.execute(f"update {part} set {assignments} where {where}", params).rowcount
+                   for part in FEATURE_PARTS)
+
+
 # The one configuration churn_90d's search picks on the generated test shops: tests whose subject is not the
 # search train the shipped spec with it alone (tests/e2e/conftest.py FAST, and `one_configuration`).
 ONE_CONFIGURATION = [{"name": "logistic_regression", "params": {"C": 0.1}}]

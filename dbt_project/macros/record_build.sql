@@ -1,7 +1,8 @@
 {#-
   The feature marts' build log, ops.dbt_model_builds (<ci schema>_ops under the `ci` target): one row per
   build (dbt invocation id, relation, row count, and the watermark: the newest load of its inputs it has seen). Training reads it to tag each MLflow
-  run with the dbt build it used; customer_features reads its own watermark to find late rows.
+  run with the dbt build it used (customer_features, the view: its row count); each part of customer_features
+  reads its own watermark to find late rows.
 -#}
 {% macro build_log_ddl() %}
     create schema if not exists {{ ops_schema() }};
@@ -15,8 +16,8 @@
     alter table {{ ops_schema() }}.dbt_model_builds add column if not exists watermark timestamptz;
 {% endmacro %}
 
+{#- The build log's row for this build (on-run-start made the table). -#}
 {% macro record_build(watermark='null::timestamptz') %}
-    {{ build_log_ddl() }}
     insert into {{ ops_schema() }}.dbt_model_builds (invocation_id, relation, row_count, watermark)
     select '{{ invocation_id }}', '{{ this.identifier }}', count(*), {{ watermark }} from {{ this }}
     on conflict (invocation_id, relation)

@@ -13,7 +13,7 @@ from mlscale.local.datagen import ShopParams, generate, read_landing
 from mlscale.data.ingest import ingest_landing, retract_file
 from mlscale.data.quality import DataQualityError, docs_dir, gate
 from mlscale.data.warehouse import DbtFailed, StaleSource, claim_batch, freshness_target, publish_batch, source_freshness
-from tests.helpers import build, dbt, empty_warehouse, query, scalar
+from tests.helpers import build, dbt, empty_warehouse, query, scalar, update_features
 
 pytestmark = pytest.mark.integration
 # 200 days: the last as-of dates see orders from before the 180-day active window (the lifetime summary)
@@ -96,8 +96,8 @@ def test_feature_mart_is_point_in_time_correct(warehouse):
     # some customers' last session is older than the window: no days_since_last_session for them
     assert got["days_since_last_session"].isna().sum() > 0
     # the contract's constraints hold on every write: a label outside (0, 1) is refused by PostgreSQL
-    with pytest.raises(psycopg.errors.CheckViolation, match="churned_90d"), postgres.warehouse(warehouse) as conn:
-        conn.execute("update ml.customer_features set churned_90d = 2 where churned_90d is not null")
+    with pytest.raises(psycopg.errors.CheckViolation, match="churned_90d"):
+        update_features(warehouse, "churned_90d = 2", "churned_90d is not null")
 
     coverage = query(warehouse, "select sum(customers) as n, sum(customers * share_imputed_channel) as imputed"
                                 " from core.customer_attribute_coverage")
@@ -180,13 +180,9 @@ def test_feature_gate_checks_the_rows_the_run_wrote_and_the_newest_matured_label
     assert float(observed) == pytest.approx(float(expected_rate))
 
     # A bad row this run did not write was checked when it was written; one it wrote fails the gate.
-    with postgres.warehouse(warehouse) as conn:
-        conn.execute("update ml.customer_features set recency_days = 999 where as_of_date = %s",
-                     ((first_day + pd.Timedelta(days=28)).date(),))
+    assert update_features(warehouse, "recency_days = 999", "as_of_date = %s", ((first_day + pd.Timedelta(days=28)).date(),))
     assert gate(warehouse, mart_suites, "run-3")["mart_customer_features"]["failed_critical"] == 0
-    with postgres.warehouse(warehouse) as conn:
-        conn.execute("update ml.customer_features set recency_days = 999 where as_of_date = %s",
-                     ((first_day + pd.Timedelta(days=56)).date(),))
+    assert update_features(warehouse, "recency_days = 999", "as_of_date = %s", ((first_day + pd.Timedelta(days=56)).date(),))
     with pytest.raises(DataQualityError, match=r"mart_customer_features: expect_column_values_to_be_between "
                                                r"\{'column': 'recency_days'"):
         gate(warehouse, mart_suites, "run-4")

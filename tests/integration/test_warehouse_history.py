@@ -5,7 +5,7 @@ import pytest
 from mlscale import postgres
 from mlscale.local.datagen import DirtyData, ShopParams, generate
 from mlscale.data.ingest import ingest_landing
-from tests.helpers import build, query, scalar
+from tests.helpers import build, query, scalar, update_features
 
 pytestmark = pytest.mark.integration
 FEATURES = "ml.customer_features"
@@ -100,7 +100,7 @@ def test_a_new_day_relabels_the_open_weeks_and_equals_a_full_refresh(warehouse):
     marked = open_dates[0]  # its label window ends within the ten new days
     before = query(warehouse, f"select customer_id, revenue_next_90d, observed_last_day from {FEATURES}"
                               f" where as_of_date = '{marked}' order by customer_id")
-    query(warehouse, f"update {FEATURES} set pages_30d = -1 where as_of_date = '{marked}' returning 1")
+    assert update_features(warehouse, "pages_30d = -1", "as_of_date = %s", (marked,)) > 0
 
     generate(params, warehouse.landing_dir, days=range(250, 260))
     ingest_landing(warehouse.dsn(warehouse.warehouse_db), warehouse.landing_dir)
@@ -131,7 +131,7 @@ def test_rows_months_late_reach_the_features_without_a_full_refresh(warehouse):
     build(warehouse)
     first_as_of = query(warehouse, f"select min(as_of_date) as d from {FEATURES}")["d"][0]
     # A marker on the first as-of date (before the late day's label window): a bounded run keeps it.
-    query(warehouse, f"update {FEATURES} set tenure_days = -1 where as_of_date = '{first_as_of}' returning 1")
+    assert update_features(warehouse, "tenure_days = -1", "as_of_date = %s", (first_as_of,)) > 0
 
     generate(params, warehouse.landing_dir, days=range(250, 253))
     late_day = sorted((warehouse.landing_dir / "orders").iterdir())[150]  # 100 days before the new ones

@@ -144,12 +144,12 @@ def test_a_sigkill_in_the_middle_of_a_dbt_build_leaves_every_table_old_or_new_an
     def building_the_features() -> bool:
         assert etl.poll() is None, etl.communicate()
         with postgres.warehouse(warehouse) as conn:
-            # customer_features' own build (its upstream tables are done by then): the incremental model's
-            # temporary table; a bare name would also match other models' SQL that mentions the mart
+            # the build of a part of customer_features (its upstream tables are done by then): the incremental
+            # model's temporary table; a bare name would also match other models' SQL that mentions the mart
             # (this database's: other test workers build theirs on the same server at the same time)
             return conn.execute("select count(*) from pg_stat_activity where application_name = 'dbt' and"
                                 " datname = current_database() and state = 'active'"
-                                " and query ilike '%customer_features__dbt_tmp%'").fetchone()[0] > 0
+                                " and query ilike '%customer_features_part_%dbt_tmp%'").fetchone()[0] > 0
 
     _wait_for(building_the_features, 300, "dbt to build customer_features")
     os.killpg(etl.pid, signal.SIGKILL)
@@ -176,7 +176,10 @@ def test_a_sigkill_in_the_middle_of_a_dbt_build_leaves_every_table_old_or_new_an
     assert set(killed) == set(before) == set(after)
     assert all(killed[t] in (before[t], after[t]) for t in killed), \
         [t for t in killed if killed[t] not in (before[t], after[t])]
-    assert killed["ml.customer_features"] == before["ml.customer_features"] != after["ml.customer_features"]
+    # The part being built was killed: it is as before (the other may have committed first: the view of the two is
+    # then half new until the retry, which no reader sees as the run's result: the feature asset waits for it).
+    parts = [t for t in killed if t.startswith("ml.customer_features_part_")]
+    assert len(parts) == 2 and any(killed[t] == before[t] != after[t] for t in parts)
     rebuilt = [t for t in killed if killed[t] == after[t] != before[t]]
     assert rebuilt, "the kill came before any table was rebuilt"  # it was in the middle of the build
     assert scalar(warehouse, "select count(*) from ops.ingest_files where etl_status is distinct from 'published'"
