@@ -16,6 +16,16 @@
     alter table {{ ops_schema() }}.dbt_model_builds add column if not exists watermark timestamptz;
 {% endmacro %}
 
+{#- on-run-start: the build log's table, when the invocation builds a part of customer_features (a slim CI build of
+    other models leaves the schemas alone). -#}
+{% macro build_log_ddl_for_feature_parts() %}
+    {%- set parts = [] -%}
+    {%- for node in (selected_resources if execute else []) if node.startswith('model.mlscale.customer_features_part_') -%}
+        {%- do parts.append(node) -%}
+    {%- endfor -%}
+    {%- if parts %}{{ build_log_ddl() }}{% endif -%}
+{% endmacro %}
+
 {#- The build log's row for this build (on-run-start made the table). -#}
 {% macro record_build(watermark='null::timestamptz') %}
     insert into {{ ops_schema() }}.dbt_model_builds (invocation_id, relation, row_count, watermark)

@@ -86,8 +86,9 @@ def dbt_slim_ci(settings: Settings, state: Path | None = None, base: str = "main
             dbt(settings, "build", "--target", "ci", "--select", "state:modified+", "--defer", "--state", str(state),
                 "--vars", outcomes.dbt_vars(load_specs()),
                 "--target-path", str(target), env={"MLSCALE_DBT_CI_SCHEMA": schema})
-            results = {r["unique_id"]: r["status"]
-                       for r in json.loads((target / "run_results.json").read_text())["results"]}
+            results = {r["unique_id"]: r["status"]  # not dbt's on-run-start hooks (operation.*)
+                       for r in json.loads((target / "run_results.json").read_text())["results"]
+                       if not r["unique_id"].startswith("operation.")}
         finally:
             if not keep:
                 drop_ci_schemas(settings, schema)
