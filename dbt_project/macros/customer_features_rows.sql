@@ -23,13 +23,9 @@
 {#- The label window, from the as-of date on: the same frame for rows computed in full and for relabelled ones. -#}
 {%- set label_frame = "range between current row and interval '" ~ (horizon - 1) ~ " days' following" -%}
 
-with all_days as (
-    select * from {{ ref('int_customer_days') }}
-),
-
 -- This part's customers: their days and versions.
-days as (
-    select * from all_days where {{ part_filter }}
+with days as (
+    select * from {{ ref('int_customer_days') }} where {{ part_filter }}
 ),
 
 customers as (
@@ -64,7 +60,8 @@ since_last_build as (
 
 -- The data's span over every customer: every part has the same as-of dates and the same label horizon.
 observed as (
-    select min(activity_date) as first_day, max(activity_date) filter (where n_orders > 0) as last_day from all_days
+    select min(activity_date) as first_day, max(activity_date) filter (where n_orders > 0) as last_day
+    from {{ ref('int_customer_days') }}
 ),
 
 all_as_of_dates as (
