@@ -2,7 +2,7 @@
 
 PostgreSQL runs a statement's window functions in one process. `customer_features` is a view of two parts (half of
 the customers each, `models/marts/ml/parts`), which dbt's two threads build at the same time. On a generated shop
-(built once through claim, `dbt build` and publish, as `mlscale etl` does), each round times:
+(built once by `warehouse.run_etl`, as `mlscale etl` builds it), each round times:
   parts:     `dbt run --full-refresh --select 1+customer_features` (the two parts, then the view): dbt's seconds on
              the slower part, from its result lines;
   baseline:  the part's compiled SQL with its customer filter removed (every customer, as the mart was built before
@@ -48,9 +48,7 @@ def build_shop(settings: Settings, customers: int) -> None:
     t0 = time.monotonic()
     stats = generate(ShopParams(customers=customers, days=300), landing, progress_every=0)
     ingest_landing(settings.dsn(settings.warehouse_db), landing)
-    warehouse.claim_batch(settings, "bench")
-    warehouse.dbt(settings, "build")
-    warehouse.publish_batch(settings, "bench")
+    warehouse.run_etl(settings, "bench")
     print(f"shop: {customers:,} customers, {stats.rows['orders']:,} orders, built in {time.monotonic() - t0:.0f}s",
           flush=True)
 
