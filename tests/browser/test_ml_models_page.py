@@ -6,6 +6,7 @@ score_churn_90d and business_report run through Airflow too. The DAGs are serial
 Screenshots are kept in reports/test/browser/ (reports/test/<xdist worker>/browser/ under xdist).
 """
 
+import contextlib
 import os
 import re
 import shutil
@@ -14,6 +15,7 @@ from datetime import date
 
 import pytest
 import requests
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from mlscale import postgres, registry
 from mlscale.airflow import dagrun
@@ -166,8 +168,13 @@ def test_every_link_on_the_ml_models_page_works_from_inside_the_airflow_ui(ui, p
     serving = _opens_a_tab(page, lambda: frame.get_by_role("link", name="MLflow version").click())
     assert f"#/models/{MODEL}/versions/{version}?" in serving.url
     serving.get_by_text("Stage (deprecated)").first.wait_for(timeout=60_000)
+    # The page fills in the aliases after the stage (a second request): wait for them, then read the whole page.
+    aliases = "Aliases : @ production"
+    with contextlib.suppress(PlaywrightTimeout):
+        serving.wait_for_function(f"() => document.body.innerText.split(/\\s+/).join(' ').includes('{aliases}')",
+                                  timeout=30_000)
     text = " ".join(serving.locator("body").inner_text().split())
-    assert "Aliases : @ production" in text and "Stage (deprecated) : Production" in text, text[:600]
+    assert aliases in text and "Stage (deprecated) : Production" in text, text[:600]
     serving.screenshot(path=stack.reports_dir / "browser" / "mlflow_version.png", full_page=True)
 
     run = _opens_a_tab(page, lambda: frame.get_by_role("link", name="MLflow run").click())
