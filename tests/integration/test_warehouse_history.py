@@ -101,10 +101,16 @@ def test_a_new_day_relabels_the_open_weeks_and_equals_a_full_refresh(warehouse):
     before = query(warehouse, f"select customer_id, revenue_next_90d, observed_last_day from {FEATURES}"
                               f" where as_of_date = '{marked}' order by customer_id")
     assert update_features(warehouse, "pages_30d = -1", "as_of_date = %s", (marked,)) > 0
+    # A user's view on the mart: a daily run replaces the mart's view in place and keeps it (a full refresh drops it).
+    with postgres.warehouse(warehouse) as conn:
+        conn.execute(f"create view public.user_rows_per_date as select as_of_date, count(*) as n from {FEATURES}"
+                     " group by as_of_date")
 
     generate(params, warehouse.landing_dir, days=range(250, 260))
     ingest_landing(warehouse.dsn(warehouse.warehouse_db), warehouse.landing_dir)
     build(warehouse)
+    assert query(warehouse, "select * from public.user_rows_per_date order by 1").equals(
+        query(warehouse, f"select as_of_date, count(*) as n from {FEATURES} group by 1 order by 1"))
     after = query(warehouse, f"select customer_id, pages_30d, revenue_next_90d, observed_last_day from {FEATURES}"
                              f" where as_of_date = '{marked}' order by customer_id")
     # the same rows, their features as the last build wrote them, their labels over the new days
@@ -119,6 +125,7 @@ def test_a_new_day_relabels_the_open_weeks_and_equals_a_full_refresh(warehouse):
     build(warehouse, "--full-refresh")
     assert _checksum(warehouse, FEATURES, without=("pages_30d",)) == incremental
     assert scalar(warehouse, f"select count(*) from {FEATURES} where pages_30d = -1") == 0
+    assert scalar(warehouse, "select to_regclass('public.user_rows_per_date')") is None
 
 
 def test_rows_months_late_reach_the_features_without_a_full_refresh(warehouse):

@@ -1,4 +1,4 @@
-{{ config(materialized='view', post_hook="{{ record_build() }}") }}
+{{ config(materialized='view_in_place', post_hook="{{ record_build() }}") }}
 {#-
   The feature mart: the union of its parts (models/marts/ml/parts, macros/customer_features_rows.sql), each the
   rows of half of the customers. PostgreSQL runs a statement's window functions in one process, so the mart as one
