@@ -12,7 +12,7 @@ After the daily runs, ml.customer_features is checked against a full refresh of 
 Then times the KPI marts (business_report's `dbt build --select tag:kpi`), which are rebuilt in
 full by every report run, on the same history (no predictions: the order-based marts).
 `--customers` sets the 1x shop's size (the daily runs at a shop size, e.g. 100000).
-Uses its own databases (suffix _bench) and a temporary landing folder. Usage:
+Uses its own databases (suffix _bench, dropped at the end) and a temporary landing folder (removed). Usage:
     .venv/bin/python bench/etl_incremental.py [--scales 1 10] [--daily-runs 3] [--customers 3000]
 """
 
@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import statistics
 import tempfile
 import time
@@ -87,7 +88,14 @@ def _equals_a_full_refresh(settings: Settings) -> str:
 def bench(scale: int, daily_runs: int, customers: int, quiet_log: Path) -> tuple[float, float, float]:
     landing = Path(tempfile.mkdtemp(prefix=f"mlscale-bench-{scale}x-"))
     os.environ["MLSCALE_LANDING_DIR"] = str(landing)
-    settings = Settings.from_env()
+    try:
+        return _bench(Settings.from_env(), landing, scale, daily_runs, customers, quiet_log)
+    finally:
+        shutil.rmtree(landing, ignore_errors=True)
+
+
+def _bench(settings: Settings, landing: Path, scale: int, daily_runs: int, customers: int,
+           quiet_log: Path) -> tuple[float, float, float]:
     drop_schemas(settings)
     params = ShopParams(customers=customers * scale, days=300 * scale + daily_runs)
     t0 = time.monotonic()
@@ -135,7 +143,10 @@ def main() -> None:
     quiet_log = settings.log_dir / "bench_etl_incremental.log"
     quiet_log.parent.mkdir(parents=True, exist_ok=True)
     print(f"task logs: {quiet_log}", flush=True)
-    results = {scale: bench(scale, args.daily_runs, args.customers, quiet_log) for scale in args.scales}
+    try:
+        results = {scale: bench(scale, args.daily_runs, args.customers, quiet_log) for scale in args.scales}
+    finally:  # a 100k warehouse is several GiB
+        postgres.drop_databases(settings, [settings.warehouse_db, settings.airflow_db])
     for scale, (daily, kpi, ingest) in results.items():
         print(f"{scale:>3}x history: median daily warehouse_etl {daily:6.1f}s, daily ingest_landing {ingest:6.1f}s,"
               f" KPI marts {kpi:6.1f}s")

@@ -9,7 +9,7 @@ the customers each, `models/marts/ml/parts`), which dbt's two threads build at t
              the split) as one statement in this process, the way dbt builds a part: the contract's table, one
              insert, the three indexes.
 Both must hold the same rows (count and checksum); prints the medians and the ratio (baseline / parts).
-Own databases (suffix _bench_parts), a temporary landing folder. Usage:
+Own database (suffix _bench_parts, dropped at the end), a temporary landing folder. Usage:
     .venv/bin/python bench/feature_parts.py [--customers 100000] [--rounds 2]
 """
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import statistics
 import tempfile
 import time
@@ -46,8 +47,11 @@ def build_shop(settings: Settings, customers: int) -> None:
     postgres.ensure_databases(settings, [settings.warehouse_db])
     warehouse.drop_schemas(settings)
     t0 = time.monotonic()
-    stats = generate(ShopParams(customers=customers, days=300), landing, progress_every=0)
-    ingest_landing(settings.dsn(settings.warehouse_db), landing)
+    try:
+        stats = generate(ShopParams(customers=customers, days=300), landing, progress_every=0)
+        ingest_landing(settings.dsn(settings.warehouse_db), landing)
+    finally:
+        shutil.rmtree(landing, ignore_errors=True)
     warehouse.run_etl(settings, "bench")
     print(f"shop: {customers:,} customers, {stats.rows['orders']:,} orders, built in {time.monotonic() - t0:.0f}s",
           flush=True)
@@ -68,10 +72,17 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     settings = Settings.from_env()
-    build_shop(settings, args.customers)
+    try:
+        compare(settings, args.customers, args.rounds)
+    finally:  # a 100k warehouse is several GiB
+        postgres.drop_databases(settings, [settings.warehouse_db])
+
+
+def compare(settings: Settings, customers: int, rounds: int) -> None:
+    build_shop(settings, customers)
     statement = single_statement_sql(settings)
     parts, single = [], []
-    for round_ in range(1, args.rounds + 1):
+    for round_ in range(1, rounds + 1):
         out = warehouse.dbt(settings, "run", "--full-refresh", "--select", "1+customer_features")
         parts.append(max(float(s) for s in PART_LINE.findall(out)))
         with postgres.warehouse(settings) as conn:
