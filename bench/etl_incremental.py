@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shutil
 import statistics
 import tempfile
 import time
@@ -86,48 +85,42 @@ def _equals_a_full_refresh(settings: Settings) -> str:
 
 
 def bench(scale: int, daily_runs: int, customers: int, quiet_log: Path) -> tuple[float, float, float]:
-    landing = Path(tempfile.mkdtemp(prefix=f"mlscale-bench-{scale}x-"))
-    os.environ["MLSCALE_LANDING_DIR"] = str(landing)
-    try:
-        return _bench(Settings.from_env(), landing, scale, daily_runs, customers, quiet_log)
-    finally:
-        shutil.rmtree(landing, ignore_errors=True)
-
-
-def _bench(settings: Settings, landing: Path, scale: int, daily_runs: int, customers: int,
-           quiet_log: Path) -> tuple[float, float, float]:
-    drop_schemas(settings)
-    params = ShopParams(customers=customers * scale, days=300 * scale + daily_runs)
-    t0 = time.monotonic()
-    history = range(0, 300 * scale)
-    stats = generate(params, landing, days=history, progress_every=0)
-    print(f"[{scale}x] generated {len(history)} days, {stats.rows['orders']} orders in {time.monotonic() - t0:.0f}s", flush=True)
-    with output_to(quiet_log):
-        ingest_s = _run(settings, "ingest_landing")
-    full_s, full_features, newest = _etl(settings, quiet_log)
-    print(f"[{scale}x] history: ingest {ingest_s:.0f}s, first (full) warehouse_etl {full_s:.0f}s"
-          f" (ml.customer_features {full_features:.1f}s)", flush=True)
-    daily, ingest = [], []
-    for day in range(history.stop, history.stop + daily_runs):
-        generate(params, landing, days=range(day, day + 1), progress_every=0)
+    with tempfile.TemporaryDirectory(prefix=f"mlscale-bench-{scale}x-") as folder:  # the landing files, removed
+        landing = Path(folder)
+        os.environ["MLSCALE_LANDING_DIR"] = folder
+        settings = Settings.from_env()
+        drop_schemas(settings)
+        params = ShopParams(customers=customers * scale, days=300 * scale + daily_runs)
+        t0 = time.monotonic()
+        history = range(0, 300 * scale)
+        stats = generate(params, landing, days=history, progress_every=0)
+        print(f"[{scale}x] generated {len(history)} days, {stats.rows['orders']} orders in {time.monotonic() - t0:.0f}s", flush=True)
         with output_to(quiet_log):
-            ingest.append(_run(settings, "ingest_landing"))
-        seconds, features, latest = _etl(settings, quiet_log)
-        daily.append(seconds)
-        print(f"[{scale}x] day {day}: daily ingest_landing {ingest[-1]:.1f}s, warehouse_etl {daily[-1]:.1f}s,"
-              f" ml.customer_features {features:.1f}s = {features / full_features:.2f} of the full build's"
-              f" ({'a new as-of date ' + latest + ' begins' if latest != newest else 'relabels the open weeks'})",
-              flush=True)
-        newest = latest
-    with output_to(quiet_log):
-        refreshed = _equals_a_full_refresh(settings)
-    print(f"[{scale}x] ml.customer_features after the daily runs {refreshed}", flush=True)
-    t0 = time.monotonic()
-    with output_to(quiet_log):
-        reporting.build_kpis(settings, load_specs())
-    kpi_s = time.monotonic() - t0
-    print(f"[{scale}x] KPI marts (full rebuild) {kpi_s:.1f}s", flush=True)
-    return statistics.median(daily), kpi_s, statistics.median(ingest)
+            ingest_s = _run(settings, "ingest_landing")
+        full_s, full_features, newest = _etl(settings, quiet_log)
+        print(f"[{scale}x] history: ingest {ingest_s:.0f}s, first (full) warehouse_etl {full_s:.0f}s"
+              f" (ml.customer_features {full_features:.1f}s)", flush=True)
+        daily, ingest = [], []
+        for day in range(history.stop, history.stop + daily_runs):
+            generate(params, landing, days=range(day, day + 1), progress_every=0)
+            with output_to(quiet_log):
+                ingest.append(_run(settings, "ingest_landing"))
+            seconds, features, latest = _etl(settings, quiet_log)
+            daily.append(seconds)
+            print(f"[{scale}x] day {day}: daily ingest_landing {ingest[-1]:.1f}s, warehouse_etl {daily[-1]:.1f}s,"
+                  f" ml.customer_features {features:.1f}s = {features / full_features:.2f} of the full build's"
+                  f" ({'a new as-of date ' + latest + ' begins' if latest != newest else 'relabels the open weeks'})",
+                  flush=True)
+            newest = latest
+        with output_to(quiet_log):
+            refreshed = _equals_a_full_refresh(settings)
+        print(f"[{scale}x] ml.customer_features after the daily runs {refreshed}", flush=True)
+        t0 = time.monotonic()
+        with output_to(quiet_log):
+            reporting.build_kpis(settings, load_specs())
+        kpi_s = time.monotonic() - t0
+        print(f"[{scale}x] KPI marts (full rebuild) {kpi_s:.1f}s", flush=True)
+        return statistics.median(daily), kpi_s, statistics.median(ingest)
 
 
 def main() -> None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shutil
 import statistics
 import tempfile
 import time
@@ -43,15 +42,12 @@ CHECKSUM = "select count(*), md5(string_agg(md5(to_jsonb(t)::text), '' order by 
 
 
 def build_shop(settings: Settings, customers: int) -> None:
-    landing = Path(tempfile.mkdtemp(prefix="mlscale-bench-parts-"))
     postgres.ensure_databases(settings, [settings.warehouse_db])
     warehouse.drop_schemas(settings)
     t0 = time.monotonic()
-    try:
-        stats = generate(ShopParams(customers=customers, days=300), landing, progress_every=0)
-        ingest_landing(settings.dsn(settings.warehouse_db), landing)
-    finally:
-        shutil.rmtree(landing, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix="mlscale-bench-parts-") as landing:
+        stats = generate(ShopParams(customers=customers, days=300), Path(landing), progress_every=0)
+        ingest_landing(settings.dsn(settings.warehouse_db), Path(landing))
     warehouse.run_etl(settings, "bench")
     print(f"shop: {customers:,} customers, {stats.rows['orders']:,} orders, built in {time.monotonic() - t0:.0f}s",
           flush=True)
