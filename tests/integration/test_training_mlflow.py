@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -187,6 +188,36 @@ def test_training_reads_only_the_rows_its_time_split_keeps(built):
     kept = whole.train[whole.train["customer_id"].isin(customers)]
     pd.testing.assert_frame_equal(sample.train.reset_index(drop=True), kept.reset_index(drop=True))
     assert 0.2 < len(sample.train) / len(whole.train) < 0.47
+
+
+def test_features_are_read_as_the_doubles_postgresql_casts_them_to_and_other_types_are_refused(built):
+    spec = SPECS["revenue_90d"]  # a numeric(14,2) label besides numeric and integer features
+    numeric = [*spec.features.numeric, spec.label]
+    frame = features.labelled(built, spec)
+    casts = ", ".join(f"{c}::float8" for c in numeric)
+    with postgres.warehouse(built) as conn:
+        rows = conn.execute(f"select {casts} from {spec.table} where {spec.label} is not null"
+                            " order by as_of_date, customer_id").fetchall()
+    cast = np.array(rows, dtype=float)
+    read = frame[numeric].to_numpy()
+    assert len(frame) == len(rows) > 1000 and np.isnan(read).any()  # NULLs are NaN in both
+    assert (np.isnan(read) == np.isnan(cast)).all()
+    assert (np.nan_to_num(read).view(np.int64) == np.nan_to_num(cast).view(np.int64)).all()  # bit for bit
+    assert frame["amount_90d"].map(lambda v: v != round(v)).any()  # cents, not only whole numbers
+
+    # a numeric feature that is not a number: refused with the column named, before anything is read
+    with postgres.warehouse(built) as conn:
+        conn.execute("create or replace view ml.features_with_a_flag as select customer_id, as_of_date,"
+                     " tenure_days > 365 as tenure_days, recency_days::text as recency_days, region,"
+                     " acquisition_channel, churned_90d from ml.customer_features")
+    flagged = SPECS["churn_90d"].model_copy(update={"table": "ml.features_with_a_flag", "features": SPECS[
+        "churn_90d"].features.model_copy(update={"numeric": ["tenure_days", "recency_days"]})})
+    try:
+        with pytest.raises(TypeError, match=r"these are not: tenure_days \(boolean\), recency_days \(text\)$"):
+            features.labelled(built, flagged)
+    finally:
+        with postgres.warehouse(built) as conn:
+            conn.execute("drop view ml.features_with_a_flag")
 
 
 def test_the_search_time_budget_tries_each_candidate_once_and_logs_the_rest(built):
