@@ -60,6 +60,20 @@ def test_a_rerun_swaps_the_partition_and_leaves_other_days_alone(warehouse):
                          " values ('churn_90d', '2', '2026-03-01', 1, 0.5, 1)")
 
 
+def test_the_binary_copy_carries_every_value_exactly(warehouse):
+    model, ids = "churn_ünicode", [3, 2**62 + 1, 1]  # a name of multi-byte characters, an id beyond 32 bits
+    scores = [1 / 3, 5e-324, 0.1 + 0.2]  # full precision, the smallest subnormal
+    assert _write(warehouse, model, date(1999, 12, 31), ids, scores, version="12") == 0  # a day before 2000-01-01
+
+    rows = query(warehouse, "select model, model_version, as_of_date::text as d, customer_id, score, decile,"
+                            " scored_at is not null as stamped from ml.predictions order by customer_id")
+    assert rows.values.tolist() == [[model, "12", "1999-12-31", 1, 0.1 + 0.2, 4, True],  # 3 rows: deciles 1, 4, 7
+                                    [model, "12", "1999-12-31", 3, 1 / 3, 1, True],
+                                    [model, "12", "1999-12-31", 2**62 + 1, 5e-324, 7, True]]
+    assert _write(warehouse, model, date(1999, 12, 31), [], []) == 3  # no rows: an empty partition replaces them
+    assert scalar(warehouse, "select count(*) from ml.predictions") == 0
+
+
 def test_tied_scores_get_deciles_by_customer_whatever_the_order_they_arrive_in(warehouse):
     ids = np.arange(1, 21)
     shuffled = np.random.default_rng(7).permutation(ids)
