@@ -121,3 +121,20 @@ def test_pipeline_keeps_a_never_observed_feature_as_an_input():
     assert numeric.shape == (300, len(SPEC.features.numeric) + 3)
     assert (numeric[:, SPEC.features.numeric.index(never)] == 0).all()
     assert model.predict_proba(frame[SPEC.feature_names]).shape == (300, 2)
+
+
+@pytest.mark.parametrize("candidate", ["hist_gradient_boosting", "logistic_regression"])
+def test_predict_scores_in_parts_what_the_model_scores_at_once(monkeypatch, candidate):
+    from mlscale.modeling import judging
+
+    frame = _spec_rows(1000)
+    model = build_pipeline(SPEC, candidate, {}).fit(frame[SPEC.feature_names], frame[SPEC.label])
+    X = frame[SPEC.feature_names].iloc[::-1]  # any index: parts are taken by position
+    at_once = model.predict_proba(X)[:, 1]
+    monkeypatch.setattr(judging, "PREDICT_ROWS", 300)  # parts of 300, 300, 300 and 100 rows
+    calls, predict_proba = [], model.predict_proba
+    monkeypatch.setattr(model, "predict_proba", lambda part: calls.append(len(part)) or predict_proba(part))
+    in_parts = judging.predict(SPEC, model, X)
+    assert calls == [300, 300, 300, 100]
+    np.testing.assert_allclose(in_parts, at_once, rtol=1e-12, atol=0)
+    assert len(set(np.round(in_parts, 6))) > 50  # real, varied scores
