@@ -1,5 +1,6 @@
 """GX suite files: what the shipped suites declare, and a clear error for a malformed one."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,15 @@ def test_only_the_label_suite_is_declared_skippable_when_empty():
     assert not features.get("skip_when_empty", False) and features.get("scope", "all") == "all"
     assert labels["skip_when_empty"] is True
     assert [e["type"] for e in labels["expectations"]] == ["expect_column_mean_to_be_between"]
+
+
+def test_the_mart_suites_select_the_columns_their_expectations_read_and_no_other():
+    for name in suites(SETTINGS, "mart"):
+        suite = load_suite(SETTINGS.gx_dir / f"{name}.yml")
+        selected = re.split(r"\sfrom\s", suite["query"], maxsplit=1)[0].removeprefix("select ")
+        read = {e["kwargs"][k] for e in suite["expectations"] for k in ("column", "column_A", "column_B")
+                if k in e.get("kwargs", {})}
+        assert sorted(c.strip() for c in selected.split(",")) == sorted(read), name
 
 
 @pytest.mark.parametrize(("body", "error"), [
