@@ -18,10 +18,13 @@
    dbt for that model alone (`dbt run`/`dbt test --select` it); a cleared producer skips, never
    rebuilding the whole project in the same run. Incremental models process only what the new files
    touched.
-5. `check_features`: the GX suites `include/gx/mart_*.yml` on the feature mart: the rows this run
+5. `vacuum`: `VACUUM (ANALYZE)` of every table the build left with more dead rows than autovacuum
+   would wait for (the feature mart's relabelled open weeks, incremental models' changed keys), so
+   the checks, training and scoring do not read them.
+6. `check_features`: the GX suites `include/gx/mart_*.yml` on the feature mart: the rows this run
    wrote (`mart_customer_features`) and the label rate at the newest matured as-of date
    (`mart_customer_labels`).
-6. `publish_batch`: marks the claimed files published.
+7. `publish_batch`: marks the claimed files published.
 
 Every GX result lands in `ops.dq_results` and in the GX Data Docs site
 (`.mlscale/gx/gx/uncommitted/data_docs/local_site/index.html`). **Produces:** the
@@ -116,6 +119,14 @@ def warehouse_etl():
         operator_args={"install_deps": False},
     )
 
+    @task
+    def vacuum() -> list[str]:
+        """VACUUM (ANALYZE) the tables the build left with many dead rows."""
+        from mlscale.config import settings
+        from mlscale.data.warehouse import vacuum_dead_rows
+
+        return vacuum_dead_rows(settings())
+
     @task(outlets=[CUSTOMER_FEATURES])
     def check_features() -> dict:
         """GX suites include/gx/mart_*.yml on ml.customer_features."""
@@ -132,7 +143,7 @@ def warehouse_etl():
     checks_passed = EmptyOperator(task_id="checks_passed", doc_md="The raw gate and source freshness passed: dbt may build.")
     claim_batch() >> [check_raw(), check_freshness()] >> checks_passed
     watch_after_build(dbt, checks_passed)  # checks_passed >> dbt; producer >> dbt_build_ended >> the first watchers
-    dbt >> check_features() >> publish_batch()
+    dbt >> vacuum() >> check_features() >> publish_batch()
 
 
 warehouse_etl()

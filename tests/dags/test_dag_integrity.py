@@ -116,3 +116,8 @@ def test_dbt_models_render_as_tasks_with_their_tests(parsed, manifest):
              and not any(u.startswith("dbt.") for u in upstream[t])]
     assert first and all(upstream[t] == ["checks_passed", "dbt_build_ended"] for t in first), first
     assert {"claim_batch", "check_raw", "check_freshness", "check_features", "publish_batch"} <= set(tasks)
+    # After the build and before anything reads the marts, the vacuum of what the build left dead.
+    assert upstream["check_features"] == ["vacuum"] and upstream["publish_batch"] == ["check_features"]
+    dbt_tasks = [t for t in tasks if t.startswith("dbt.")]
+    last = [t for t in dbt_tasks if not any(t in upstream[d] for d in dbt_tasks)]
+    assert last and sorted(upstream["vacuum"]) == sorted(last)

@@ -1,8 +1,11 @@
 """Time in the warehouse: features never see the future, and customer history is kept as SCD2."""
 
+import time
+
 import pytest
 
 from mlscale import postgres
+from mlscale.data import warehouse as warehouse_module
 from mlscale.local.datagen import DirtyData, ShopParams, generate
 from mlscale.data.ingest import ingest_landing
 from tests.helpers import build, query, scalar, update_features
@@ -170,3 +173,28 @@ def test_rows_months_late_reach_the_features_without_a_full_refresh(warehouse):
 
     build(warehouse, "--full-refresh")
     assert {t: _checksum(warehouse, t, rest if t == FEATURES else "true") for t in incremental} == incremental
+
+
+def test_the_vacuum_after_a_build_takes_the_dead_rows_of_tables_past_autovacuums_threshold(warehouse):
+    # autovacuum off on both tables, so the dead rows wait for this vacuum whatever the server's settings
+    with postgres.warehouse(warehouse) as conn:
+        conn.execute("create schema marts")  # a schema of the warehouse: the next test's fixture drops it
+        for table in ("relabelled", "barely_touched"):
+            conn.execute(f"create table marts.{table} (id int primary key, v text) with (autovacuum_enabled = off)")
+            conn.execute(f"insert into marts.{table} select g, 'x' from generate_series(1, 10000) g")
+        conn.execute("delete from marts.relabelled where id <= 6000")  # 6,000 dead beside 4,000 live: past 850
+        conn.execute("delete from marts.barely_touched where id <= 500")  # 500 dead beside 9,500 live: under 1,950
+    stats = "select n_dead_tup, last_vacuum is not null as vacuumed, last_analyze is not null as analyzed" \
+            " from pg_stat_user_tables where relname = '{}'"
+    for _ in range(100):  # a backend reports its counts when it ends, which may be a moment after the connection
+        if scalar(warehouse, "select sum(n_dead_tup) from pg_stat_user_tables where relname in"
+                             " ('relabelled', 'barely_touched')") == 6500:
+            break
+        time.sleep(0.1)
+
+    vacuumed = warehouse_module.vacuum_dead_rows(warehouse)
+
+    assert "marts.relabelled" in vacuumed and "marts.barely_touched" not in vacuumed
+    assert query(warehouse, stats.format("relabelled")).values.tolist() == [[0, True, True]]
+    assert query(warehouse, stats.format("barely_touched")).values.tolist() == [[500, False, False]]
+    assert warehouse_module.vacuum_dead_rows(warehouse) == []  # nothing left past the threshold

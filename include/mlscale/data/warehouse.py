@@ -1,4 +1,5 @@
-"""The warehouse_etl run's own bookkeeping: which landing files it validates and publishes, and source freshness."""
+"""The warehouse_etl run's own bookkeeping: which landing files it validates and publishes, source freshness, and
+the vacuum after a build."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from psycopg import sql
@@ -64,8 +66,8 @@ def drop_schemas(settings: Settings) -> None:
 
 
 def run_etl(settings: Settings, run_id: str) -> dict:
-    """warehouse_etl's steps in one process, for replays and `mlscale etl`: claim, raw gate, dbt build, feature
-    gate, publish.
+    """warehouse_etl's steps in one process, for replays and `mlscale etl`: claim, raw gate, dbt build, vacuum,
+    feature gate, publish.
 
     The DAG runs the same functions as tasks (dbt one model per task, through Cosmos). Source freshness
     is left out: a replay loads every file the moment it is written, so its sources are always fresh.
@@ -75,8 +77,36 @@ def run_etl(settings: Settings, run_id: str) -> dict:
     claimed = claim_batch(settings, run_id)
     raw = gate(settings, suites(settings, "raw"), run_id)
     dbt(settings, "build")
+    vacuum_dead_rows(settings)
     marts = gate(settings, suites(settings, "mart"), run_id)
     return {"claimed": claimed, "published": publish_batch(settings, run_id), "raw_checks": raw, "mart_checks": marts}
+
+
+# autovacuum's defaults: a table is vacuumed once its dead rows pass 50 + 20% of its live rows.
+VACUUM_THRESHOLD, VACUUM_SCALE_FACTOR = 50, 0.2
+
+
+def vacuum_dead_rows(settings: Settings) -> list[str]:
+    """VACUUM (ANALYZE) every warehouse table whose dead rows pass autovacuum's default threshold; return them.
+
+    A daily build deletes and rewrites the open weeks of the feature mart's parts (and incremental models their
+    changed keys), and the feature gate, training and scoring read those tables right after it. autovacuum comes
+    later if at all (it naps a minute between rounds, is throttled, and is off on some servers): at 100,000
+    customers, six daily runs left 3M dead rows beside each part's 1.4M live ones, and the feature gate took 4.4 s
+    instead of 3.0 s (BENCHMARKS.md, *GX*). VACUUM takes no lock that blocks readers or writers; a table this role
+    does not own is skipped by PostgreSQL with a warning."""
+    vacuumed = []
+    with postgres.warehouse(settings, autocommit=True) as conn:  # VACUUM cannot run in a transaction
+        rows = conn.execute("select schemaname, relname, n_dead_tup, n_live_tup from pg_stat_user_tables"
+                            " where n_dead_tup > %s + %s * n_live_tup order by n_dead_tup desc",
+                            (VACUUM_THRESHOLD, VACUUM_SCALE_FACTOR)).fetchall()
+        for schema, table, dead, live in rows:
+            t0 = time.monotonic()
+            conn.execute(sql.SQL("vacuum (analyze) {}").format(sql.Identifier(schema, table)))
+            log.info("vacuumed %s.%s: %d dead rows beside %d live in %.1f s", schema, table, dead, live,
+                     time.monotonic() - t0)
+            vacuumed.append(f"{schema}.{table}")
+    return vacuumed
 
 
 def claim_batch(settings: Settings, run_id: str) -> int:
