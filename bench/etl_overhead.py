@@ -4,8 +4,8 @@ On the demo shop (3,000 customers, 300 days of history built once), new days lan
 loaded by ingest; the days alternate between two ways of taking a day to the marts:
   airflow:  `warehouse_etl` through Airflow (`dag.test()`, every task, as the scheduler runs it);
   baseline: the same work bare, in this process: claim the files (one UPDATE), the raw checks as plain SQL,
-            `dbt build` (the dbt CLI, the project's default selector, as `mlscale etl` runs it), the mart
-            checks as plain SQL, publish (one UPDATE).
+            `dbt build` (the dbt CLI, the project's default selector, as `mlscale etl` runs it) and the vacuum
+            after it, the mart checks as plain SQL, publish (one UPDATE).
 The plain-SQL checks are written from the same suite files (include/gx/*.yml): one aggregate query per suite
 computing every expectation in it. After each baseline day, the GX gates run on the same batch and their
 unexpected counts and verdicts are checked against the SQL's (so the two compute the same checks), and both
@@ -14,7 +14,7 @@ Prints the medians and the ratios (targets: warehouse_etl at most 1.25x the base
 and the slowest tasks of the last Airflow run. Also GX's floor: the least a gate can be, one expectation on a
 one-row query in the same context, checkpoint and Data Docs build (each gate pays it), against the SQL of every
 check. `--customers` sets the shop's size: the overhead per run is fixed, so the ratio falls as the day's work grows.
-Own databases (suffix _bench_etl), a temporary landing folder.
+Own databases (suffix _bench_etl, dropped at the end), a temporary landing folder (removed).
 Usage:
     .venv/bin/python bench/etl_overhead.py [--rounds 3] [--customers 3000]
 """
@@ -30,7 +30,8 @@ import time
 
 os.environ["MLSCALE_DB_SUFFIX"] = "_bench_etl"  # it drops and rebuilds its warehouse: not the other benches' _bench
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
-os.environ["MLSCALE_LANDING_DIR"] = tempfile.mkdtemp(prefix="mlscale-bench-etl-")
+LANDING = tempfile.TemporaryDirectory(prefix="mlscale-bench-etl-")  # removed at the end
+os.environ["MLSCALE_LANDING_DIR"] = LANDING.name
 
 from mlscale.config import Settings  # noqa: E402
 
@@ -139,7 +140,7 @@ def land_day(settings: Settings, shop: ShopParams, day: int) -> None:
 
 
 def baseline(settings: Settings, run_id: str) -> dict[str, float]:
-    """The day's work bare: claim, raw checks in SQL, dbt build, mart checks in SQL, publish."""
+    """The day's work bare: claim, raw checks in SQL, dbt build, vacuum, mart checks in SQL, publish."""
     t = {}
     t0 = time.monotonic()
     warehouse.claim_batch(settings, run_id)
@@ -147,12 +148,13 @@ def baseline(settings: Settings, run_id: str) -> dict[str, float]:
     raw = sql_gate(settings, quality.suites(settings, "raw"), run_id)
     t2 = time.monotonic()
     warehouse.dbt(settings, "build")
+    warehouse.vacuum_dead_rows(settings)
     t3 = time.monotonic()
     marts = sql_gate(settings, quality.suites(settings, "mart"), run_id)
     t4 = time.monotonic()
     warehouse.publish_batch(settings, run_id)
     t["total"] = time.monotonic() - t0
-    t["dbt build"], t["sql checks"] = t3 - t2, (t2 - t1) + (t4 - t3)
+    t["dbt build + vacuum"], t["sql checks"] = t3 - t2, (t2 - t1) + (t4 - t3)
     failed = [n for n, res in {**raw, **marts}.items() if not all(ok for ok, _ in res)]
     if failed:
         raise SystemExit(f"baseline day {run_id}: checks failed in {failed}: the generated day should pass")
@@ -211,9 +213,17 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--customers", type=int, default=ShopParams.customers, help="the shop's customers (300 days)")
     args = parser.parse_args()
-    shop = ShopParams(customers=args.customers)
     settings = Settings.from_env()
     postgres.ensure_databases(settings, [settings.warehouse_db, settings.airflow_db])
+    try:
+        measure(settings, ShopParams(customers=args.customers), args.rounds)
+    finally:  # a 100k warehouse is several GiB
+        postgres.drop_databases(settings, [settings.warehouse_db, settings.airflow_db])
+        LANDING.cleanup()
+
+
+def measure(settings: Settings, shop: ShopParams, rounds: int) -> None:
+    """Build the shop's history, then `rounds` rounds of a day through Airflow and a day bare; print the figures."""
     warehouse.drop_schemas(settings)
     services.migrate_airflow_db(settings)
     services.build_dbt_manifest(settings)
@@ -230,7 +240,7 @@ def main() -> None:
 
     airflow, bare, dbt_s, check_s, gx, floor = [], [], [], [], [], []
     day = shop.days
-    for r in range(args.rounds):
+    for r in range(rounds):
         before = newest_as_of(settings)
         with output_to(log):
             land_day(settings, shop, day)
@@ -248,10 +258,11 @@ def main() -> None:
             gx.append(compare_gx(settings, run_id, b.pop("sql")))
             floor.append(gx_floor(settings, run_id))
         bare.append(b["total"])
-        dbt_s.append(b["dbt build"])
+        dbt_s.append(b["dbt build + vacuum"])
         check_s.append(b["sql checks"])
         print(f"round {r + 1}: warehouse_etl through Airflow {airflow[-1]:.1f} s (day {day}, {airflow_day}); baseline "
-              f"{bare[-1]:.1f} s (dbt build {dbt_s[-1]:.1f} s, SQL checks {check_s[-1]:.2f} s; day {day + 1}, {bare_day}); "
+              f"{bare[-1]:.1f} s (dbt build + vacuum {dbt_s[-1]:.1f} s, SQL checks {check_s[-1]:.2f} s; "
+              f"day {day + 1}, {bare_day}); "
               f"GX raw {gx[-1][0]:.1f} s, mart {gx[-1][1]:.1f} s, SQL raw {gx[-1][2]:.2f} s, mart {gx[-1][3]:.2f} s; "
               f"GX floor {floor[-1]:.2f} s",
               flush=True)
@@ -272,8 +283,9 @@ def main() -> None:
           f"the baseline with the model-level view")
     gx_s = [g[0] + g[1] for g in gx]
     sql_s = [g[2] + g[3] for g in gx]
-    print(f"\nmedian of {args.rounds}: warehouse_etl through Airflow {med(airflow):.1f} s, baseline {med(bare):.1f} s "
-          f"(dbt build {med(dbt_s):.1f} s, SQL checks {med(check_s):.2f} s): ratio {med(airflow) / med(bare):.2f} "
+    print(f"\nmedian of {rounds}: warehouse_etl through Airflow {med(airflow):.1f} s, baseline {med(bare):.1f} s "
+          f"(dbt build + vacuum {med(dbt_s):.1f} s, SQL checks {med(check_s):.2f} s): "
+          f"ratio {med(airflow) / med(bare):.2f} "
           f"(target <= 1.25)")
     print(f"GX gates (raw + mart, as warehouse_etl runs them) {med(gx_s):.1f} s, the same checks in SQL "
           f"{med(sql_s):.2f} s: ratio {med(gx_s) / med(sql_s):.1f} (target <= 2); raw {med(g[0] for g in gx):.1f} s "
