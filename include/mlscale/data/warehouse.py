@@ -92,7 +92,7 @@ def vacuum_dead_rows(settings: Settings) -> list[str]:
     A daily build deletes and rewrites the open weeks of the feature mart's parts (and incremental models their
     changed keys), and the feature gate, training and scoring read those tables right after it. autovacuum comes
     later if at all (it naps a minute between rounds, is throttled, and is off on some servers): at 100,000
-    customers, six daily runs left 3M dead rows beside each part's 1.4M live ones, and the feature gate took 4.4 s
+    customers, six daily runs left 3M dead rows beside each part's 1.4M live ones, and the mart gate took 4.4 s
     instead of 3.0 s (BENCHMARKS.md, *GX*). VACUUM takes no lock that blocks readers or writers; a table this role
     does not own is skipped by PostgreSQL with a warning."""
     vacuumed = []

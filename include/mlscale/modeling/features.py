@@ -107,10 +107,10 @@ def split_window(settings: Settings, spec: ModelSpec) -> Window | None:
 
 
 class _CopyStream(io.RawIOBase):
-    """A read-only file over the blocks of a COPY ... TO STDOUT, so pandas parses while PostgreSQL sends."""
+    """A read-only file over the pieces of a COPY ... TO STDOUT (`received`): pandas parses while PostgreSQL sends."""
 
-    def __init__(self, copy):
-        self._blocks, self._pending = iter(copy), memoryview(b"")
+    def __init__(self, pieces: Iterable[bytes]):
+        self._blocks, self._pending = iter(pieces), memoryview(b"")
 
     def readable(self) -> bool:
         return True
@@ -120,7 +120,7 @@ class _CopyStream(io.RawIOBase):
             block = next(self._blocks, None)
             if block is None:
                 return 0
-            self._pending = memoryview(bytes(block))
+            self._pending = memoryview(block)
         n = min(len(buffer), len(self._pending))
         buffer[:n], self._pending = self._pending[:n], self._pending[n:]
         return n
