@@ -19,8 +19,9 @@
    rebuilding the whole project in the same run. Incremental models process only what the new files
    touched.
 5. `vacuum`: `VACUUM (ANALYZE)` of every table the build left with more dead rows than autovacuum
-   would wait for (the feature mart's relabelled open weeks, incremental models' changed keys), so
-   the checks, training and scoring do not read them.
+   would wait for (the feature mart's relabelled open weeks, incremental models' changed keys), and
+   `ANALYZE` of every table with more new rows than autoanalyze would wait for (a bulk load), so the
+   checks, training, scoring and the next run's plans neither read dead rows nor guess.
 6. `check_features`: the GX suites `include/gx/mart_*.yml` on the feature mart: the rows this run
    wrote (`mart_customer_features`) and the label rate at the newest matured as-of date
    (`mart_customer_labels`).
@@ -121,11 +122,11 @@ def warehouse_etl():
 
     @task
     def vacuum() -> list[str]:
-        """VACUUM (ANALYZE) the tables the build left with many dead rows."""
+        """VACUUM (ANALYZE) the tables the build left with many dead rows, ANALYZE those with many new ones."""
         from mlscale.config import settings
-        from mlscale.data.warehouse import vacuum_dead_rows
+        from mlscale.data.warehouse import vacuum_and_analyze
 
-        return vacuum_dead_rows(settings())
+        return vacuum_and_analyze(settings())
 
     @task(outlets=[CUSTOMER_FEATURES])
     def check_features() -> dict:

@@ -175,26 +175,32 @@ def test_rows_months_late_reach_the_features_without_a_full_refresh(warehouse):
     assert {t: _checksum(warehouse, t, rest if t == FEATURES else "true") for t in incremental} == incremental
 
 
-def test_the_vacuum_after_a_build_takes_the_dead_rows_of_tables_past_autovacuums_threshold(warehouse):
-    # autovacuum off on both tables, so the dead rows wait for this vacuum whatever the server's settings
+def test_the_vacuum_after_a_build_takes_dead_rows_and_analyzes_new_ones_past_autovacuums_thresholds(warehouse):
+    # autovacuum off on the tables, so their dead rows and missing statistics wait for this step whatever the server
     with postgres.warehouse(warehouse) as conn:
         conn.execute("create schema marts")  # a schema of the warehouse: the next test's fixture drops it
-        for table in ("relabelled", "barely_touched"):
+        for table in ("relabelled", "barely_touched", "loaded"):
             conn.execute(f"create table marts.{table} (id int primary key, v text) with (autovacuum_enabled = off)")
             conn.execute(f"insert into marts.{table} select g, 'x' from generate_series(1, 10000) g")
+    with postgres.warehouse(warehouse) as conn:  # after the inserts' commit, or they count after it
+        conn.execute("analyze marts.relabelled, marts.barely_touched")  # "loaded": 10,000 rows never analyzed
+    with postgres.warehouse(warehouse) as conn:
         conn.execute("delete from marts.relabelled where id <= 6000")  # 6,000 dead beside 4,000 live: past 850
-        conn.execute("delete from marts.barely_touched where id <= 500")  # 500 dead beside 9,500 live: under 1,950
+        conn.execute("delete from marts.barely_touched where id <= 500")  # 500 dead beside 9,500 live: under both
     stats = "select n_dead_tup, last_vacuum is not null as vacuumed, last_analyze is not null as analyzed" \
             " from pg_stat_user_tables where relname = '{}'"
     for _ in range(100):  # a backend reports its counts when it ends, which may be a moment after the connection
-        if scalar(warehouse, "select sum(n_dead_tup) from pg_stat_user_tables where relname in"
-                             " ('relabelled', 'barely_touched')") == 6500:
+        if scalar(warehouse, "select sum(n_dead_tup) + sum(n_mod_since_analyze) from pg_stat_user_tables"
+                             " where schemaname = 'marts'") == 6500 + 6500 + 10000:  # dead + written
             break
         time.sleep(0.1)
 
-    vacuumed = warehouse_module.vacuum_dead_rows(warehouse)
+    done = warehouse_module.vacuum_and_analyze(warehouse)
 
-    assert "marts.relabelled" in vacuumed and "marts.barely_touched" not in vacuumed
+    assert done.index("marts.relabelled") < done.index("marts.loaded")  # vacuums first, then the analyzes
+    assert "marts.barely_touched" not in done
     assert query(warehouse, stats.format("relabelled")).values.tolist() == [[0, True, True]]
-    assert query(warehouse, stats.format("barely_touched")).values.tolist() == [[500, False, False]]
-    assert warehouse_module.vacuum_dead_rows(warehouse) == []  # nothing left past the threshold
+    assert query(warehouse, stats.format("loaded")).values.tolist() == [[0, False, True]]
+    assert query(warehouse, stats.format("barely_touched")).values.tolist() == [[500, False, True]]  # the test's own
+    assert scalar(warehouse, "select n_distinct from pg_stats where tablename = 'loaded' and attname = 'id'") == -1
+    assert warehouse_module.vacuum_and_analyze(warehouse) == []  # nothing left past the thresholds
