@@ -148,7 +148,7 @@ def baseline(settings: Settings, run_id: str) -> dict[str, float]:
     raw = sql_gate(settings, quality.suites(settings, "raw"), run_id)
     t2 = time.monotonic()
     warehouse.dbt(settings, "build")
-    warehouse.vacuum_dead_rows(settings)
+    warehouse.vacuum_and_analyze(settings)
     t3 = time.monotonic()
     marts = sql_gate(settings, quality.suites(settings, "mart"), run_id)
     t4 = time.monotonic()
