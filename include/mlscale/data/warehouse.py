@@ -104,11 +104,13 @@ def vacuum_and_analyze(settings: Settings) -> list[str]:
     done = []
     with postgres.warehouse(settings, autocommit=True) as conn:  # VACUUM cannot run in a transaction
         rows = conn.execute(
-            "select schemaname, relname, n_dead_tup > %s + %s * n_live_tup, n_dead_tup, n_mod_since_analyze,"
-            " n_live_tup from pg_stat_user_tables where n_dead_tup > %s + %s * n_live_tup"
-            " or n_mod_since_analyze > %s + %s * n_live_tup order by n_dead_tup + n_mod_since_analyze desc",
-            (VACUUM_THRESHOLD, VACUUM_SCALE_FACTOR) * 2 + (ANALYZE_THRESHOLD, ANALYZE_SCALE_FACTOR)).fetchall()
-        for schema, table, vacuum, dead, written, live in sorted(rows, key=lambda r: not r[2]):
+            "select schemaname, relname, to_vacuum, n_dead_tup, n_mod_since_analyze, n_live_tup from ("
+            "  select *, n_dead_tup > %(vt)s + %(vs)s * n_live_tup as to_vacuum,"
+            "         n_mod_since_analyze > %(at)s + %(as)s * n_live_tup as to_analyze from pg_stat_user_tables) t"
+            " where to_vacuum or to_analyze order by to_vacuum desc, n_dead_tup + n_mod_since_analyze desc",
+            {"vt": VACUUM_THRESHOLD, "vs": VACUUM_SCALE_FACTOR, "at": ANALYZE_THRESHOLD,
+             "as": ANALYZE_SCALE_FACTOR}).fetchall()
+        for schema, table, vacuum, dead, written, live in rows:
             t0 = time.monotonic()
             conn.execute(sql.SQL("vacuum (analyze) {}" if vacuum else "analyze {}").format(
                 sql.Identifier(schema, table)))
