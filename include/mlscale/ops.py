@@ -3,7 +3,8 @@ report, the ML models page and the demo summary share.
 
 - ingest: `ops.ingest_files` (the ledger: one row per file by content hash, with its ETL status),
   `ops.ingest_paths` (paths seen, with size and mtime) and `ops.quarantine` (rows that broke the contract);
-- dq_results: every Great Expectations result of every run;
+- dq_results: every Great Expectations result of every run (and, while a gate runs, a view `gx_<suite>_<hash>`
+  of the rows a `copy: false` suite checks: mlscale.data.quality);
 - model_promotions: every promotion decision (promoted, rejected, aborted, rolled back) with its gates;
 - model_artifacts: the sha256 of each registered version's files, recorded at registration (the copy that a
   version's files are verified against; the `artifact_sha256` tag on the version is for people);

@@ -182,10 +182,23 @@ def test_feature_gate_checks_the_rows_the_run_wrote_and_the_newest_matured_label
     # A bad row this run did not write was checked when it was written; one it wrote fails the gate.
     assert update_features(warehouse, "recency_days = 999", "as_of_date = %s", ((first_day + pd.Timedelta(days=28)).date(),))
     assert gate(warehouse, mart_suites, "run-3")["mart_customer_features"]["failed_critical"] == 0
-    assert update_features(warehouse, "recency_days = 999", "as_of_date = %s", ((first_day + pd.Timedelta(days=56)).date(),))
-    with pytest.raises(DataQualityError, match=r"mart_customer_features: expect_column_values_to_be_between "
-                                               r"\{'column': 'recency_days'"):
+    day_56 = (first_day + pd.Timedelta(days=56)).date()
+    assert update_features(warehouse, "recency_days = 999", "as_of_date = %s", (day_56,))
+    # a pair rule (a column of the suite's query): more orders in the active window than in the customer's lifetime
+    broken = update_features(warehouse, "lifetime_orders = orders_180d - 1",
+                             "as_of_date = %s and customer_id = (select min(customer_id) from ml.customer_features"
+                             " where as_of_date = %s)", (day_56, day_56))
+    before = _stored_results(warehouse, "mart_customer_features")
+    with pytest.raises(DataQualityError) as failed:
         gate(warehouse, mart_suites, "run-4")
+    assert "mart_customer_features: expect_column_values_to_be_between {'column': 'recency_days'" in str(failed.value)
+    assert (f"expect_column_values_to_be_between {{'column': 'orders_before_active_window', 'min_value': 0}} "
+            f"(unexpected {broken}" in str(failed.value))
+    # GX checked the rows through a view of the suite's query (`copy: false`), which the gate dropped, failure and all;
+    # the suite ran again through it for the sample of values that failed
+    (stored,) = _stored_results(warehouse, "mart_customer_features") - before
+    assert set(_sample(stored, column="recency_days", max_value=180)) == {999}
+    assert scalar(warehouse, "select count(*) from pg_views where schemaname = 'ops'") == 0
 
 
 def test_a_failed_warning_is_logged_and_recorded_and_does_not_stop_the_run(warehouse, caplog):

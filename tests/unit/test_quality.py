@@ -36,7 +36,8 @@ def test_the_mart_suites_select_the_columns_their_expectations_read_and_no_other
         selected = re.split(r"\sfrom\s", suite["query"], maxsplit=1)[0].removeprefix("select ")
         read = {e["kwargs"][k] for e in suite["expectations"] for k in ("column", "column_A", "column_B")
                 if k in e.get("kwargs", {})}
-        assert sorted(c.strip() for c in selected.split(",")) == sorted(read), name
+        # a column, or an expression named with `as`
+        assert sorted(c.split(" as ")[-1].strip() for c in selected.split(",")) == sorted(read), name
 
 
 @pytest.mark.parametrize(("body", "error"), [
@@ -45,6 +46,8 @@ def test_the_mart_suites_select_the_columns_their_expectations_read_and_no_other
     ("name: s\ntable: ml.t\nscope: today\nexpectations: []\n", "scope must be 'all' or 'batch'"),
     ("name: s\nquery: select 1\nskip_when_empty: sometimes\nexpectations: []\n", "skip_when_empty must be true or false"),
     ("name: s\ntable: ml.t\nskip_when_empty: true\nexpectations: []\n", "skip_when_empty applies to a query suite"),
+    ("name: s\nquery: select 1\ncopy: no thanks\nexpectations: []\n", "copy must be true or false"),
+    ("name: s\ntable: ml.t\ncopy: false\nexpectations: []\n", "copy applies to a query or batch suite"),
     ("name: s\ntable: ml.t\nexpectations:\n  - {type: expect_column_values_to_be_bluish}\n",
      "unknown expectation type 'expect_column_values_to_be_bluish'"),
     ("name: s\ntable: ml.t\nexpectations:\n  - {type: expect_table_row_count_to_be_between, severity: fatal}\n",

@@ -6,12 +6,16 @@ so a bad delivery is caught even when the table's history dilutes it. In a query
 filter on _file_sha256 and `{run_id}` the quoted run id. A batch-scoped suite with no rows is skipped,
 as is one with `skip_when_empty: true`; any other suite runs on what it selects, none included.
 `contract_feed` prepends "not null" for every required column of that feed in the landing contract.
+GX checks a query suite's rows in a temporary copy on the server (the query runs once), or with `copy: false` through
+a view of the query in ops, which exists while the gate runs (each check runs the query: for a cheap filter of many
+rows, as the feature mart's newest rows, where copying them costs more than the checks).
 `severity: critical` (the default) fails the run; `warning` is recorded and logged.
 Every run also updates the GX Data Docs site under <state>/gx<suffix>/.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -33,6 +37,7 @@ CONNECTION_VAR = "MLSCALE_GX_WAREHOUSE_URL"
 # where nothing is unexpected that query reads every row to find none (at 100k customers, 15 scans of the 1.25M rows
 # a daily run writes: 2.4 of the feature gate's 7.7 s). A suite that fails runs again for its samples (run_suites).
 COUNTS_ONLY = {"result_format": "SUMMARY", "partial_unexpected_count": 0}
+VIEW_SCHEMA = "ops"
 
 
 class DataQualityError(RuntimeError):
@@ -66,6 +71,10 @@ def load_suite(path: Path) -> dict:
         raise ValueError(f"{path}: skip_when_empty must be true or false")
     if spec.get("skip_when_empty") and "query" not in spec:
         raise ValueError(f"{path}: skip_when_empty applies to a query suite (a table suite has no narrower scope)")
+    if not isinstance(spec.get("copy", True), bool):
+        raise ValueError(f"{path}: copy must be true or false")
+    if "copy" in spec and "query" not in spec and spec.get("scope") != "batch":
+        raise ValueError(f"{path}: copy applies to a query or batch suite (a table suite is checked in place)")
     if feed := spec.get("contract_feed"):
         contract = load_contract()
         if feed not in contract:
@@ -130,41 +139,88 @@ def run_suites(settings: Settings, specs: list[dict], run_id: str) -> dict[str, 
     once for all of them; a suite whose batch has no rows maps to None."""
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
-    from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
 
     os.environ[CONNECTION_VAR] = settings.sqlalchemy_url(settings.warehouse_db)
     context = gx.get_context(mode="file", project_root_dir=str(docs_dir(settings)))
     # No progress bars: in a task log they are stderr lines that Airflow shows at error level.
     context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
-    # The connection string stays a ${variable} in the project files: no credentials on disk. A query suite's rows
-    # go to a temporary table on the server first: without it GX 1.24 held a query's whole result in this process
-    # (711 MiB instead of 278 for 544k feature rows; 2.4 GiB at 100k customers), with it memory stays flat.
-    source = context.data_sources.add_or_update_postgres(name="warehouse", connection_string="${" + CONNECTION_VAR + "}",
-                                                         create_temp_table=True)
+    # The connection string stays a ${variable} in the project files: no credentials on disk. Two sources on it:
+    # `copying` has GX run a query once into a temporary table on the server and check the copy (without one, GX
+    # 1.24 held a query's whole result in this process: 2.4 GiB at 100k customers); `direct` checks a table, or a
+    # suite with `copy: false` through a view of its query, in place (each check runs on the warehouse's tables, with
+    # their indexes and parallel plans; nothing is copied or held here).
+    url = "${" + CONNECTION_VAR + "}"
+    copying = context.data_sources.add_or_update_postgres(name="warehouse", connection_string=url,
+                                                          create_temp_table=True)
+    direct = context.data_sources.add_or_update_postgres(name="warehouse_direct", connection_string=url,
+                                                         create_temp_table=False)
     results: dict[str, list[CheckResult] | None] = {}
-    validations = []
-    for spec in specs:
-        query = _query(spec, run_id)
-        skippable = spec.get("scope") == "batch" or spec.get("skip_when_empty", False)
-        if query is not None and skippable and _count(settings, query) == 0:
-            log.info("suite %s: its query selects no rows in this run, nothing to check", spec["name"])
-            results[spec["name"]] = None
-            continue
-        if spec["name"] in source.get_asset_names():
-            source.delete_asset(spec["name"])
-        if query is None:
-            schema, table = spec["table"].split(".", 1)
-            asset = source.add_table_asset(name=spec["name"], table_name=table, schema_name=schema)
-        else:
-            asset = source.add_query_asset(name=spec["name"], query=query)
-        suite = gx.ExpectationSuite(name=spec["name"])
-        for exp in spec["expectations"]:
-            suite.add_expectation(_expectation_class(exp["type"])(**exp.get("kwargs", {})))
-        validations.append(context.validation_definitions.add_or_update(gx.ValidationDefinition(
-            name=spec["name"], data=asset.add_batch_definition_whole_table("all_rows"),
-            suite=context.suites.add_or_update(suite))))
-    if not validations:
-        return results
+    validations, views = [], []
+    try:
+        for spec in specs:
+            query = _query(spec, run_id)
+            skippable = spec.get("scope") == "batch" or spec.get("skip_when_empty", False)
+            if query is not None and skippable and _count(settings, query) == 0:
+                log.info("suite %s: its query selects no rows in this run, nothing to check", spec["name"])
+                results[spec["name"]] = None
+                continue
+            for source in (copying, direct):
+                if spec["name"] in source.get_asset_names():
+                    source.delete_asset(spec["name"])
+            if query is None:
+                schema, table = spec["table"].split(".", 1)
+                asset = direct.add_table_asset(name=spec["name"], table_name=table, schema_name=schema)
+            elif spec.get("copy", True):
+                asset = copying.add_query_asset(name=spec["name"], query=query)
+            else:
+                view = batch_view(spec["name"], run_id)
+                _create_view(settings, view, query)
+                views.append(view)
+                asset = direct.add_table_asset(name=spec["name"], table_name=view, schema_name=VIEW_SCHEMA)
+            suite = gx.ExpectationSuite(name=spec["name"])
+            for exp in spec["expectations"]:
+                suite.add_expectation(_expectation_class(exp["type"])(**exp.get("kwargs", {})))
+            # An earlier run's validation definition may name the asset in the other source, which GX cannot read
+            # back to update (a suite's `copy` changed): each run writes its own.
+            store = context.validation_definition_store
+            if store.has_key(key := store.get_key(name=spec["name"], id=None)):
+                store.remove_key(key)
+            validations.append(context.validation_definitions.add(gx.ValidationDefinition(
+                name=spec["name"], data=asset.add_batch_definition_whole_table("all_rows"),
+                suite=context.suites.add_or_update(suite))))
+        if validations:
+            _check(context, specs, validations, results)
+    finally:
+        _drop_views(settings, views)
+    return results
+
+
+def batch_view(suite: str, run_id: str) -> str:
+    """The view (in VIEW_SCHEMA) that GX checks `suite` through in run `run_id`: one per suite and run, so two runs
+    that check at once never read each other's rows; it exists while the gate runs."""
+    return f"gx_{suite}_{hashlib.sha256(run_id.encode()).hexdigest()[:10]}"
+
+
+def _create_view(settings: Settings, view: str, query: str) -> None:
+    with postgres.warehouse(settings) as conn:
+        ops.ensure(conn, "dq_results")  # the ops schema
+        conn.execute(sql.SQL("drop view if exists {view}; create view {view} as {query}").format(
+            view=sql.Identifier(VIEW_SCHEMA, view), query=sql.SQL(query)))
+
+
+def _drop_views(settings: Settings, views: list[str]) -> None:
+    if views:
+        with postgres.warehouse(settings) as conn:
+            conn.execute(sql.SQL("drop view if exists {}").format(
+                sql.SQL(", ").join(sql.Identifier(VIEW_SCHEMA, v) for v in views)))
+
+
+def _check(context, specs: list[dict], validations: list, results: dict) -> None:
+    """Run the validations in one checkpoint (counts only; a failed suite again for its samples), put each suite's
+    results in `results` in the order of its file, and build the Data Docs once for all of them."""
+    import great_expectations as gx
+    from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
+
     name = "+".join(v.name for v in validations)
     run_results = dict(context.checkpoints.add_or_update(gx.Checkpoint(
         name=name, validation_definitions=validations, result_format=COUNTS_ONLY)).run().run_results)
@@ -186,7 +242,6 @@ def run_suites(settings: Settings, specs: list[dict], run_id: str) -> dict[str, 
     # One Data Docs build for the whole gate: this run's validation pages, their suites' pages and the index.
     context.build_data_docs(resource_identifiers=[
         *run_results, *(ExpectationSuiteIdentifier(name=name) for name in by_suite)])
-    return results
 
 
 def _result(exp: dict, res) -> CheckResult:
