@@ -100,13 +100,15 @@ def vacuum_and_analyze(settings: Settings) -> list[str]:
     a million customers the first daily run's staging tests on the claimed keys then scanned all 26M rows of
     raw.order_items for each key instead of using its index (over 10 minutes per test; 1.7 s to analyze it).
     VACUUM takes no lock that blocks readers or writers; a table this role does not own is skipped by PostgreSQL
-    with a warning."""
+    with a warning. Temporary tables are left alone, as autovacuum leaves them: those of other sessions (GX's copies,
+    kept by its pooled connections) cannot be vacuumed or analyzed from here."""
     done = []
     with postgres.warehouse(settings, autocommit=True) as conn:  # VACUUM cannot run in a transaction
         rows = conn.execute(
             "select schemaname, relname, to_vacuum, n_dead_tup, n_mod_since_analyze, n_live_tup from ("
-            "  select *, n_dead_tup > %(vt)s + %(vs)s * n_live_tup as to_vacuum,"
-            "         n_mod_since_analyze > %(at)s + %(as)s * n_live_tup as to_analyze from pg_stat_user_tables) t"
+            "  select s.*, n_dead_tup > %(vt)s + %(vs)s * n_live_tup as to_vacuum,"
+            "         n_mod_since_analyze > %(at)s + %(as)s * n_live_tup as to_analyze from pg_stat_user_tables s"
+            "  join pg_class c on c.oid = s.relid where c.relpersistence <> 't') t"  # another session's temp table
             " where to_vacuum or to_analyze order by to_vacuum desc, n_dead_tup + n_mod_since_analyze desc",
             {"vt": VACUUM_THRESHOLD, "vs": VACUUM_SCALE_FACTOR, "at": ANALYZE_THRESHOLD,
              "as": ANALYZE_SCALE_FACTOR}).fetchall()
