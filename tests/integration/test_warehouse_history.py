@@ -196,25 +196,24 @@ def test_the_vacuum_after_a_build_takes_dead_rows_and_analyzes_new_ones_past_aut
         time.sleep(0.1)
 
     # a temporary table of another session, past both thresholds: not this step's (nor autovacuum's) to take
-    other = postgres.warehouse(warehouse)
-    other.execute("create temp table scratch as select g as id from generate_series(1, 10000) g")
-    other.execute("delete from scratch where id <= 6000")
-    other.commit()
-    for _ in range(100):  # an open session reports its counts within a second or so of its commit
-        if scalar(warehouse, "select n_dead_tup from pg_stat_user_tables where relname = 'scratch'") == 6000:
-            break
-        time.sleep(0.1)
-    else:
-        raise AssertionError("the temporary table's dead rows were never reported")
+    with postgres.warehouse(warehouse) as other:  # open until the end: its temporary table lives with it
+        other.execute("create temp table scratch as select g as id from generate_series(1, 10000) g")
+        other.execute("delete from scratch where id <= 6000")
+        other.commit()
+        for _ in range(100):  # an open session reports its counts within a second or so of its commit
+            if scalar(warehouse, "select n_dead_tup from pg_stat_user_tables where relname = 'scratch'") == 6000:
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError("the temporary table's dead rows were never reported")
 
-    done = warehouse_module.vacuum_and_analyze(warehouse)
+        done = warehouse_module.vacuum_and_analyze(warehouse)
 
-    assert done.index("marts.relabelled") < done.index("marts.loaded")  # vacuums first, then the analyzes
-    assert "marts.barely_touched" not in done
-    assert query(warehouse, stats.format("relabelled")).values.tolist() == [[0, True, True]]
-    assert query(warehouse, stats.format("loaded")).values.tolist() == [[0, False, True]]
-    assert query(warehouse, stats.format("barely_touched")).values.tolist() == [[500, False, True]]  # the test's own
-    assert scalar(warehouse, "select n_distinct from pg_stats where tablename = 'loaded' and attname = 'id'") == -1
-    assert warehouse_module.vacuum_and_analyze(warehouse) == []  # nothing left past the thresholds
-    assert not [t for t in done if t.endswith(".scratch")]
-    other.close()
+        assert done.index("marts.relabelled") < done.index("marts.loaded")  # vacuums first, then the analyzes
+        assert "marts.barely_touched" not in done
+        assert query(warehouse, stats.format("relabelled")).values.tolist() == [[0, True, True]]
+        assert query(warehouse, stats.format("loaded")).values.tolist() == [[0, False, True]]
+        assert query(warehouse, stats.format("barely_touched")).values.tolist() == [[500, False, True]]  # the test's own
+        assert scalar(warehouse, "select n_distinct from pg_stats where tablename = 'loaded' and attname = 'id'") == -1
+        assert warehouse_module.vacuum_and_analyze(warehouse) == []  # nothing left past the thresholds
+        assert not [t for t in done if t.endswith(".scratch")]

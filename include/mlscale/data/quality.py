@@ -173,9 +173,7 @@ def run_suites(settings: Settings, specs: list[dict], run_id: str) -> dict[str, 
             elif spec.get("copy", True):
                 asset = copying.add_query_asset(name=spec["name"], query=query)
             else:
-                view = batch_view(spec["name"], run_id)
-                _create_view(settings, view, query)
-                views.append(view)
+                views.append(view := _create_view(settings, spec["name"], run_id, query))
                 asset = direct.add_table_asset(name=spec["name"], table_name=view, schema_name=VIEW_SCHEMA)
             suite = gx.ExpectationSuite(name=spec["name"])
             for exp in spec["expectations"]:
@@ -195,17 +193,15 @@ def run_suites(settings: Settings, specs: list[dict], run_id: str) -> dict[str, 
     return results
 
 
-def batch_view(suite: str, run_id: str) -> str:
-    """The view (in VIEW_SCHEMA) that GX checks `suite` through in run `run_id`: one per suite and run, so two runs
-    that check at once never read each other's rows; it exists while the gate runs."""
-    return f"gx_{suite}_{hashlib.sha256(run_id.encode()).hexdigest()[:10]}"
-
-
-def _create_view(settings: Settings, view: str, query: str) -> None:
+def _create_view(settings: Settings, suite: str, run_id: str, query: str) -> str:
+    """Create the view (in VIEW_SCHEMA) of `query` that GX checks `suite` through in run `run_id`; return its name.
+    One per suite and run, so two runs that check at once never read each other's rows; dropped when the gate ends."""
+    view = f"gx_{suite}_{hashlib.sha256(run_id.encode()).hexdigest()[:10]}"
     with postgres.warehouse(settings) as conn:
         ops.ensure(conn, "dq_results")  # the ops schema
         conn.execute(sql.SQL("drop view if exists {view}; create view {view} as {query}").format(
             view=sql.Identifier(VIEW_SCHEMA, view), query=sql.SQL(query)))
+    return view
 
 
 def _drop_views(settings: Settings, views: list[str]) -> None:
