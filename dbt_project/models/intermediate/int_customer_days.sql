@@ -9,6 +9,7 @@
             {'columns': ['activity_date']},
             {'columns': ['_max_loaded_at']},
         ],
+        post_hook="{{ customer_part_statistics(2) }}",
     )
 }}
 {#-

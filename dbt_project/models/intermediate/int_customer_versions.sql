@@ -20,6 +20,7 @@
     config(
         indexes=[{'columns': ['customer_id', 'valid_from'], 'unique': True}],
         pre_hook="set local jit = off",
+        post_hook="{{ customer_part_statistics(2) }}",
     )
 }}
 with regions as (
