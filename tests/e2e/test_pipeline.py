@@ -37,7 +37,7 @@ def clean_registry(stack):
     return registry.client(stack)
 
 
-def test_pipeline_end_to_end(warehouse, clean_registry):
+def test_pipeline_end_to_end(warehouse, clean_registry, one_configuration_spec):
     stats = generate(PARAMS, warehouse.landing_dir)
 
     runs = {}

@@ -15,9 +15,8 @@ from mlscale import postgres, registry
 from mlscale.airflow import dagrun
 from mlscale.modeling import features, judging, lineage, training
 from mlscale.config import Settings
-from mlscale.local.datagen import ShopParams
 from mlscale.specs import LOWER_IS_BETTER, SPECS_DIR, load_spec, load_specs
-from tests.helpers import build_shop, drop_registered_model, scalar
+from tests.helpers import airflow_shop, drop_registered_model, scalar
 
 pytestmark = pytest.mark.integration
 SPECS = load_specs()
@@ -25,8 +24,9 @@ SPECS = load_specs()
 
 @pytest.fixture(scope="module")
 def built(stack, tmp_path_factory):
-    """A small warehouse built once for the module: generated shop, COPY ingest, dbt build."""
-    build_shop(stack, tmp_path_factory.mktemp("landing"), ShopParams(customers=600, days=270, seed=31))
+    """A small warehouse for the module: a copy of the e2e shop that ingest_landing and warehouse_etl built once for
+    the test run (tests.helpers.airflow_shop)."""
+    airflow_shop(stack, tmp_path_factory.mktemp("landing"))
     for name in (*SPECS, "churn_weak"):
         drop_registered_model(stack, name)
     mlflow.set_tracking_uri(stack.mlflow_uri)
