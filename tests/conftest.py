@@ -29,7 +29,7 @@ os.environ.setdefault("MLSCALE_TASK_RETRY_DELAY", "5")
 import pytest  # noqa: E402
 
 from mlscale.config import Settings  # noqa: E402
-from tests.helpers import drop_templates, empty_warehouse, once_per_run, run_lock  # noqa: E402
+from tests.helpers import drop_templates, empty_warehouse, once_per_run, run_lock, write_spec_variant  # noqa: E402
 
 os.environ.update(Settings.from_env().service_env())
 
@@ -61,6 +61,21 @@ def stack(manifest) -> Settings:
     yield settings
     if not before:
         services.stop_background(settings, f"mlflow{settings.db_suffix}")
+
+
+@pytest.fixture
+def spec_variant(tmp_path, monkeypatch):
+    """`use(model, edit)`: the bundle's only spec is `model`'s shipped one after `edit(data)` changed its YAML data
+    (tests.helpers.write_spec_variant). The DAG bag is parsed again with it, and again after the test, so the next
+    test on the worker sees the shipped bundle."""
+    from mlscale.airflow import dagrun
+
+    def use(model: str, edit) -> None:
+        monkeypatch.setenv("MLSCALE_SPECS_DIR", str(write_spec_variant(tmp_path / "specs", model, edit)))
+        dagrun.dag_bag.cache_clear()
+
+    yield use
+    dagrun.dag_bag.cache_clear()
 
 
 @pytest.fixture

@@ -211,12 +211,3 @@ def write_spec_variant(folder: Path, model: str, edit) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{model}.yml").write_text(yaml.safe_dump(data))
     return folder
-
-
-def use_spec_variant(folder: Path, monkeypatch, model: str, edit) -> None:
-    """Point the bundle at `write_spec_variant(folder, model, edit)`; the DAG bag is rebuilt (clear
-    dagrun.dag_bag's cache again when done)."""
-    from mlscale.airflow import dagrun
-
-    monkeypatch.setenv("MLSCALE_SPECS_DIR", str(write_spec_variant(folder, model, edit)))
-    dagrun.dag_bag.cache_clear()

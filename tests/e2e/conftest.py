@@ -14,8 +14,7 @@ from mlscale.modeling import training
 from mlscale.production import promotion
 from mlscale.postgres import table_exists
 from mlscale.specs import BinnedMeanBaseline, Business, Candidate, Features, load_specs
-from mlscale.airflow import dagrun
-from tests.helpers import ONE_CONFIGURATION, airflow_shop, drop_registered_model, one_configuration, use_spec_variant
+from tests.helpers import ONE_CONFIGURATION, airflow_shop, drop_registered_model, one_configuration
 
 MODEL = "churn_90d"
 SPEC = load_specs()[MODEL]
@@ -41,13 +40,11 @@ def shop(stack, tmp_path_factory):
 
 
 @pytest.fixture
-def one_configuration_spec(tmp_path, monkeypatch):
+def one_configuration_spec(spec_variant):
     """The bundle with MODEL's shipped spec alone, its search cut to ONE_CONFIGURATION: the DAGs, features, baselines
     and gates are the shipped ones. The shipped searches are trained whole where they are the subject
     (tests/integration/test_training_mlflow.py, the model CI gate, the replay); here they would only add their cost."""
-    use_spec_variant(tmp_path / "specs", monkeypatch, MODEL, one_configuration)
-    yield
-    dagrun.dag_bag.cache_clear()
+    spec_variant(MODEL, one_configuration)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 from mlscale import registry
 from mlscale.airflow import dagrun
 from mlscale.local.datagen import ShopParams, generate
-from tests.helpers import drop_registered_model, one_configuration, query, scalar, use_spec_variant
+from tests.helpers import drop_registered_model, one_configuration, query, scalar
 
 pytestmark = pytest.mark.e2e
 MODEL = "churn_90d"
@@ -28,7 +28,7 @@ def _short_window_spec(data: dict) -> None:
 
 
 @pytest.fixture
-def short_window_spec(tmp_path, monkeypatch):
+def short_window_spec(spec_variant):
     """The shipped spec without the lifetime and BG/NBD features, judged against the recency rule only. On this
     generated orders-only shop BG/NBD ranks better than the model (ROC AUC 0.911 against 0.882: the generator's
     customers buy and lapse as BG/NBD assumes), and the model with the lifetime features loses to the recency
@@ -36,9 +36,7 @@ def short_window_spec(tmp_path, monkeypatch):
     test is about the chain running on orders alone; tests/e2e/test_real_orders.py judges the model against
     BG/NBD on a real log, with the shipped search. Here the search is cut to ONE_CONFIGURATION (the test alone: 81 s
     against 89 s with the search)."""
-    use_spec_variant(tmp_path / "specs", monkeypatch, MODEL, _short_window_spec)
-    yield
-    dagrun.dag_bag.cache_clear()
+    spec_variant(MODEL, _short_window_spec)
 
 
 def test_orders_only_chain(warehouse, short_window_spec):

@@ -20,7 +20,7 @@ from mlscale.local import services
 from mlscale.local.datagen import generate
 from mlscale.modeling import artifacts
 from tests.helpers import (AIRFLOW_SHOP, airflow_shop, checksum, drop_registered_model, free_port, query, scalar,
-                           one_configuration, server_folder, use_spec_variant)
+                           one_configuration, server_folder)
 from tests.reliability.conftest import Stopwatch
 
 pytestmark = pytest.mark.reliability
@@ -210,10 +210,10 @@ def _until_done_or_retried(env: dict, *args: str) -> list[int]:
 
 
 def test_an_mlflow_restart_during_training_and_promotion_is_retried_and_leaves_the_registry_consistent(
-        warehouse, tmp_path, monkeypatch):
+        warehouse, tmp_path, spec_variant):
     airflow_shop(warehouse, tmp_path / "shop")
     drop_registered_model(warehouse, MODEL)
-    use_spec_variant(tmp_path / "specs", monkeypatch, MODEL, one_configuration)  # the shipped spec, no search
+    spec_variant(MODEL, one_configuration)  # the shipped spec, no search
     client = registry.client(warehouse)
     env = dict(os.environ)
 
