@@ -39,6 +39,18 @@ def test_each_namespace_has_its_own_dbt_target_and_cosmos_cache(tmp_path):
     assert worker.service_env()["AIRFLOW__COSMOS__CACHE_DIR"] == str(tmp_path / ".mlscale" / "cosmos_test_gw1")
 
 
+def test_each_value_of_dbt_vars_has_a_target_folder_of_its_own(tmp_path):
+    from mlscale.data.warehouse import target_path
+
+    s = Settings.from_env({"MLSCALE_ROOT": str(tmp_path), "MLSCALE_DB_SUFFIX": "_test_gw1"})
+    assert target_path(s, "build", "--select", "tag:kpi") == s.dbt_target_dir
+    campaigns = target_path(s, "build", "--select", "tag:kpi", "--vars", '{"top_k": 0.1}')
+    assert campaigns.parent == s.dbt_target_dir and campaigns.name.startswith("vars-")
+    # the same vars give the same folder whatever the command; other vars another one
+    assert target_path(s, "docs", "generate", "--vars", '{"top_k": 0.1}') == campaigns
+    assert target_path(s, "build", "--vars", '{"top_k": 0.2}') not in (campaigns, s.dbt_target_dir)
+
+
 def test_timeouts_have_defaults_each_variable_overrides_and_child_processes_inherit(tmp_path):
     s = Settings.from_env({"MLSCALE_ROOT": str(tmp_path)})
     assert (s.pg_connect_timeout, s.pg_statement_timeout, s.pg_lock_timeout, s.dbt_timeout, s.task_timeout,

@@ -52,11 +52,13 @@ def build_kpis(settings: Settings, specs: dict[str, ModelSpec]) -> str:
 
 def dbt_docs(settings: Settings, specs: dict[str, ModelSpec]) -> Path:
     """`dbt docs generate --static` over every node, the KPI marts and the report's exposure included: one HTML
-    file (`static_index.html` in the namespace's dbt target folder) that opens in a browser without a server."""
-    from mlscale.data.warehouse import dbt
+    file (`static_index.html` in the dbt target folder of the campaigns' vars) that opens in a browser without a
+    server."""
+    from mlscale.data.warehouse import dbt, target_path
 
-    dbt(settings, "docs", "generate", "--static", "--select", "fqn:*", "--vars", outcomes.dbt_vars(specs))
-    return settings.dbt_target_dir / "static_index.html"
+    args = ("docs", "generate", "--static", "--select", "fqn:*", "--vars", outcomes.dbt_vars(specs))
+    dbt(settings, *args)
+    return target_path(settings, *args) / "static_index.html"
 
 
 def read_kpis(settings: Settings) -> dict[str, pd.DataFrame]:

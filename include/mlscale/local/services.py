@@ -158,12 +158,16 @@ def build_dbt_manifest(settings: Settings) -> Path:
 
     dbt writes into a folder of its own first; the manifest (and the partial-parse file Cosmos starts from)
     then replace the old ones by rename, so a DAG processor or test worker parsing the bundle meanwhile
-    reads the old file or the new one, never half of one."""
+    reads the old file or the new one, never half of one. The folder starts with a copy of the last parse, so dbt
+    parses only what changed since (it parses everything when that parse was made for other vars or connection)."""
     from mlscale.data.warehouse import dbt
 
     target = settings.dbt_manifest.parent
     staging = target / f".parse-{os.getpid()}"
     try:
+        if (target / "partial_parse.msgpack").exists():
+            staging.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(target / "partial_parse.msgpack", staging / "partial_parse.msgpack")
         dbt(settings, "parse", "--target-path", str(staging))
         for name in ("partial_parse.msgpack", "manifest.json"):  # the manifest last: it is what readers look for
             if (staging / name).exists():
