@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlscale.modeling.evaluation import Economics, by_segment, calibration_error, campaign, evaluate
+from mlscale.modeling.evaluation import WeightedRocAuc, Economics, by_segment, calibration_error, campaign, evaluate
 from mlscale.specs import load_specs
 
 CHURN = load_specs()["churn_90d"]
@@ -83,3 +83,16 @@ def test_segments_cut_numeric_columns_at_the_edges():
     assert rows[("region", "unknown")]["metrics"] == {}  # fewer than 30 rows: no metrics
     assert rows[("tenure_band", "under 90")]["label_mean"] == pytest.approx(0.5)
     assert sum(r["rows"] for k, r in rows.items() if k[0] == "region") == n
+
+
+def test_weighted_roc_auc_is_roc_auc_score_on_the_resampled_rows():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 2, 500)
+    scores = np.round(rng.uniform(0, 1, 500) + 0.3 * y, 1)  # rounded: many ties, within and across the classes
+    auc = WeightedRocAuc(y, scores)
+    assert auc(np.ones(500)) == pytest.approx(roc_auc_score(y, scores), abs=1e-12)
+    for _ in range(20):
+        idx = rng.integers(0, 500, 500)
+        assert auc(np.bincount(idx, minlength=500)) == pytest.approx(roc_auc_score(y[idx], scores[idx]), abs=1e-12)

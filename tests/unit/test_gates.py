@@ -29,6 +29,18 @@ def test_bootstrap_interval_is_zero_for_identical_models_and_positive_for_a_bett
     assert worse["high"] < 0
 
 
+def test_bootstrap_of_roc_auc_gives_the_interval_of_roc_auc_score_on_the_same_resamples():
+    from sklearn.metrics import roc_auc_score
+
+    frame, y, good, noise = _holdout(n=300)
+    got = gates.paired_bootstrap(SPEC, y, good, noise, samples=300, confidence=0.9)
+    rng = np.random.default_rng(gates.SEED)  # the gate's resamples, scored by scikit-learn
+    diffs = [roc_auc_score(y[i], good[i]) - roc_auc_score(y[i], noise[i])
+             for i in (rng.integers(0, 300, 300) for _ in range(300))]
+    want = np.quantile(diffs, [0.05, 0.95])
+    assert (got["low"], got["high"], got["mean"]) == pytest.approx((*want, np.mean(diffs)), abs=1e-12)
+
+
 def test_production_gate_passes_a_better_candidate_and_names_each_failed_check():
     frame, y, good, noise = _holdout()
     passed = gates.production(SPEC, frame, good, noise, "production v1")

@@ -30,6 +30,27 @@ def calibration_error(y_true: np.ndarray, prob: np.ndarray, bins: int = 10) -> f
     return float(total / len(prob))
 
 
+class WeightedRocAuc:
+    """ROC AUC of fixed labels and scores under row weights, such as a bootstrap resample's count of each row: the
+    value `roc_auc_score` gives on the resampled rows (the Mann-Whitney statistic, a tie counting one half), from
+    one sort done up front. A paired bootstrap needs it thousands of times per promotion, and scikit-learn's input
+    checks made each call cost 2 ms, about 20 times this."""
+
+    def __init__(self, y_true: np.ndarray, scores: np.ndarray):
+        scores = np.asarray(scores, dtype=float)
+        self._order = np.argsort(scores, kind="stable")
+        ranked = scores[self._order]
+        self._positive = np.asarray(y_true)[self._order] == 1
+        self._distinct = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]])  # first row of each distinct score
+
+    def __call__(self, weights: np.ndarray) -> float:
+        w = np.asarray(weights, dtype=float)[self._order]
+        pos = np.add.reduceat(np.where(self._positive, w, 0.0), self._distinct)
+        neg = np.add.reduceat(np.where(self._positive, 0.0, w), self._distinct)
+        lower = np.cumsum(neg) - neg  # the negatives' weight below each distinct score
+        return float((pos * (lower + neg / 2)).sum() / (pos.sum() * neg.sum()))
+
+
 def _metrics():
     from sklearn import metrics as m
 

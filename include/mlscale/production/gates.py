@@ -128,13 +128,20 @@ def paired_bootstrap(spec: ModelSpec, y: np.ndarray, candidate: np.ndarray, refe
     rng = np.random.default_rng(SEED)
     metric = spec.primary_metric
     y, candidate, reference = (np.asarray(a, dtype=float) for a in (y, candidate, reference))
+
+    def on_resample(scores):
+        if metric == "roc_auc":  # the same values, from the resample's row counts (evaluation.WeightedRocAuc)
+            auc = evaluation.WeightedRocAuc(y, scores)
+            return lambda idx: auc(np.bincount(idx, minlength=len(y)))
+        return lambda idx: evaluation.metric(metric, y[idx], scores[idx])
+
+    cand, ref = on_resample(candidate), on_resample(reference)
     diffs = []
     for _ in range(samples):
         idx = rng.integers(0, len(y), len(y))
         if spec.task == "classification" and len(np.unique(y[idx])) < 2:
             continue
-        diffs.append(improvement(metric, evaluation.metric(metric, y[idx], candidate[idx]),
-                                 evaluation.metric(metric, y[idx], reference[idx])))
+        diffs.append(improvement(metric, cand(idx), ref(idx)))
     alpha = (1 - confidence) / 2
     low, high = np.quantile(diffs, [alpha, 1 - alpha])
     return {"low": float(low), "high": float(high), "mean": float(np.mean(diffs)), "samples": len(diffs)}
