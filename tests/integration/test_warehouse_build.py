@@ -1,6 +1,7 @@
 """dbt builds the warehouse on real PostgreSQL, and the feature mart matches features computed by hand."""
 
 import json
+import re
 import logging
 import shutil
 
@@ -11,6 +12,7 @@ import pytest
 from mlscale import postgres
 from mlscale.local.datagen import ShopParams, generate, read_landing
 from mlscale.data.ingest import ingest_landing, retract_file
+from mlscale.data import quality
 from mlscale.data.quality import DataQualityError, docs_dir, gate
 from mlscale.data.warehouse import DbtFailed, StaleSource, claim_batch, freshness_target, publish_batch, source_freshness
 from tests.helpers import build, dbt, empty_warehouse, query, scalar, update_features
@@ -117,7 +119,7 @@ def _sample(path, **kwargs) -> list:
     return found["partial_unexpected_list"]
 
 
-def test_quality_gate_stops_a_null_flood(warehouse, capfd):
+def test_quality_gate_stops_a_null_flood(warehouse, capfd, monkeypatch):
     stats = generate(ShopParams(customers=250, days=60, seed=5, feeds=("orders",)), warehouse.landing_dir)
     ingest_landing(warehouse.dsn(warehouse.warehouse_db), warehouse.landing_dir)
     assert claim_batch(warehouse, "run-1") == stats.files["orders"]
@@ -144,6 +146,13 @@ def test_quality_gate_stops_a_null_flood(warehouse, capfd):
                            " and expectation = 'expect_column_values_to_not_be_null' and kwargs->>'column' = 'customer_id'"
                            " order by id")
     assert row.values.tolist() == [[True, 0], [False, flooded]]
+    # The Data Docs index lists only the newest results (GX reads each listed one back on every build).
+    monkeypatch.setattr(quality, "DOCS_INDEX_RESULTS", 1)
+    with pytest.raises(DataQualityError):
+        gate(warehouse, "raw_orders", "run-1")
+    (listed,) = set(re.findall(r"validations/[^\"\\]+\.html", quality.docs_index(warehouse).read_text()))
+    assert listed.startswith("validations/raw_orders/") and (quality.docs_index(warehouse).parent / listed).exists()
+    assert len(_stored_results(warehouse, "raw_orders")) >= 3  # the older results are kept
 
 
 def test_feature_gate_checks_the_rows_the_run_wrote_and_the_newest_matured_labels(warehouse):
