@@ -24,9 +24,9 @@ from tests.helpers import free_port, one_configuration, write_spec_variant
 pytestmark = pytest.mark.integration
 MODEL = "churn_90d"
 PARAMS = ShopParams(customers=600, days=270, seed=21)  # the shop of tests/e2e/test_pipeline.py
-CHAIN = {"ingest_landing", "warehouse_etl", f"monitor_{MODEL}", f"train_{MODEL}", f"promote_{MODEL}", f"score_{MODEL}",
-         "business_report"}
-CELERY_CHAIN = {"ingest_landing", "warehouse_etl"}
+# The chain in the order the assets carry it.
+CHAIN = ("ingest_landing", "warehouse_etl", f"monitor_{MODEL}", f"train_{MODEL}", f"promote_{MODEL}", f"score_{MODEL}",
+         "business_report")
 TIMEOUT = 900
 
 
@@ -52,7 +52,7 @@ def _wait(settings, what: str, done, timeout: float = TIMEOUT):
     return result
 
 
-@pytest.fixture(params=["local", "celery"])
+@pytest.fixture
 def running_stack(request, stack, tmp_path):
     """`mlscale up --executor <param>` as on a new machine, in a namespace of its own: new databases (an Airflow
     metadata DB with no other test's DAGs, runs or queued asset events), its own MLflow server, ports, folders and
@@ -84,8 +84,13 @@ def running_stack(request, stack, tmp_path):
         os.environ.update(saved)
 
 
-def test_a_landed_day_runs_the_chain_through_the_scheduler(running_stack):
+def _run_chain(running_stack, last: str):
+    """Land a day, trigger ingest_landing through the REST API (the DAGs of CHAIN after `last` paused), wait for the
+    chain to `last` to finish by itself, and check what both executors promise: each DAG once after the trigger (the manual
+    run, then asset-triggered ones), every task at its first try, nothing failed since the stack started, the day in
+    the warehouse. Returns the settings and the hosts that ran tasks."""
     executor, settings, since = running_stack
+    chain = set(CHAIN[:CHAIN.index(last) + 1])
     url = f"http://127.0.0.1:{airflow_ui.ui_port()}"
     # The daily DAGs' run for today, which the scheduler creates once they are unpaused, happens first (on no
     # data: ingest_landing skips, score_ skips without a Production version); the day lands after it.
@@ -96,8 +101,7 @@ def test_a_landed_day_runs_the_chain_through_the_scheduler(running_stack):
     password = json.loads((settings.airflow_home / "simple_auth_manager_passwords.json.generated").read_text())
     token = _rest(url, "/auth/token", {"username": airflow_ui.ADMIN_USER,
                                        "password": password[airflow_ui.ADMIN_USER]})["access_token"]
-    chain = CHAIN if executor == "local" else CELERY_CHAIN
-    for dag_id in sorted(CHAIN - chain):
+    for dag_id in sorted(set(CHAIN) - chain):
         assert _rest(url, f"/api/v2/dags/{dag_id}", {"is_paused": True}, token, method="PATCH")["is_paused"]
     stats = generate(PARAMS, settings.landing_dir)
     started = datetime.now(timezone.utc)
@@ -112,9 +116,8 @@ def test_a_landed_day_runs_the_chain_through_the_scheduler(running_stack):
         finished = {dag_id for dag_id, state in runs if state == "success"}
         return runs if chain <= finished and all(state == "success" for _, state in runs) else None
 
-    runs = _wait(settings, f"the chain to {'business_report' if executor == 'local' else 'warehouse_etl'}", chain_done)
+    runs = _wait(settings, f"{executor}: the chain to {last}", chain_done)
 
-    # Each DAG ran once after the trigger (the manual run, then asset-triggered ones), every task at its first try.
     after = _metadata(settings, "select dag_id, run_id, run_type from dag_run where queued_at >= %s", started)
     assert sorted(d for d, _, _ in after) == sorted({d for d, _ in runs}) == sorted(chain), after
     assert {(d, t) for d, _, t in after if d == "ingest_landing"} == {("ingest_landing", "manual")}
@@ -125,22 +128,21 @@ def test_a_landed_day_runs_the_chain_through_the_scheduler(running_stack):
     assert {n for _, _, n, _, _ in tries} == {1}, [t for t in tries if t[2] != 1]
     # nor did anything fail since the stack started (today's scheduled runs before the day landed included)
     assert not _metadata(settings, "select dag_id, run_id from dag_run where state = 'failed' and queued_at >= %s", since)
-    # (the scheduler marks EmptyOperator tasks done itself: they have no host)
-    hosts = {host for _, _, _, host, state in tries if state == "success" and host}
-    if executor == "celery":  # both workers took tasks, and said so
-        assert hosts == {f"{getfqdn()}-worker-1", f"{getfqdn()}-worker-2"}
-    else:
-        assert hosts == {getfqdn()}
-
-    # The day is in the warehouse; with the whole chain, a Production version serves and it scored every active
-    # customer once.
     with postgres.warehouse(settings) as conn:
         assert conn.execute("select count(*) from raw.orders").fetchone()[0] == stats.rows["orders"]
         assert conn.execute("select count(*) from ops.ingest_files where etl_status = 'published'").fetchone()[0] \
             == sum(stats.files.values())
-        if executor == "celery":
-            assert conn.execute("select count(distinct as_of_date) from ml.customer_features").fetchone()[0] > 1
-            return
+    # (the scheduler marks EmptyOperator tasks done itself: they have no host)
+    return settings, {host for _, _, _, host, state in tries if state == "success" and host}
+
+
+@pytest.mark.parametrize("running_stack", ["local"], indirect=True)
+def test_the_local_executor_runs_the_whole_chain_by_itself(running_stack):
+    settings, hosts = _run_chain(running_stack, "business_report")
+
+    assert hosts == {getfqdn()}
+    # A Production version serves, and it scored every active customer of the newest as-of date once.
+    with postgres.warehouse(settings) as conn:
         latest, active = conn.execute("select as_of_date, count(*) from ml.customer_features"
                                       " group by 1 order by 1 desc limit 1").fetchone()
         scored = conn.execute("select model_version, as_of_date, count(distinct customer_id) from ml.predictions"
@@ -149,3 +151,12 @@ def test_a_landed_day_runs_the_chain_through_the_scheduler(running_stack):
                                                          "aliases": ["production"]}]
     assert scored == [("1", latest, active)]
     assert "<h1>Business report</h1>" in (settings.reports_dir / "business_report.html").read_text()
+
+
+@pytest.mark.parametrize("running_stack", ["celery"], indirect=True)
+def test_the_celery_executor_spreads_the_tasks_over_both_workers(running_stack):
+    settings, hosts = _run_chain(running_stack, "warehouse_etl")
+
+    assert hosts == {f"{getfqdn()}-worker-1", f"{getfqdn()}-worker-2"}  # both workers took tasks, and said so
+    with postgres.warehouse(settings) as conn:
+        assert conn.execute("select count(distinct as_of_date) from ml.customer_features").fetchone()[0] > 1
