@@ -86,9 +86,9 @@ def running_stack(request, stack, tmp_path):
 
 def _run_chain(running_stack, last: str):
     """Land a day, trigger ingest_landing through the REST API (the DAGs of CHAIN after `last` paused), wait for the
-    chain to `last` to finish by itself, and check what both executors promise: each DAG once after the trigger (the manual
-    run, then asset-triggered ones), every task at its first try, nothing failed since the stack started, the day in
-    the warehouse. Returns the settings and the hosts that ran tasks."""
+    chain to `last` to finish by itself, and check what both executors promise: each DAG once after the trigger
+    (the manual run, then asset-triggered ones), every task at its first try, nothing failed since the stack
+    started, the day in the warehouse. Returns the settings and the hosts that ran tasks."""
     executor, settings, since = running_stack
     chain = set(CHAIN[:CHAIN.index(last) + 1])
     url = f"http://127.0.0.1:{airflow_ui.ui_port()}"

@@ -1,8 +1,8 @@
 """dbt builds the warehouse on real PostgreSQL, and the feature mart matches features computed by hand."""
 
 import json
-import re
 import logging
+import re
 import shutil
 
 import pandas as pd
