@@ -31,15 +31,15 @@ $(MARIADB_HEADERS):
 UV_VERSION := 0.13.9
 PIP := $(BIN)/python -m pip install -q --disable-pip-version-check
 UV := $(BIN)/uv pip install -q --python $(BIN)/python
+# pip's warning for each file:// index of this machine's pip configuration that a package is not found in
+NO_FILE_WARNINGS := 2>&1 | { grep -v "^WARNING: Location 'file:" || true; }
 $(INSTALLED): requirements.lock pyproject.toml | $(MARIADB_HEADERS)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "mlscale needs Python 3.11 (set PYTHON=/path/to/python3.11)")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "installing requirements.lock into $(VENV) with uv (under a minute the first time) ..."
-	{ $(PIP) uv==$(UV_VERSION) && $(UV) --compile-bytecode -r requirements.lock && $(UV) --no-deps -e .; } 2>&1 \
-	  | { grep -v "^WARNING: Location 'file:" || true; } \
+	{ $(PIP) uv==$(UV_VERSION) && $(UV) --compile-bytecode -r requirements.lock && $(UV) --no-deps -e .; } $(NO_FILE_WARNINGS) \
 	|| { echo "uv could not install the lock: installing it with pip (about 2 minutes) ..."; \
-	     $(PIP) -r requirements.lock 2>&1 | { grep -v "^WARNING: Location 'file:" || true; } && \
-	     $(PIP) --no-deps -e . 2>&1 | { grep -v "^WARNING: Location 'file:" || true; }; }
+	     $(PIP) -r requirements.lock $(NO_FILE_WARNINGS) && $(PIP) --no-deps -e . $(NO_FILE_WARNINGS); }
 	touch $@
 
 setup: $(INSTALLED)
