@@ -9,11 +9,11 @@ loaded by ingest; the days alternate between two ways of taking a day to the mar
 The plain-SQL checks are written from the same suite files (include/gx/*.yml): one aggregate query per suite
 computing every expectation in it. After each baseline day, the GX gates run on the same batch and their
 unexpected counts and verdicts are checked against the SQL's (so the two compute the same checks), and both
-are timed: the GX gate as warehouse_etl runs it (results recorded, Data Docs updated) against the SQL.
-Prints the medians and the ratios (targets: warehouse_etl at most 1.25x the baseline; GX at most 2x the SQL),
-and the slowest tasks of the last Airflow run. Also GX's floor: the least a gate can be, one expectation on a
-one-row query in the same context, checkpoint and Data Docs build (each gate pays it), against the SQL of every
-check. `--customers` sets the shop's size: the overhead per run is fixed, so the ratio falls as the day's work grows.
+are timed: the GX gate as warehouse_etl runs it (results recorded) against the SQL, and apart the run's Data Docs
+step after both gates (the SQL makes no report). Prints the medians and the ratios (targets: warehouse_etl at most
+1.25x the baseline; GX at most 2x the SQL), and the slowest tasks of the last Airflow run. Also GX's floor: the least
+a gate can be, one expectation on a one-row query in the same context and checkpoint (each gate pays it), against
+the SQL of every check. `--customers` sets the shop's size: the overhead per run is fixed, so the ratio falls as the day's work grows.
 Own databases (suffix _bench_etl, dropped at the end), a temporary landing folder (removed).
 Usage:
     .venv/bin/python bench/etl_overhead.py [--rounds 3] [--customers 3000]
@@ -162,8 +162,9 @@ def baseline(settings: Settings, run_id: str) -> dict[str, float]:
     return t
 
 
-def compare_gx(settings: Settings, run_id: str, sql_results) -> tuple[float, float, float, float]:
-    """GX gates on the baseline's batch, checked against the SQL results; (gx raw, gx mart, sql raw, sql mart) s."""
+def compare_gx(settings: Settings, run_id: str, sql_results) -> tuple[float, float, float, float, float]:
+    """GX gates on the baseline's batch, checked against the SQL results, then the run's Data Docs;
+    (gx raw, gx mart, sql raw, sql mart, data docs) s."""
     times = []
     for layer, expected in zip(("raw", "mart"), sql_results):
         names = quality.suites(settings, layer)
@@ -172,11 +173,14 @@ def compare_gx(settings: Settings, run_id: str, sql_results) -> tuple[float, flo
         times.append(time.monotonic() - t0)
         if got != expected:
             raise SystemExit(f"GX and SQL disagree on the {layer} suites:\nGX:  {got}\nSQL: {expected}")
+    t0 = time.monotonic()
+    quality.build_docs(settings, run_id)
+    docs = time.monotonic() - t0
     for layer in ("raw", "mart"):
         t0 = time.monotonic()
         sql_gate(settings, quality.suites(settings, layer), run_id)
         times.append(time.monotonic() - t0)
-    return tuple(times)
+    return (*times, docs)
 
 
 def gx_floor(settings: Settings, run_id: str) -> float:
@@ -263,7 +267,8 @@ def measure(settings: Settings, shop: ShopParams, rounds: int) -> None:
         print(f"round {r + 1}: warehouse_etl through Airflow {airflow[-1]:.1f} s (day {day}, {airflow_day}); baseline "
               f"{bare[-1]:.1f} s (dbt build + vacuum {dbt_s[-1]:.1f} s, SQL checks {check_s[-1]:.2f} s; "
               f"day {day + 1}, {bare_day}); "
-              f"GX raw {gx[-1][0]:.1f} s, mart {gx[-1][1]:.1f} s, SQL raw {gx[-1][2]:.2f} s, mart {gx[-1][3]:.2f} s; "
+              f"GX raw {gx[-1][0]:.1f} s, mart {gx[-1][1]:.1f} s, SQL raw {gx[-1][2]:.2f} s, mart {gx[-1][3]:.2f} s, "
+              f"Data Docs {gx[-1][4]:.2f} s; "
               f"GX floor {floor[-1]:.2f} s",
               flush=True)
         day += 2
@@ -274,13 +279,15 @@ def measure(settings: Settings, shop: ShopParams, rounds: int) -> None:
     for task, seconds in tasks[:12]:
         print(f"  {seconds:6.1f} s  {task}")
     # What the run's shape costs whatever dbt and the checks do: the watching tasks (a task per model and one per
-    # model's tests, each only reading what the build reported), dag.test()'s loop between tasks, two GX floors.
+    # model's tests, each only reading what the build reported), dag.test()'s loop between tasks, two GX floors and
+    # the Data Docs step.
     watching = [s for t, s in tasks if t.startswith("dbt.") and t != f"dbt.{PRODUCER}"]
     loop = result.seconds - sum(s for _, s in tasks)
-    shape = sum(watching) + loop + 2 * med(floor)
+    docs = med(g[4] for g in gx)
+    shape = sum(watching) + loop + 2 * med(floor) + docs
     print(f"the run's shape: {len(watching)} watching tasks {sum(watching):.1f} s, dag.test()'s loop {loop:.1f} s, "
-          f"two GX floors {2 * med(floor):.1f} s: {shape:.1f} s, so at least {(med(bare) + shape) / med(bare):.2f}x "
-          f"the baseline with the model-level view")
+          f"two GX floors {2 * med(floor):.1f} s, Data Docs {docs:.1f} s: {shape:.1f} s, so at least "
+          f"{(med(bare) + shape) / med(bare):.2f}x the baseline with the model-level view")
     gx_s = [g[0] + g[1] for g in gx]
     sql_s = [g[2] + g[3] for g in gx]
     print(f"\nmedian of {rounds}: warehouse_etl through Airflow {med(airflow):.1f} s, baseline {med(bare):.1f} s "
@@ -289,7 +296,8 @@ def measure(settings: Settings, shop: ShopParams, rounds: int) -> None:
           f"(target <= 1.25)")
     print(f"GX gates (raw + mart, as warehouse_etl runs them) {med(gx_s):.1f} s, the same checks in SQL "
           f"{med(sql_s):.2f} s: ratio {med(gx_s) / med(sql_s):.1f} (target <= 2); raw {med(g[0] for g in gx):.1f} s "
-          f"vs {med(g[2] for g in gx):.2f} s, mart {med(g[1] for g in gx):.1f} s vs {med(g[3] for g in gx):.2f} s")
+          f"vs {med(g[2] for g in gx):.2f} s, mart {med(g[1] for g in gx):.1f} s vs {med(g[3] for g in gx):.2f} s; "
+          f"then the run's Data Docs step {docs:.2f} s")
     print(f"GX floor (one expectation on one row, per gate) {med(floor):.2f} s: two gates' floor {2 * med(floor):.2f} s "
           f"= {2 * med(floor) / med(sql_s):.1f}x the SQL of every check; overhead per run through Airflow "
           f"{med(airflow) - med(bare):.1f} s")

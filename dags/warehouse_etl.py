@@ -26,9 +26,11 @@
    wrote (`mart_customer_features`) and the label rate at the newest matured as-of date
    (`mart_customer_labels`).
 7. `publish_batch`: marks the claimed files published.
+8. `data_docs`: adds this run's GX results to the GX Data Docs site
+   (`.mlscale/gx/gx/uncommitted/data_docs/local_site/index.html`) once both gates are done, also
+   when one failed: its page shows up to 20 of the values that failed each expectation.
 
-Every GX result lands in `ops.dq_results` and in the GX Data Docs site
-(`.mlscale/gx/gx/uncommitted/data_docs/local_site/index.html`). **Produces:** the
+Every GX result also lands in `ops.dq_results` (the business report reads it). **Produces:** the
 `ml.customer_features` asset, which triggers the `train_<model>` DAGs.
 """
 
@@ -38,7 +40,7 @@ import sys
 from pathlib import Path
 
 from airflow.providers.standard.operators.empty import EmptyOperator
-from airflow.sdk import dag, get_current_context, task
+from airflow.sdk import TriggerRule, dag, get_current_context, task
 from cosmos import DbtTaskGroup, ExecutionConfig, ProfileConfig, ProjectConfig, RenderConfig
 from cosmos.constants import ExecutionMode, InvocationMode, LoadMode, TestBehavior, TestIndirectSelection
 
@@ -141,10 +143,21 @@ def warehouse_etl():
 
         return publish_batch(settings(), get_current_context()["run_id"])
 
+    @task(trigger_rule=TriggerRule.ALL_DONE)
+    def data_docs() -> str | None:
+        """This run's GX results in the Data Docs site, after both gates (also a failed one)."""
+        from mlscale.config import settings
+        from mlscale.data.quality import build_docs
+
+        index = build_docs(settings(), get_current_context()["run_id"])
+        return None if index is None else str(index)
+
     checks_passed = EmptyOperator(task_id="checks_passed", doc_md="The raw gate and source freshness passed: dbt may build.")
-    claim_batch() >> [check_raw(), check_freshness()] >> checks_passed
+    raw, features = check_raw(), check_features()
+    claim_batch() >> [raw, check_freshness()] >> checks_passed
     watch_after_build(dbt, checks_passed)  # checks_passed >> dbt; producer >> dbt_build_ended >> the first watchers
-    dbt >> vacuum() >> check_features() >> publish_batch()
+    dbt >> vacuum() >> features >> publish_batch()
+    [raw, features] >> data_docs()
 
 
 warehouse_etl()

@@ -106,9 +106,13 @@ def _retract(args) -> None:
 
 
 def _quality(args) -> None:
-    from mlscale.data.quality import gate
+    from mlscale.data.quality import build_docs, gate
 
-    print(json.dumps(gate(settings(), args.suite, f"cli-{int(time.time())}")))
+    s, run_id = settings(), f"cli-{int(time.time())}"
+    try:
+        print(json.dumps(gate(s, args.suite, run_id)))
+    finally:
+        build_docs(s, run_id)
 
 
 def _train(args) -> None:

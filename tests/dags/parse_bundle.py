@@ -58,6 +58,7 @@ dags = {
         "tasks": sorted(t.task_id for t in dag.tasks),
         "outlets": {t.task_id: sorted(a.name for a in t.outlets) for t in dag.tasks if t.outlets},
         "upstream": {t.task_id: sorted(t.upstream_task_ids) for t in dag.tasks},
+        "trigger_rules": {t.task_id: t.trigger_rule.value for t in dag.tasks if t.trigger_rule != "all_success"},
         # An asset schedule is AssetAll(assets...): the names of the assets it waits for.
         "assets": sorted(a.name for a in getattr(getattr(dag.timetable, "asset_condition", None), "objects", ())),
     }

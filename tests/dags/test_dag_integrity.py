@@ -118,6 +118,9 @@ def test_dbt_models_render_as_tasks_with_their_tests(parsed, manifest):
     assert {"claim_batch", "check_raw", "check_freshness", "check_features", "publish_batch"} <= set(tasks)
     # After the build and before anything reads the marts, the vacuum of what the build left dead.
     assert upstream["check_features"] == ["vacuum"] and upstream["publish_batch"] == ["check_features"]
+    # The run's Data Docs pages once both gates are done, also when one failed.
+    assert upstream["data_docs"] == ["check_features", "check_raw"]
+    assert parsed["dags"]["warehouse_etl"]["trigger_rules"]["data_docs"] == "all_done"
     dbt_tasks = [t for t in tasks if t.startswith("dbt.")]
     last = [t for t in dbt_tasks if not any(t in upstream[d] for d in dbt_tasks)]
     assert last and sorted(upstream["vacuum"]) == sorted(last)

@@ -1,10 +1,14 @@
 """Bad deliveries through Airflow: each is caught where it should be, and nothing bad reaches the marts."""
 
+import re
+from urllib.parse import unquote
+
 import pytest
 
 from mlscale import postgres
 from mlscale.airflow import dagrun
 from mlscale.local.datagen import DirtyData, ShopParams, generate
+from mlscale.data import quality
 from mlscale.data.ingest import ingest_landing, retract_file
 from mlscale.data.warehouse import run_etl
 from tests.helpers import airflow_shop, checksum, dbt, query, scalar
@@ -43,6 +47,12 @@ def test_null_flood_fails_the_run_before_dbt(warehouse):
     assert scalar(warehouse, "select to_regclass('ml.customer_features')") is None
     failed = scalar(warehouse, "select count(*) from ops.dq_results where suite = 'raw_orders_per_file' and not success")
     assert failed == 1
+    # The failed gate's results are in the Data Docs, under the run's name, with the values that failed.
+    assert result.task_states["data_docs"] == "success"
+    index = quality.docs_index(warehouse)
+    (page,) = {unquote(p) for p in re.findall(r"validations/raw_orders_per_file/[^\"\\]+\.html", index.read_text())
+               if quality._run_name(result.run_id) in unquote(p)}  # the index's links are URL-encoded
+    assert "Failed" in (index.parent / page).read_text()
     assert scalar(warehouse, "select count(*) from ops.ingest_files where etl_status = 'published'") == 0
 
     # The operator takes the flooded file back; the next run publishes everything else (warehouse_etl's steps in

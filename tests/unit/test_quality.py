@@ -59,3 +59,14 @@ def test_a_malformed_suite_names_the_file_and_the_problem(tmp_path: Path, body: 
     with pytest.raises(ValueError) as exc:
         load_suite(path)
     assert str(exc.value).startswith(f"{path}: ") and error in str(exc.value)
+
+
+@pytest.mark.parametrize("run_id, name", [
+    ("manual__2026-12-07T00:00:00.123+00:00", "manual__2026-12-07T00:00:00.123+00:00"),  # Airflow's ids: unchanged
+    ("asset_triggered__2026-12-07T06:00:00+00:00_aBc12", "asset_triggered__2026-12-07T06:00:00+00:00_aBc12"),
+    ("../../etc", ".._.._etc"), ("a b'c;d", "a_b_c_d"), ("..", "__"), (".", "_"), ("", "_"),
+])
+def test_a_run_id_becomes_a_gx_run_name_that_is_one_folder_of_its_own(run_id, name):
+    from mlscale.data.quality import _run_name
+
+    assert _run_name(run_id) == name

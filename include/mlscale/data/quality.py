@@ -10,7 +10,8 @@ GX checks a query suite's rows in a temporary copy on the server (the query runs
 a view of the query in ops, which exists while the gate runs (each check runs the query: for a cheap filter of many
 rows, as the feature mart's newest rows, where copying them costs more than the checks).
 `severity: critical` (the default) fails the run; `warning` is recorded and logged.
-Every run also updates the GX Data Docs site under <state>/gx<suffix>/.
+GX keeps each result under the run's id (its run name); `build_docs`, a step of its own after both gates of a run
+(also when one failed), adds the run's pages to the GX Data Docs site under <state>/gx<suffix>/.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,9 +140,15 @@ def docs_index(settings: Settings) -> Path:
     return docs_dir(settings) / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
 
 
-def run_suites(settings: Settings, specs: list[dict], run_id: str) -> dict[str, list[CheckResult] | None]:
-    """Validate the suites with GX (pushed down as SQL) in one context and one checkpoint, then update the Data Docs
-    once for all of them; a suite whose batch has no rows maps to None."""
+def _run_name(run_id: str) -> str:
+    """The GX run name of run `run_id`: the id, with what a file name should not hold replaced (GX stores each result
+    under validations/<suite>/<run name>/ and refuses a name with a slash; "." or ".." would name another folder)."""
+    name = re.sub(r"[^A-Za-z0-9_.:+-]", "_", run_id)
+    return "_" * max(len(name), 1) if set(name) <= {"."} else name  # "", "." or ".." name no folder of its own
+
+
+def _context(settings: Settings):
+    """The GX file context of the settings' project, without progress bars, its Data Docs index limited."""
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
@@ -152,6 +160,15 @@ def run_suites(settings: Settings, specs: list[dict], run_id: str) -> dict[str, 
     if site["site_index_builder"].get("validation_results_limit") != DOCS_INDEX_RESULTS:
         site["site_index_builder"]["validation_results_limit"] = DOCS_INDEX_RESULTS
         context.update_data_docs_site("local_site", site)
+    return context
+
+
+def run_suites(settings: Settings, specs: list[dict], run_id: str) -> dict[str, list[CheckResult] | None]:
+    """Validate the suites with GX (pushed down as SQL) in one context and one checkpoint, their results stored
+    under the run's name; a suite whose batch has no rows maps to None."""
+    import great_expectations as gx
+
+    context = _context(settings)
     # The connection string stays a ${variable} in the project files: no credentials on disk. Two sources on it:
     # `copying` has GX run a query once into a temporary table on the server and check the copy (without one, GX
     # 1.24 held a query's whole result in this process: 2.4 GiB at 100k customers); `direct` checks a table, or a
@@ -195,7 +212,7 @@ def run_suites(settings: Settings, specs: list[dict], run_id: str) -> dict[str, 
                 name=spec["name"], data=asset.add_batch_definition_whole_table("all_rows"),
                 suite=context.suites.add_or_update(suite))))
         if validations:
-            _check(context, specs, validations, results)
+            _check(context, specs, validations, results, run_id)
     finally:
         _drop_views(settings, views)
     return results
@@ -219,15 +236,15 @@ def _drop_views(settings: Settings, views: list[str]) -> None:
                 sql.SQL(", ").join(sql.Identifier(VIEW_SCHEMA, v) for v in views)))
 
 
-def _check(context, specs: list[dict], validations: list, results: dict) -> None:
-    """Run the validations in one checkpoint (counts only; a failed suite again for its samples), put each suite's
-    results in `results` in the order of its file, and build the Data Docs once for all of them."""
+def _check(context, specs: list[dict], validations: list, results: dict, run_id: str) -> None:
+    """Run the validations in one checkpoint (counts only; a failed suite again for its samples) and put each
+    suite's results in `results` in the order of its file."""
     import great_expectations as gx
-    from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
+    from great_expectations.core.run_identifier import RunIdentifier
 
-    name = "+".join(v.name for v in validations)
+    name, run = "+".join(v.name for v in validations), RunIdentifier(run_name=_run_name(run_id))
     run_results = dict(context.checkpoints.add_or_update(gx.Checkpoint(
-        name=name, validation_definitions=validations, result_format=COUNTS_ONLY)).run().run_results)
+        name=name, validation_definitions=validations, result_format=COUNTS_ONLY)).run(run_id=run).run_results)
     failed = {key: res.suite_name for key, res in run_results.items() if not res.success}
     if failed:
         # A suite that failed runs again with GX's default format, so its Data Docs page shows up to 20 of the
@@ -237,15 +254,32 @@ def _check(context, specs: list[dict], validations: list, results: dict) -> None
             del run_results[key]
         again = [v for v in validations if v.name in failed.values()]
         run_results.update(context.checkpoints.add_or_update(gx.Checkpoint(
-            name=f"{name} failed", validation_definitions=again)).run().run_results)
+            name=f"{name} failed", validation_definitions=again)).run(run_id=run).run_results)
     by_suite = {res.suite_name: res for res in run_results.values()}
     for spec in specs:
         if spec["name"] in by_suite:
             results[spec["name"]] = [_result(exp, res) for exp, res in
                                      zip(spec["expectations"], _ordered(by_suite[spec["name"]], spec["expectations"]))]
-    # One Data Docs build for the whole gate: this run's validation pages, their suites' pages and the index.
-    context.build_data_docs(resource_identifiers=[
-        *run_results, *(ExpectationSuiteIdentifier(name=name) for name in by_suite)])
+
+
+def build_docs(settings: Settings, run_id: str) -> Path | None:
+    """Add run `run_id`'s validation results to the Data Docs site (their pages, their suites' pages, the index) and
+    return the index; None when the run validated nothing.
+
+    One build per run, after both gates, also when a gate failed (its page shows the failing values): GX compiles its
+    page templates again on every build (0.4-0.5 s), which in each gate was a third of the gate at 100k customers."""
+    from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
+
+    context = _context(settings)
+    name = _run_name(run_id)
+    keys = [key for key in context.validation_results_store.list_keys() if key.run_id.run_name == name]
+    if not keys:  # an empty list would have GX build a page for every result it keeps
+        log.info("GX Data Docs: run %s validated nothing, no page to add", run_id)
+        return None
+    checked = sorted({key.expectation_suite_identifier.name for key in keys})
+    context.build_data_docs(resource_identifiers=[*keys, *(ExpectationSuiteIdentifier(name=n) for n in checked)])
+    log.info("GX Data Docs: %d result(s) of run %s, index %s", len(keys), run_id, docs_index(settings))
+    return docs_index(settings)
 
 
 def _result(exp: dict, res) -> CheckResult:
@@ -303,7 +337,6 @@ def gate(settings: Settings, suite_names: str | list[str], run_id: str) -> dict[
                      for r in failed]
         summary[name] = {"passed": sum(r.success for r in results), "failed": sum(not r.success for r in results),
                          "failed_critical": len(failed)}
-    log.info("GX Data Docs: %s", docs_index(settings))
     if failures:
         raise DataQualityError(f"{len(failures)} critical expectation(s) failed:\n" + "\n".join(failures))
     return summary

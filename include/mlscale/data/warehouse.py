@@ -82,18 +82,21 @@ def drop_schemas(settings: Settings) -> None:
 
 def run_etl(settings: Settings, run_id: str) -> dict:
     """warehouse_etl's steps in one process, for replays and `mlscale etl`: claim, raw gate, dbt build, vacuum,
-    feature gate, publish.
+    feature gate, publish, and the run's Data Docs pages (also when a step failed).
 
     The DAG runs the same functions as tasks (dbt one model per task, through Cosmos). Source freshness
     is left out: a replay loads every file the moment it is written, so its sources are always fresh.
     """
-    from mlscale.data.quality import gate, suites
+    from mlscale.data.quality import build_docs, gate, suites
 
     claimed = claim_batch(settings, run_id)
-    raw = gate(settings, suites(settings, "raw"), run_id)
-    dbt(settings, "build")
-    vacuum_and_analyze(settings)
-    marts = gate(settings, suites(settings, "mart"), run_id)
+    try:
+        raw = gate(settings, suites(settings, "raw"), run_id)
+        dbt(settings, "build")
+        vacuum_and_analyze(settings)
+        marts = gate(settings, suites(settings, "mart"), run_id)
+    finally:
+        build_docs(settings, run_id)
     return {"claimed": claimed, "published": publish_batch(settings, run_id), "raw_checks": raw, "mart_checks": marts}
 
 
