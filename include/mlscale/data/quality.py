@@ -6,9 +6,10 @@ so a bad delivery is caught even when the table's history dilutes it. In a query
 filter on _file_sha256 and `{run_id}` the quoted run id. A batch-scoped suite with no rows is skipped,
 as is one with `skip_when_empty: true`; any other suite runs on what it selects, none included.
 `contract_feed` prepends "not null" for every required column of that feed in the landing contract.
-GX checks a query suite's rows in a temporary copy on the server (the query runs once), or with `copy: false` through
-a view of the query in ops, which exists while the gate runs (each check runs the query: for a cheap filter of many
-rows, as the feature mart's newest rows, where copying them costs more than the checks).
+GX checks a query suite's rows in a copy the gate makes on the server (an unlogged table in ops: the query runs once,
+and whether it selected any row is a look at the copy), or with `copy: false` through a view of the query in ops
+(each check runs the query: for a cheap filter of many rows, as the feature mart's newest rows, where copying them
+costs more than the checks); either exists while the gate runs.
 `severity: critical` (the default) fails the run; `warning` is recorded and logged.
 GX keeps each result under the run's id (its run name); `build_docs`, a step of its own after both gates of a run
 (also when one failed), adds the run's pages to the GX Data Docs site under <state>/gx<suffix>/.
@@ -39,7 +40,7 @@ CONNECTION_VAR = "MLSCALE_GX_WAREHOUSE_URL"
 # where nothing is unexpected that query reads every row to find none (at 100k customers, 15 scans of the 1.25M rows
 # a daily run writes: 2.4 of the feature gate's 7.7 s). A suite that fails runs again for its samples (run_suites).
 COUNTS_ONLY = {"result_format": "SUMMARY", "partial_unexpected_count": 0}
-VIEW_SCHEMA = "ops"
+RELATION_SCHEMA = "ops"
 # The Data Docs index lists this many of the newest validation results (each warehouse_etl run adds about five):
 # GX reads back every result it lists on each build, 5 ms each, so an unlimited index made each gate slower by
 # every day's results (a year of daily runs: 13 s a gate). The pages of older results stay where they are.
@@ -125,11 +126,6 @@ def _query(spec: dict, run_id: str) -> str | None:
     return None
 
 
-def _count(settings: Settings, query: str) -> int:
-    with postgres.warehouse(settings) as conn:
-        return conn.execute(f"select count(*) from ({query}) as q").fetchone()[0]
-
-
 def docs_dir(settings: Settings) -> Path:
     """Where the GX project (and its Data Docs site) lives."""
     return settings.state_dir / f"gx{settings.db_suffix}"
@@ -169,42 +165,33 @@ def run_suites(settings: Settings, specs: list[dict], run_id: str) -> dict[str, 
     import great_expectations as gx
 
     context = _context(settings)
-    # The connection string stays a ${variable} in the project files: no credentials on disk. Two sources on it:
-    # `copying` has GX run a query once into a temporary table on the server and check the copy (without one, GX
-    # 1.24 held a query's whole result in this process: 2.4 GiB at 100k customers); `direct` checks a table, or a
-    # suite with `copy: false` through a view of its query, in place (each check runs on the warehouse's tables, with
-    # their indexes and parallel plans; nothing is copied or held here).
-    url = "${" + CONNECTION_VAR + "}"
-    copying = context.data_sources.add_or_update_postgres(name="warehouse", connection_string=url,
-                                                          create_temp_table=True)
-    direct = context.data_sources.add_or_update_postgres(name="warehouse_direct", connection_string=url,
-                                                         create_temp_table=False)
+    # The connection string stays a ${variable} in the project files: no credentials on disk. GX checks tables in
+    # place (its SQL runs on the server, nothing is held in this process): a suite's table, or for a query the
+    # gate's own relation of it (`_relation`: a copy of its rows, or a view).
+    source = context.data_sources.add_or_update_postgres(name="warehouse_direct", connection_string="${" +
+                                                         CONNECTION_VAR + "}", create_temp_table=False)
     results: dict[str, list[CheckResult] | None] = {}
-    validations, views = [], []
+    validations, relations = [], []
     try:
         for spec in specs:
-            query = _query(spec, run_id)
-            skippable = spec.get("scope") == "batch" or spec.get("skip_when_empty", False)
-            if query is not None and skippable and _count(settings, query) == 0:
-                log.info("suite %s: its query selects no rows in this run, nothing to check", spec["name"])
-                results[spec["name"]] = None
-                continue
-            for source in (copying, direct):
-                if spec["name"] in source.get_asset_names():
-                    source.delete_asset(spec["name"])
-            if query is None:
+            if (query := _query(spec, run_id)) is None:
                 schema, table = spec["table"].split(".", 1)
-                asset = direct.add_table_asset(name=spec["name"], table_name=table, schema_name=schema)
-            elif spec.get("copy", True):
-                asset = copying.add_query_asset(name=spec["name"], query=query)
             else:
-                views.append(view := _create_view(settings, spec["name"], run_id, query))
-                asset = direct.add_table_asset(name=spec["name"], table_name=view, schema_name=VIEW_SCHEMA)
+                relations.append(relation := _relation(settings, spec["name"], run_id, query, spec.get("copy", True)))
+                schema, table = RELATION_SCHEMA, relation[1]
+                skippable = spec.get("scope") == "batch" or spec.get("skip_when_empty", False)
+                if skippable and _is_empty(settings, table):
+                    log.info("suite %s: its query selects no rows in this run, nothing to check", spec["name"])
+                    results[spec["name"]] = None
+                    continue
+            if spec["name"] in source.get_asset_names():
+                source.delete_asset(spec["name"])
+            asset = source.add_table_asset(name=spec["name"], table_name=table, schema_name=schema)
             suite = gx.ExpectationSuite(name=spec["name"])
             for exp in spec["expectations"]:
                 suite.add_expectation(_expectation_class(exp["type"])(**exp.get("kwargs", {})))
-            # An earlier run's validation definition may name the asset in the other source, which GX cannot read
-            # back to update (a suite's `copy` changed): each run writes its own.
+            # An earlier run's validation definition may name an asset GX cannot read back to update (of a source an
+            # earlier version of this module used): each run writes its own.
             store = context.validation_definition_store
             if store.has_key(key := store.get_key(name=spec["name"], id=None)):
                 store.remove_key(key)
@@ -214,26 +201,35 @@ def run_suites(settings: Settings, specs: list[dict], run_id: str) -> dict[str, 
         if validations:
             _check(context, specs, validations, results, run_id)
     finally:
-        _drop_views(settings, views)
+        _drop(settings, relations)
     return results
 
 
-def _create_view(settings: Settings, suite: str, run_id: str, query: str) -> str:
-    """Create the view (in VIEW_SCHEMA) of `query` that GX checks `suite` through in run `run_id`; return its name.
-    One per suite and run, so two runs that check at once never read each other's rows; dropped when the gate ends."""
-    view = f"gx_{suite}_{hashlib.sha256(run_id.encode()).hexdigest()[:10]}"
+def _relation(settings: Settings, suite: str, run_id: str, query: str, copy: bool) -> tuple[str, str]:
+    """Create the relation in RELATION_SCHEMA that GX checks `suite` through in run `run_id`: ("table", name) holding
+    the query's rows (`copy`: the query runs once, its rows written unlogged) or ("view", name) of the query (each
+    check runs it). One per suite and run, so two runs that check at once never read each other's rows; dropped
+    when the gate ends (`_drop`)."""
+    kind, name = ("table", "copy") if copy else ("view", "view")
+    name = f"gx_{suite}_{hashlib.sha256(run_id.encode()).hexdigest()[:10]}_{name}"
+    create = "create unlogged table {name} as {query}" if copy else "create view {name} as {query}"
     with postgres.warehouse(settings) as conn:
         ops.ensure(conn, "dq_results")  # the ops schema
-        conn.execute(sql.SQL("drop view if exists {view}; create view {view} as {query}").format(
-            view=sql.Identifier(VIEW_SCHEMA, view), query=sql.SQL(query)))
-    return view
+        conn.execute(sql.SQL(f"drop {kind} if exists {{name}}; {create}").format(
+            name=sql.Identifier(RELATION_SCHEMA, name), query=sql.SQL(query)))
+    return kind, name
 
 
-def _drop_views(settings: Settings, views: list[str]) -> None:
-    if views:
-        with postgres.warehouse(settings) as conn:
-            conn.execute(sql.SQL("drop view if exists {}").format(
-                sql.SQL(", ").join(sql.Identifier(VIEW_SCHEMA, v) for v in views)))
+def _is_empty(settings: Settings, relation: str) -> bool:
+    with postgres.warehouse(settings) as conn:
+        return conn.execute(sql.SQL("select not exists (select from {})").format(
+            sql.Identifier(RELATION_SCHEMA, relation))).fetchone()[0]
+
+
+def _drop(settings: Settings, relations: list[tuple[str, str]]) -> None:
+    with postgres.warehouse(settings) as conn:
+        for kind, name in relations:
+            conn.execute(sql.SQL(f"drop {kind} if exists {{}}").format(sql.Identifier(RELATION_SCHEMA, name)))
 
 
 def _check(context, specs: list[dict], validations: list, results: dict, run_id: str) -> None:
