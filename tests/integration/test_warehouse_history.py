@@ -1,5 +1,6 @@
 """Time in the warehouse: features never see the future, and customer history is kept as SCD2."""
 
+import concurrent.futures
 import time
 
 import pytest
@@ -217,3 +218,34 @@ def test_the_vacuum_after_a_build_takes_dead_rows_and_analyzes_new_ones_past_aut
         assert scalar(warehouse, "select n_distinct from pg_stats where tablename = 'loaded' and attname = 'id'") == -1
         assert warehouse_module.vacuum_and_analyze(warehouse) == []  # nothing left past the thresholds
         assert not [t for t in done if t.endswith(".scratch")]
+
+
+def test_a_table_dropped_while_the_vacuum_waits_for_it_is_skipped(warehouse):
+    # Another session (a quality gate dropping its copy, a dbt run its temporary relation) holds a table the vacuum
+    # listed and drops it while the vacuum waits for its lock: the vacuum carries on with the rest.
+    with postgres.warehouse(warehouse) as conn:
+        conn.execute("create schema marts")  # a schema of the warehouse: the next test's fixture drops it
+        for table in ("gone", "kept"):
+            conn.execute(f"create table marts.{table} (id int) with (autovacuum_enabled = off)")
+            conn.execute(f"insert into marts.{table} select g from generate_series(1, 10000) g")
+    for _ in range(100):  # the inserts' counts are reported when their backend ends
+        if scalar(warehouse, "select sum(n_mod_since_analyze) from pg_stat_user_tables where schemaname = 'marts'") \
+                == 20000:
+            break
+        time.sleep(0.1)
+    with postgres.warehouse(warehouse) as holder:
+        holder.execute("lock table marts.gone in access exclusive mode")
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            vacuum = pool.submit(warehouse_module.vacuum_and_analyze, warehouse)
+            for _ in range(300):
+                if scalar(warehouse, "select count(*) from pg_stat_activity where wait_event_type = 'Lock'"
+                                     " and query ilike 'analyze %%gone%%'"):
+                    break
+                time.sleep(0.05)
+            else:
+                raise AssertionError(f"the vacuum never waited for marts.gone: {vacuum.result(timeout=60)}")
+            holder.execute("drop table marts.gone")
+            holder.commit()
+            done = vacuum.result(timeout=60)
+    assert "marts.kept" in done and "marts.gone" not in done
+    assert scalar(warehouse, "select last_analyze is not null from pg_stat_user_tables where relname = 'kept'")

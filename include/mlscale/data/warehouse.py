@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from psycopg import sql
+from psycopg import errors, sql
 
 from mlscale import postgres
 from mlscale.config import Settings
@@ -118,8 +118,8 @@ def vacuum_and_analyze(settings: Settings) -> list[str]:
     a million customers the first daily run's staging tests on the claimed keys then scanned all 26M rows of
     raw.order_items for each key instead of using its index (over 10 minutes per test; 1.7 s to analyze it).
     VACUUM takes no lock that blocks readers or writers; a table this role does not own is skipped by PostgreSQL
-    with a warning. Temporary tables are left alone, as autovacuum leaves them: those of other sessions (GX's copies,
-    kept by its pooled connections) cannot be vacuumed or analyzed from here."""
+    with a warning. Temporary tables are left alone, as autovacuum leaves them: those of other sessions (a client's
+    scratch tables, kept by its pooled connections) cannot be vacuumed or analyzed from here."""
     done = []
     with postgres.warehouse(settings, autocommit=True) as conn:  # VACUUM cannot run in a transaction
         rows = conn.execute(
@@ -132,8 +132,12 @@ def vacuum_and_analyze(settings: Settings) -> list[str]:
              "as": ANALYZE_SCALE_FACTOR}).fetchall()
         for schema, table, vacuum, dead, written, live in rows:
             t0 = time.monotonic()
-            conn.execute(sql.SQL("vacuum (analyze) {}" if vacuum else "analyze {}").format(
-                sql.Identifier(schema, table)))
+            try:
+                conn.execute(sql.SQL("vacuum (analyze) {}" if vacuum else "analyze {}").format(
+                    sql.Identifier(schema, table)))
+            except errors.UndefinedTable:  # dropped since the list was read (a quality gate's copy, say)
+                log.info("%s.%s: dropped before its turn, nothing to do", schema, table)
+                continue
             log.info("%s %s.%s: %d dead rows, %d written since its last analyze, %d live; %.1f s",
                      "vacuumed" if vacuum else "analyzed", schema, table, dead, written, live, time.monotonic() - t0)
             done.append(f"{schema}.{table}")
