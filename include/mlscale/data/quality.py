@@ -217,12 +217,11 @@ def _relation(settings: Settings, suite: str, run_id: str, query: str, copy: boo
     the query's rows (`copy`: the query runs once, its rows written unlogged) or ("view", name) of the query (each
     check runs it). One per suite and run, so two runs that check at once never read each other's rows; dropped
     when the gate ends (`_drop`)."""
-    kind, name = ("table", "copy") if copy else ("view", "view")
-    name = f"gx_{suite}_{hashlib.sha256(run_id.encode()).hexdigest()[:10]}_{name}"
-    create = "create unlogged table {name} as {query}" if copy else "create view {name} as {query}"
+    kind, create = ("table", "create unlogged table") if copy else ("view", "create view")
+    name = f"gx_{suite}_{hashlib.sha256(run_id.encode()).hexdigest()[:10]}_{'copy' if copy else 'view'}"
     with postgres.warehouse(settings) as conn:
         ops.ensure(conn, "dq_results")  # the ops schema
-        conn.execute(sql.SQL(f"drop {kind} if exists {{name}}; {create}").format(
+        conn.execute(sql.SQL(f"drop {kind} if exists {{name}}; {create} {{name}} as {{query}}").format(
             name=sql.Identifier(RELATION_SCHEMA, name), query=sql.SQL(query)))
     return kind, name
 
@@ -234,6 +233,8 @@ def _is_empty(settings: Settings, relation: str) -> bool:
 
 
 def _drop(settings: Settings, relations: list[tuple[str, str]]) -> None:
+    if not relations:  # a gate of table suites made none
+        return
     with postgres.warehouse(settings) as conn:
         for kind, name in relations:
             conn.execute(sql.SQL(f"drop {kind} if exists {{}}").format(sql.Identifier(RELATION_SCHEMA, name)))
